@@ -1,0 +1,86 @@
+// Every failure rollout anticipates is a RolloutError subclass; cli/main.ts maps
+// them to exit codes in one place. Messages state the fact, then the next step.
+
+/** Base of every anticipated failure. Anything else reaching main.ts is a bug. */
+export class RolloutError extends Error {
+  override name = 'RolloutError';
+}
+
+/** The command line itself is wrong (unknown flag, missing argument). */
+export class UsageError extends RolloutError {
+  override name = 'UsageError';
+}
+
+/** An inventory or playbook file is missing, does not parse or fails its schema. */
+export class InputError extends RolloutError {
+  override name = 'InputError';
+  readonly file: string;
+  readonly problems: readonly string[];
+  constructor(file: string, problems: readonly string[]) {
+    super(`${file} is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+/** A node could not be read or checked; nothing has been changed anywhere. */
+export class NodeError extends RolloutError {
+  override name = 'NodeError';
+  readonly node: string;
+  constructor(node: string, message: string) {
+    super(`${node}: ${message}`);
+    this.node = node;
+  }
+}
+
+/** A host key was not in known_hosts, or differs from the recorded one. */
+export class HostKeyError extends NodeError {
+  override name = 'HostKeyError';
+}
+
+/** One or more nodes failed the checks made before any change; nothing was changed. */
+export class PreflightError extends RolloutError {
+  override name = 'PreflightError';
+  readonly failures: readonly string[];
+  constructor(failures: readonly string[]) {
+    super(`preflight failed, no node was changed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
+    this.failures = failures;
+  }
+}
+
+/** A file on a node differs from what the plan read; the plan must be made again. */
+export class StalePlanError extends NodeError {
+  override name = 'StalePlanError';
+  constructor(node: string, path: string) {
+    super(node, `${path} changed after the plan was made; nothing was written to it. Run \`rollout plan\` again and review the new diff`);
+  }
+}
+
+/** The operator declined, or no TTY was there to ask and --yes was not given. */
+export class NotConfirmedError extends RolloutError {
+  override name = 'NotConfirmedError';
+}
+
+/** A node failed its gate; it was restored from its backup and the rollout stopped. */
+export class RolloutFailedError extends RolloutError {
+  override name = 'RolloutFailedError';
+  readonly node: string;
+  /** true when the restore itself gated healthy; false means the node needs a human now. */
+  readonly restored: boolean;
+  constructor(node: string, restored: boolean, message: string) {
+    super(message);
+    this.node = node;
+    this.restored = restored;
+  }
+}
+
+/** A remote command exited non-zero where success was required. */
+export class RemoteCommandError extends NodeError {
+  override name = 'RemoteCommandError';
+  readonly code: number | null;
+  constructor(node: string, what: string, code: number | null, stderr: string) {
+    const detail = stderr.trim().split('\n').slice(-3).join(' | ');
+    super(node, `${what} failed (exit ${code ?? 'signal'})${detail ? `: ${detail}` : ''}`);
+    this.code = code;
+  }
+}

@@ -1,0 +1,78 @@
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InputError } from '../errors.js';
+import { loadYamlFile } from '../util/validate-yaml.js';
+import { InventorySchema, type InventoryFile, type Vars } from './schema.js';
+
+/** One node as rollout will reach it: every SSH setting resolved, paths absolute. */
+export type NodeTarget = {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  identityFile?: string;
+  knownHosts: string;
+  connectTimeoutMs: number;
+  envFile?: string;
+  configFile?: string;
+};
+
+/** A validated inventory with its nodes resolved; secrets are still references. */
+export type Inventory = {
+  file: string;
+  nodes: NodeTarget[];
+  vars: Vars;
+  playbookFile: string;
+  parallel: number;
+};
+
+/** The playbook used when the inventory names none: the one shipped with rollout. */
+export const DEFAULT_PLAYBOOK = fileURLToPath(new URL('../../playbooks/minkms-vault-hsm.yaml', import.meta.url));
+
+/** Reads and validates an inventory file; throws InputError naming file, line and key. */
+export async function loadInventory(file: string): Promise<Inventory> {
+  const raw = await loadYamlFile(file, InventorySchema, 'inventory');
+  return resolveInventory(raw, path.resolve(file));
+}
+
+/** Pure: applies defaults and per-node overrides, resolves `~` and relative paths. */
+export function resolveInventory(raw: InventoryFile, file: string): Inventory {
+  const dir = path.dirname(file);
+  const local = (p: string) => expandPath(p, dir);
+  const nodes = raw.nodes.map((n): NodeTarget => {
+    const identityFile = n.identityFile ?? raw.ssh.identityFile;
+    return {
+      name: n.name ?? n.host,
+      host: n.host,
+      port: n.port ?? raw.ssh.port,
+      user: n.user ?? raw.ssh.user,
+      ...(identityFile ? { identityFile: local(identityFile) } : {}),
+      knownHosts: local(raw.ssh.knownHosts),
+      connectTimeoutMs: raw.ssh.connectTimeoutSeconds * 1000,
+      ...(n.envFile ? { envFile: n.envFile } : {}),
+      ...(n.configFile ? { configFile: n.configFile } : {}),
+    };
+  });
+  const seen = new Map<string, number>();
+  const problems: string[] = [];
+  nodes.forEach((n, i) => {
+    const first = seen.get(n.name);
+    if (first !== undefined) problems.push(`nodes[${i}]: node name "${n.name}" is already used by nodes[${first}]; give each node a unique \`name\``);
+    else seen.set(n.name, i);
+  });
+  if (problems.length > 0) throw new InputError(file, problems);
+  return {
+    file,
+    nodes,
+    vars: raw.vars,
+    playbookFile: raw.playbook ? local(raw.playbook) : DEFAULT_PLAYBOOK,
+    parallel: raw.parallel,
+  };
+}
+
+/** `~/x` to the home directory, relative paths against `dir`. */
+export function expandPath(p: string, dir: string): string {
+  if (p === '~' || p.startsWith('~/')) return path.join(homedir(), p.slice(1));
+  return path.resolve(dir, p);
+}

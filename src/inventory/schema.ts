@@ -1,0 +1,94 @@
+import { z } from 'zod';
+
+/**
+ * Where a secret comes from: a literal string, `{ env: NAME }` or `{ file: path }`
+ * (relative to the inventory). Resolved only when needed, never stored or printed.
+ */
+export const SecretRefSchema = z.union([
+  z.string().min(1),
+  z.strictObject({ env: z.string().min(1) }),
+  z.strictObject({ file: z.string().min(1) }),
+]);
+export type SecretRef = z.infer<typeof SecretRefSchema>;
+
+const name = z.string().min(1);
+
+export const SshSchema = z.strictObject({
+  /** Login user; anyone but root runs the node commands through `sudo -n`. */
+  user: name.default('root'),
+  port: z.number().int().min(1).max(65535).default(22),
+  identityFile: z.string().min(1).optional(),
+  knownHosts: z.string().min(1).default('~/.ssh/known_hosts'),
+  connectTimeoutSeconds: z.number().positive().max(600).default(15),
+});
+export type SshSettings = z.infer<typeof SshSchema>;
+
+export const NodeSchema = z.strictObject({
+  /** Defaults to `host`; must be unique in the inventory. */
+  name: name.optional(),
+  host: name,
+  port: z.number().int().min(1).max(65535).optional(),
+  user: name.optional(),
+  identityFile: z.string().min(1).optional(),
+  /** Overrides the playbook's env file path on this node. */
+  envFile: z.string().startsWith('/').optional(),
+  /** Overrides the config path otherwise taken from `--config` in the env file. */
+  configFile: z.string().startsWith('/').optional(),
+});
+export type NodeEntry = z.infer<typeof NodeSchema>;
+
+const optionalName = z.string().min(1).optional();
+
+export const AppRoleSchema = z.strictObject({
+  id: name,
+  secret: SecretRefSchema,
+  namespace: optionalName,
+  path: optionalName,
+});
+
+export const KubernetesSchema = z.strictObject({
+  role: name,
+  /** The service-account JWT itself or a path to it on the node (as MinKMS reads it). */
+  jwt: SecretRefSchema,
+  namespace: optionalName,
+  path: optionalName,
+});
+
+export const VaultSchema = z
+  .strictObject({
+    server: z.string().regex(/^https?:\/\/[^/\s]+/, 'must be a URL like https://vault.example.net:8200'),
+    approle: AppRoleSchema.optional(),
+    kubernetes: KubernetesSchema.optional(),
+    transit: z.strictObject({ key: name, namespace: optionalName, path: optionalName }),
+  })
+  .superRefine((v, ctx) => {
+    const set = [v.approle && 'approle', v.kubernetes && 'kubernetes'].filter(Boolean);
+    if (set.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: set.length === 0
+          ? 'set exactly one authentication method: `approle` or `kubernetes` (neither is set)'
+          : 'set exactly one authentication method: `approle` or `kubernetes` (both are set)',
+      });
+    }
+  });
+export type VaultVars = z.infer<typeof VaultSchema>;
+
+export const VarsSchema = z.strictObject({
+  vault: VaultSchema,
+  /** true: after Vault is proven on every node, phase 2 removes the local HSM key. */
+  disableLocalHsm: z.boolean().default(false),
+});
+export type Vars = z.infer<typeof VarsSchema>;
+
+export const InventorySchema = z.strictObject({
+  version: z.literal('v1'),
+  /** Relative to the inventory file; defaults to the bundled minkms-vault-hsm playbook. */
+  playbook: z.string().min(1).optional(),
+  ssh: SshSchema.default(SshSchema.parse({})),
+  /** How many nodes are connected to and read at once while planning. */
+  parallel: z.number().int().min(1).max(512).default(16),
+  nodes: z.array(NodeSchema).min(1),
+  vars: VarsSchema,
+});
+export type InventoryFile = z.infer<typeof InventorySchema>;

@@ -1,0 +1,79 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { InputError } from '../errors.js';
+import { expandPath } from './load.js';
+import type { SecretRef, Vars } from './schema.js';
+
+/** Variables the playbook may reference, secrets resolved, plus the secret values for redaction. */
+export type ResolvedVars = {
+  values: Record<string, unknown>;
+  /** Every secret value resolved; any output passes through a redactor built from these. */
+  secrets: string[];
+};
+
+/**
+ * Resolves a secret reference. A missing variable or unreadable file is an InputError
+ * naming the inventory file and key path; the value itself never appears in an error.
+ */
+export async function resolveSecret(ref: SecretRef, keyPath: string, inventoryFile: string): Promise<string> {
+  if (typeof ref === 'string') return ref;
+  if ('env' in ref) {
+    const value = process.env[ref.env];
+    if (value === undefined || value === '') {
+      throw new InputError(inventoryFile, [
+        `${keyPath}: environment variable ${ref.env} is not set (or empty); export it before running rollout`,
+      ]);
+    }
+    return value;
+  }
+  const file = expandPath(ref.file, path.dirname(inventoryFile));
+  try {
+    const value = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+    if (value === '') throw Object.assign(new Error('empty'), { code: 'it is empty' });
+    return value;
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new InputError(inventoryFile, [`${keyPath}: cannot read secret file ${file} (${why}); check the path and its permissions`]);
+  }
+}
+
+/**
+ * Builds the values the playbook sees. `vault` holds exactly the keys of the
+ * procedure's `hsm.vault` section, in its order; optional keys only when given.
+ */
+export async function resolveVars(vars: Vars, inventoryFile: string): Promise<ResolvedVars> {
+  const secrets: string[] = [];
+  const secret = async (ref: SecretRef, keyPath: string) => {
+    const value = await resolveSecret(ref, keyPath, inventoryFile);
+    secrets.push(value);
+    return value;
+  };
+  const { vault } = vars;
+  const auth = vault.approle
+    ? {
+        approle: compact({
+          id: vault.approle.id,
+          secret: await secret(vault.approle.secret, 'vars.vault.approle.secret'),
+          namespace: vault.approle.namespace,
+          path: vault.approle.path,
+        }),
+      }
+    : {
+        kubernetes: compact({
+          role: vault.kubernetes!.role,
+          jwt: await secret(vault.kubernetes!.jwt, 'vars.vault.kubernetes.jwt'),
+          namespace: vault.kubernetes!.namespace,
+          path: vault.kubernetes!.path,
+        }),
+      };
+  const section = {
+    server: vault.server,
+    ...auth,
+    transit: compact({ key: vault.transit.key, namespace: vault.transit.namespace, path: vault.transit.path }),
+  };
+  return { values: { vault: section, disableLocalHsm: vars.disableLocalHsm }, secrets };
+}
+
+function compact<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

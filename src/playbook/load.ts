@@ -1,0 +1,38 @@
+import { InputError } from '../errors.js';
+import { loadYamlFile } from '../util/validate-yaml.js';
+import { PlaybookSchema, type Playbook } from './schema.js';
+
+/** Reads and validates a playbook, including references between its parts. */
+export async function loadPlaybook(file: string): Promise<Playbook> {
+  const playbook = await loadYamlFile(file, PlaybookSchema, 'playbook');
+  const problems = checkPlaybook(playbook);
+  if (problems.length > 0) throw new InputError(file, problems);
+  return playbook;
+}
+
+/** Pure: references to files and regexes that the schema alone cannot check. */
+export function checkPlaybook(p: Playbook): string[] {
+  const problems: string[] = [];
+  for (const [key, spec] of Object.entries(p.files)) {
+    if (spec.fromEnv && !p.files[spec.fromEnv.file]) problems.push(`files.${key}.fromEnv.file: no file named "${spec.fromEnv.file}" in \`files\``);
+  }
+  p.phases.forEach((phase, i) => {
+    phase.tasks.forEach((task, j) => {
+      if ('file' in task && !p.files[task.file]) {
+        problems.push(`phases[${i}].tasks[${j}].file: no file named "${task.file}" in \`files\``);
+      }
+    });
+  });
+  const regexes = [
+    ...p.gate.failOn.map((r, i) => [`gate.failOn[${i}]`, r] as const),
+    ...p.secrets.logPatterns.map((r, i) => [`secrets.logPatterns[${i}]`, r] as const),
+  ];
+  for (const [where, source] of regexes) {
+    try {
+      new RegExp(source, 'i');
+    } catch (err) {
+      problems.push(`${where}: not a valid regular expression: ${(err as Error).message}`);
+    }
+  }
+  return problems;
+}
