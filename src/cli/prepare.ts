@@ -1,0 +1,71 @@
+import { InputError, RolloutError } from '../errors.js';
+import { loadInventory, type Inventory } from '../inventory/load.js';
+import { resolveVars, type ResolvedVars } from '../inventory/secrets.js';
+import { loadPlaybook } from '../playbook/load.js';
+import type { Playbook } from '../playbook/schema.js';
+import { buildPlan, type Connection } from '../plan/build.js';
+import type { Plan } from '../plan/types.js';
+import { connectSsh } from '../transport/ssh.js';
+import type { Transport } from '../transport/transport.js';
+import { mapLimit } from '../util/map-limit.js';
+import { createRedactor, type Redactor } from '../util/redact.js';
+
+/** Everything `plan` and `apply` share: inputs validated, nodes connected and read, the plan. */
+export type Session = {
+  inventory: Inventory;
+  playbook: Playbook;
+  vars: ResolvedVars;
+  redact: Redactor;
+  plan: Plan;
+  transports: Map<string, Transport>;
+  close(): void;
+};
+
+/**
+ * Validates the inventory and playbook (no network until both pass), resolves
+ * secrets, opens one SSH connection per node (at most `parallel` handshakes at
+ * once) and plans every node. Nothing is written anywhere.
+ */
+export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined): Promise<Session> {
+  const inventory = await loadInventory(inventoryFile);
+  const playbook = await loadPlaybook(inventory.playbookFile);
+  const vars = await resolveVars(inventory.vars, inventory.file);
+  checkVarsUsed(playbook, vars, inventory.playbookFile);
+  const redact = createRedactor({ secrets: vars.secrets, ...playbook.secrets });
+  const parallel = parallelFlag ?? inventory.parallel;
+
+  const connections = await mapLimit(inventory.nodes, parallel, async (node): Promise<Connection> => {
+    try {
+      return { node, transport: await connectSsh(node) };
+    } catch (err) {
+      if (err instanceof RolloutError) return { node, error: err.message.replace(`${node.name}: `, '') };
+      throw err;
+    }
+  });
+  const transports = new Map(connections.flatMap((c) => ('transport' in c ? [[c.node.name, c.transport] as const] : [])));
+  const close = () => transports.forEach((t) => t.close());
+  try {
+    const plan = await buildPlan(connections, playbook, vars, parallel);
+    return { inventory, playbook, vars, redact, plan, transports, close };
+  } catch (err) {
+    close();
+    throw err;
+  }
+}
+
+// Every `{ var: X }` and `when: X` must name a var the inventory has.
+function checkVarsUsed(playbook: Playbook, vars: ResolvedVars, file: string): void {
+  const problems: string[] = [];
+  playbook.phases.forEach((phase, i) => {
+    if (phase.when !== undefined && typeof vars.values[phase.when] !== 'boolean') {
+      problems.push(`phases[${i}].when: "${phase.when}" is not a boolean var of the inventory`);
+    }
+    phase.tasks.forEach((task, j) => {
+      const v = 'value' in task ? task.value : undefined;
+      if (v && typeof v === 'object' && 'var' in v && !((v as { var: string }).var in vars.values)) {
+        problems.push(`phases[${i}].tasks[${j}].value: var "${(v as { var: string }).var}" is not defined by the inventory`);
+      }
+    });
+  });
+  if (problems.length > 0) throw new InputError(file, problems);
+}

@@ -1,0 +1,46 @@
+import { createTwoFilesPatch } from 'diff';
+import type { Redactor } from '../util/redact.js';
+import type { FileChange, Plan } from './types.js';
+
+/** Pure. One unified diff of a file change, secrets replaced before diffing. */
+export function renderFileChange(node: string, c: FileChange, redact: Redactor): string {
+  return createTwoFilesPatch(`a${c.path}`, `b${c.path}`, redact(c.before), redact(c.after), `${node} now`, `${node} planned`, { context: 3 });
+}
+
+/** Pure. The whole plan as the operator reviews it: per node and phase the diffs, then the restart order. */
+export function renderPlan(plan: Plan, redact: Redactor): string {
+  const out: string[] = [];
+  for (const n of plan.nodes) {
+    out.push(`=== ${n.node.name} (${n.node.user}@${n.node.host}:${n.node.port})`);
+    if (n.status === 'error') {
+      out.push(`  ! cannot plan this node: ${redact(n.error)}`, '');
+      continue;
+    }
+    const changed = n.phases.some((p) => p.changes.length > 0);
+    for (const p of n.phases) {
+      for (const c of p.changes) out.push(`--- phase ${p.name}: ${c.path}`, renderFileChange(n.node.name, c, redact).replace(/^=+\n/, '').trimEnd());
+      for (const u of p.unchanged) out.push(`  = phase ${p.name}: ${redact(u)}`);
+    }
+    if (!changed) out.push('  up to date: no change, no restart');
+    out.push('');
+  }
+  out.push(...renderOrder(plan));
+  return `${out.join('\n')}\n`;
+}
+
+/** Pure. Which nodes restart in which phase, in order; skipped phases say why. */
+export function renderOrder(plan: Plan): string[] {
+  const lines = ['Restart order (one node at a time, each gated on its journal):'];
+  plan.phases.forEach((phase, i) => {
+    const label = `  phase ${i + 1} ${phase.name}`;
+    if (!phase.enabled) {
+      lines.push(`${label}: skipped (${phase.when} is not true in the inventory's vars)`);
+      return;
+    }
+    const nodes = plan.nodes.flatMap((n) => (n.status === 'ready' && n.phases.find((p) => p.name === phase.name)?.restartUnit ? [n.node.name] : []));
+    lines.push(`${label}: ${nodes.length ? nodes.join(' -> ') : 'no node to restart'}`);
+  });
+  const failed = plan.nodes.filter((n) => n.status === 'error').map((n) => n.node.name);
+  if (failed.length) lines.push(`  ${failed.length} node(s) could not be planned: ${failed.join(', ')}; apply refuses until every node can be`);
+  return lines;
+}

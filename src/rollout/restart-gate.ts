@@ -1,0 +1,75 @@
+
+import type { Transport } from '../transport/transport.js';
+import type { Redactor } from '../util/redact.js';
+import { evaluateGate, type CompiledGate, type GateVerdict } from './gate.js';
+import { followJournal, journalCursor, parseJournalLine, readServiceState, restartService, type JournalEntry } from './journal.js';
+
+/** One restart and what its gate decided, with the journal lines that decided it. */
+export type GateRun = {
+  verdict: GateVerdict;
+  /** When the restart was asked for and when the gate decided (ms since epoch, this machine's clock). */
+  startedAt: number;
+  decidedAt: number;
+};
+
+/**
+ * Restarts `unit` and waits for its gate: the journal is followed from a cursor
+ * taken before the restart, so only lines logged after it count, and the ready
+ * line must come from the new invocation, which must still be the running one.
+ */
+export async function restartAndGate(t: Transport, unit: string, gate: CompiledGate, progress: (text: string) => void, redact: Redactor): Promise<GateRun> {
+  const before = await readServiceState(t, unit);
+  const cursor = await journalCursor(t);
+  const follow = followJournal(t, unit, cursor, (gate.timeoutMs + gate.restartTimeoutMs) / 1000 + 30);
+  const entries: JournalEntry[] = [];
+  const startedAt = Date.now();
+  let verdict: GateVerdict = { status: 'pending', reason: 'waiting for the ready line', evidence: [] };
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = () => ((Date.now() - startedAt) / 1000).toFixed(1);
+
+  const watch = (async () => {
+    for await (const line of follow.lines) {
+      const entry = parseJournalLine(line);
+      if (!entry) continue;
+      entries.push(entry);
+      verdict = evaluateGate(entries, gate, before.invocationId || null);
+      if (verdict.status !== 'pending') return;
+      progress(`waiting for the ready line (${elapsed()} s): ${redact(entry.message)}`);
+    }
+  })();
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, gate.timeoutMs + gate.restartTimeoutMs);
+  });
+  try {
+    progress(`restarting ${unit}`);
+    await restartService(t, unit, gate.restartTimeoutMs / 1000);
+    progress(`waiting for the ready line (${elapsed()} s)`);
+    await Promise.race([watch, deadline]);
+  } catch (err) {
+    verdict = { status: 'failed', reason: redact((err as Error).message), evidence: entries.slice(-5) };
+  } finally {
+    clearTimeout(timer);
+    follow.close();
+  }
+  if (verdict.status === 'pending') {
+    verdict = { status: 'failed', reason: `no ready line ("${gate.ready}") within ${gate.timeoutMs / 1000} s`, evidence: entries.slice(-5) };
+  }
+  if (verdict.status === 'passed') {
+    // The ready line must belong to the process that is running now, not one that died since.
+    const now = await readServiceState(t, unit);
+    const ready = verdict.evidence[0];
+    if (now.activeState !== 'active' || (ready?.invocationId && now.invocationId !== ready.invocationId)) {
+      verdict = { status: 'failed', reason: `the ready line was logged but ${unit} is now ${now.activeState}/${now.subState} (invocation ${now.invocationId || 'none'})`, evidence: verdict.evidence };
+    }
+  }
+  return { verdict, startedAt, decidedAt: Date.now() };
+}
+
+/** The deciding journal lines, redacted and indented, for messages and reports. */
+export function renderGateEvidence(run: GateRun, redact: Redactor): string {
+  if (run.verdict.evidence.length === 0) return '    (no journal line of the new process)';
+  return run.verdict.evidence
+    .map((e) => `    ${new Date(e.realtimeUs / 1000).toISOString()} ${redact(e.message)}`)
+    .join('\n');
+}
+

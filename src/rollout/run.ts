@@ -1,0 +1,100 @@
+import { Listr, PRESET_TIMESTAMP, type ListrTask } from 'listr2';
+import { applyNodePhase, type PhaseOutcome } from '../apply/apply-node.js';
+import { PreflightError, RolloutFailedError } from '../errors.js';
+import type { NodePlan, Plan } from '../plan/types.js';
+import type { Transport } from '../transport/transport.js';
+import type { Redactor } from '../util/redact.js';
+import type { CompiledGate } from './gate.js';
+import { preflightNode } from './preflight.js';
+
+type ReadyNode = Extract<NodePlan, { status: 'ready' }>;
+
+/** How progress is shown: live tree on a TTY, plain timestamped lines elsewhere, or nothing. */
+export type ProgressStyle = 'tty' | 'plain' | 'silent';
+
+/** Per node and phase what happened, in order. Returned even when the rollout fails. */
+export type RolloutResult = {
+  runId: string;
+  outcomes: PhaseOutcome[];
+  failure: RolloutFailedError | null;
+};
+
+/** What the rollout needs: the open connections, the gate, the redactor. */
+export type RolloutOptions = {
+  runId: string;
+  unit: string;
+  gate: CompiledGate;
+  redact: Redactor;
+  transports: ReadonlyMap<string, Transport>;
+  progress: ProgressStyle;
+};
+
+/**
+ * Runs preflight on every node, then each enabled phase over the nodes strictly
+ * one at a time. The first failed node stops everything after it; a later phase
+ * starts only when the earlier one passed its gate on every node.
+ */
+export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<RolloutResult> {
+  const nodes = plan.nodes.filter((n): n is ReadyNode => n.status === 'ready');
+  const result: RolloutResult = { runId: opts.runId, outcomes: [], failure: null };
+  const transport = (name: string) => opts.transports.get(name)!;
+
+  const preflight: ListrTask = {
+    title: `Preflight on ${nodes.length} node(s): root, files as planned, journal, ${opts.unit} running`,
+    task: async () => {
+      const problems = (await Promise.all(nodes.map((n) => preflightNode(transport(n.node.name), n, opts.unit)))).flat();
+      if (problems.length > 0) throw new PreflightError(problems.map(opts.redact));
+    },
+  };
+
+  const phases: ListrTask[] = plan.phases
+    .filter((p) => p.enabled)
+    .map((phase, i) => ({
+      title: `Phase ${i + 1}: ${phase.name}`,
+      task: (_ctx, task) =>
+        task.newListr(
+          nodes.map((n): ListrTask => {
+            const phasePlan = n.phases.find((p) => p.name === phase.name)!;
+            return {
+              title: n.node.name,
+              task: async (_c, sub) => {
+                if (phasePlan.changes.length === 0) {
+                  result.outcomes.push({ node: n.node.name, phase: phase.name, status: 'unchanged', files: [], gate: null });
+                  sub.skip(`${n.node.name}: up to date`);
+                  return;
+                }
+                const started = Date.now();
+                try {
+                  const outcome = await applyNodePhase(transport(n.node.name), phasePlan, {
+                    runId: opts.runId,
+                    gate: opts.gate,
+                    redact: opts.redact,
+                    progress: (text) => {
+                      sub.output = opts.redact(text);
+                    },
+                  });
+                  result.outcomes.push(outcome);
+                  sub.title = `${n.node.name}: ${phasePlan.restartUnit ? 'written, restarted, ready' : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+                } catch (err) {
+                  if (err instanceof RolloutFailedError) result.failure = err;
+                  throw err;
+                }
+              },
+            };
+          }),
+          { concurrent: false, exitOnError: true },
+        ),
+    }));
+
+  const listr = new Listr([preflight, ...phases], {
+    concurrent: false,
+    exitOnError: true,
+    renderer: opts.progress === 'tty' ? 'default' : opts.progress === 'plain' ? 'simple' : 'silent',
+    rendererOptions: { collapseSubtasks: false, showErrorMessage: false } as never,
+    fallbackRendererOptions: { timestamp: PRESET_TIMESTAMP } as never,
+    fallbackRenderer: 'simple',
+    fallbackRendererCondition: () => opts.progress !== 'tty',
+  });
+  await listr.run();
+  return result;
+}

@@ -1,0 +1,205 @@
+import { readFile } from 'node:fs/promises';
+import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
+import { HostKeyError, NodeError } from '../errors.js';
+import type { NodeTarget } from '../inventory/load.js';
+import { shellQuote } from '../util/shell-quote.js';
+import { checkHostKey, fingerprint, knownHostsName, knownKeyTypes, parseKnownHosts, type KnownHostEntry } from './known-hosts.js';
+import type { ExecResult, LineStream, Transport } from './transport.js';
+
+// ssh2 is CommonJS: its named exports are only reachable through the default one.
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
+
+/** known_hosts files parsed once per run, whatever the number of nodes sharing them. */
+const knownHostsCache = new Map<string, Promise<KnownHostEntry[]>>();
+
+function loadKnownHosts(file: string): Promise<KnownHostEntry[]> {
+  let entries = knownHostsCache.get(file);
+  if (!entries) {
+    entries = readFile(file, 'utf8').then(parseKnownHosts, () => []);
+    knownHostsCache.set(file, entries);
+  }
+  return entries;
+}
+
+/**
+ * Opens one authenticated SSH connection to a node, verifying its host key
+ * against known_hosts (unknown or changed keys are refused, never accepted).
+ * All later steps of the run share this connection as channels.
+ */
+export async function connectSsh(node: NodeTarget): Promise<Transport> {
+  const entries = await loadKnownHosts(node.knownHosts);
+  const where = `${node.host}:${node.port}`;
+  let hostKeyProblem: HostKeyError | null = null;
+  const config: ConnectConfig = {
+    host: node.host,
+    port: node.port,
+    username: node.user,
+    readyTimeout: node.connectTimeoutMs,
+    keepaliveInterval: 10_000,
+    keepaliveCountMax: 3,
+    hostVerifier: (key: Buffer) => {
+      const parsed = utils.parseKey(key);
+      const type = parsed instanceof Error ? 'unknown' : parsed.type;
+      const verdict = checkHostKey(entries, node.host, node.port, type, key.toString('base64'));
+      if (verdict.status === 'match') return true;
+      const name = knownHostsName(node.host, node.port);
+      const fp = fingerprint(key);
+      hostKeyProblem = new HostKeyError(
+        node.name,
+        verdict.status === 'unknown'
+          ? `host key of ${name} is not in ${node.knownHosts} (server offers ${type} ${fp}); verify that fingerprint out of band, then add the key (for example \`ssh-keyscan -p ${node.port} ${node.host} >> ${node.knownHosts}\`)`
+          : verdict.status === 'revoked'
+            ? `host key of ${name} (${fp}) is marked @revoked in ${node.knownHosts}; refusing to connect`
+            : `HOST KEY CHANGED for ${name}: the server offers ${type} ${fp}, which differs from the key recorded in ${node.knownHosts}. This can mean an attack or a reinstalled node; refusing to connect until you check it and update known_hosts`,
+      );
+      return false;
+    },
+  };
+  const types = knownKeyTypes(entries, node.host, node.port);
+  // Ask for a key type we have on record, as OpenSSH does, so a second key type is not "unknown".
+  if (types.length > 0) config.algorithms = { serverHostKey: types as never };
+  if (node.identityFile) {
+    try {
+      config.privateKey = await readFile(node.identityFile);
+    } catch (err) {
+      throw new NodeError(node.name, `cannot read identity file ${node.identityFile} (${(err as NodeJS.ErrnoException).code}); check ssh.identityFile in the inventory`);
+    }
+    const parsed = utils.parseKey(config.privateKey);
+    if (parsed instanceof Error) {
+      throw new NodeError(node.name, /passphrase/i.test(parsed.message)
+        ? `identity file ${node.identityFile} is passphrase-protected; add it to ssh-agent (ssh-add) and leave identityFile out of the inventory`
+        : `identity file ${node.identityFile} is not a private key rollout can read: ${parsed.message}`);
+    }
+  }
+  if (process.env.SSH_AUTH_SOCK) config.agent = process.env.SSH_AUTH_SOCK;
+
+  const client = new Client();
+  await new Promise<void>((resolve, reject) => {
+    client.once('ready', () => resolve());
+    client.once('error', (err: Error & { level?: string; code?: string }) => {
+      if (hostKeyProblem) return reject(hostKeyProblem);
+      if (err.level === 'client-authentication') {
+        return reject(new NodeError(node.name, `authentication as ${node.user} on ${where} failed (tried ${node.identityFile ?? 'no identity file'}${config.agent ? ' and ssh-agent' : ''}); check ssh.user and ssh.identityFile`));
+      }
+      if (err.level === 'client-timeout') return reject(new NodeError(node.name, `no SSH handshake with ${where} within ${node.connectTimeoutMs / 1000} s; check the host, port and firewall`));
+      reject(new NodeError(node.name, `cannot connect to ${where}: ${err.code ?? err.message}`));
+    });
+    client.connect(config);
+  });
+  return new SshTransport(node, client);
+}
+
+class SshTransport implements Transport {
+  readonly name: string;
+  readonly #client: Client;
+  readonly #sudo: boolean;
+  #lost: Error | null = null;
+
+  constructor(node: NodeTarget, client: Client) {
+    this.name = node.name;
+    this.#client = client;
+    this.#sudo = node.user !== 'root';
+    client.on('error', (err) => {
+      this.#lost = err;
+    });
+    client.on('close', () => {
+      this.#lost ??= new Error('connection closed');
+    });
+  }
+
+  // Non-root logins run every command through sudo without a prompt; a password
+  // requirement then fails fast with sudo's own message instead of hanging.
+  #wrap(command: string): string {
+    return this.#sudo ? `sudo -n -- sh -c ${shellQuote(command)}` : command;
+  }
+
+  #open(command: string): Promise<ClientChannel> {
+    if (this.#lost) return Promise.reject(new NodeError(this.name, `SSH connection lost: ${this.#lost.message}`));
+    return new Promise((resolve, reject) => {
+      this.#client.exec(this.#wrap(command), (err, channel) => {
+        if (err) reject(new NodeError(this.name, `cannot open an SSH channel: ${err.message}`));
+        else resolve(channel);
+      });
+    });
+  }
+
+  async exec(command: string, opts: { stdin?: Buffer; timeoutMs?: number } = {}): Promise<ExecResult> {
+    const channel = await this.#open(command);
+    return new Promise((resolve, reject) => {
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      const timer = opts.timeoutMs
+        ? setTimeout(() => {
+            channel.close();
+            reject(new NodeError(this.name, `remote command did not finish within ${opts.timeoutMs! / 1000} s`));
+          }, opts.timeoutMs)
+        : null;
+      channel.on('data', (d: Buffer) => out.push(d));
+      channel.stderr.on('data', (d: Buffer) => err.push(d));
+      channel.on('close', (code: number | null) => {
+        if (timer) clearTimeout(timer);
+        if (this.#lost && code === undefined) {
+          reject(new NodeError(this.name, `SSH connection lost while a command ran: ${this.#lost.message}`));
+          return;
+        }
+        resolve({ code: code ?? null, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });
+      });
+      channel.end(opts.stdin ?? undefined);
+    });
+  }
+
+  stream(command: string): LineStream {
+    const queue: string[] = [];
+    let wake: (() => void) | null = null;
+    let ended = false;
+    let channel: ClientChannel | null = null;
+    let closeRequested = false;
+    let partial = '';
+    const finish = () => {
+      ended = true;
+      wake?.();
+    };
+    this.#open(command).then(
+      (ch) => {
+        channel = ch;
+        if (closeRequested) ch.close();
+        ch.on('data', (d: Buffer) => {
+          const parts = (partial + d.toString('utf8')).split('\n');
+          partial = parts.pop() ?? '';
+          queue.push(...parts);
+          wake?.();
+        });
+        ch.stderr.resume();
+        ch.on('close', finish);
+        ch.end();
+      },
+      finish,
+    );
+    return {
+      lines: {
+        async *[Symbol.asyncIterator]() {
+          for (;;) {
+            if (queue.length > 0) yield queue.shift()!;
+            else if (ended) return;
+            else await new Promise<void>((r) => (wake = r));
+            wake = null;
+          }
+        },
+      },
+      close: () => {
+        closeRequested = true;
+        if (channel) {
+          // OpenSSH delivers the signal to the remote command; closing covers servers that do not.
+          channel.signal('TERM');
+          channel.close();
+        }
+        finish();
+      },
+    };
+  }
+
+  close(): void {
+    this.#client.end();
+  }
+}
