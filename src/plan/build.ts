@@ -6,9 +6,9 @@ import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
 import { FileContentError } from '../tasks/file-content-error.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
 import { readRemoteFile, type RemoteFile } from '../transport/remote-files.js';
-import type { Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import { sha256 } from '../util/sha256.js';
+import type { Transport } from '../transport/transport.js';
 import type { FileChange, NodePlan, PhasePlan, Plan } from './types.js';
 
 /** The node's connection, or why there is none. */
@@ -29,7 +29,8 @@ export async function planNode(connection: Connection, playbook: Playbook, vars:
   const { node } = connection;
   if ('error' in connection) return { node, status: 'error', error: connection.error };
   try {
-    return { node, status: 'ready', phases: await computePhases(connection.transport, node, playbook, vars) };
+    const read = (path: string) => readRemoteFile(connection.transport, path);
+    return { node, status: 'ready', phases: await computePhases(read, node, playbook, vars) };
   } catch (err) {
     if (err instanceof RolloutError || err instanceof FileContentError) {
       return { node, status: 'error', error: err instanceof NodeError ? err.message.slice(node.name.length + 2) : err.message };
@@ -40,7 +41,15 @@ export async function planNode(connection: Connection, playbook: Playbook, vars:
 
 type WorkingFile = { path: string; read: RemoteFile | null; text: string | null; how: string };
 
-async function computePhases(t: Transport, node: NodeTarget, playbook: Playbook, vars: ResolvedVars): Promise<PhasePlan[]> {
+/** Reads one file of a node (null: it does not exist). Planning can read, never write. */
+export type FileReader = (path: string) => Promise<RemoteFile | null>;
+
+/**
+ * Computes one node's phases from its files: paths resolved (node override, then
+ * the env file's option, then the default), each task applied to the text the
+ * previous one left. Throws NodeError/FileContentError when the node cannot be planned.
+ */
+export async function computePhases(readFile: FileReader, node: NodeTarget, playbook: Playbook, vars: ResolvedVars): Promise<PhasePlan[]> {
   const files = new Map<string, WorkingFile>();
   // Resolves a playbook file to its path on this node and reads it once.
   const open = async (name: string): Promise<WorkingFile> => {
@@ -62,7 +71,7 @@ async function computePhases(t: Transport, node: NodeTarget, playbook: Playbook,
         how = `${spec.fromEnv.option} in ${spec.fromEnv.key} of ${source.path}`;
       }
     }
-    const read = await readRemoteFile(t, path);
+    const read = await readFile(path);
     const text = read === null ? null : decodeUtf8(read.content, path);
     const file = { path, read, text, how };
     files.set(name, file);

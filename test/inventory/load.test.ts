@@ -1,0 +1,82 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadInventory } from '../../src/inventory/load.js';
+import { resolveVars } from '../../src/inventory/secrets.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'rollout-inv-'));
+function write(name: string, text: string): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+const VALID = `version: v1
+ssh:
+  user: root
+  port: 22
+  identityFile: keys/id_ed25519
+  knownHosts: ~/.ssh/known_hosts
+nodes:
+  - host: kms-1.example.net
+  - name: kms-2
+    host: 10.0.0.12
+    port: 2222
+    user: ops
+vars:
+  vault:
+    server: https://vault.example.net:8200
+    approle:
+      id: 4c1f
+      secret: { env: ROLLOUT_TEST_SECRET }
+    transit:
+      key: aistor-key-manager-hsm
+`;
+
+describe('loadInventory', () => {
+  it('resolves nodes with defaults, per-node overrides and paths relative to the inventory', async () => {
+    const inv = await loadInventory(write('ok.yaml', VALID));
+    expect(inv.nodes.map((n) => [n.name, n.host, n.port, n.user])).toEqual([
+      ['kms-1.example.net', 'kms-1.example.net', 22, 'root'],
+      ['kms-2', '10.0.0.12', 2222, 'ops'],
+    ]);
+    expect(inv.nodes[0]!.identityFile).toBe(path.join(dir, 'keys/id_ed25519'));
+    expect(inv.playbookFile).toMatch(/playbooks\/minkms-vault-hsm\.yaml$/);
+    expect(inv.vars.disableLocalHsm).toBe(false);
+  });
+
+  it.each([
+    ['a misspelt key, with its line', VALID.replace('    transit:', '    transit:\n      kee: x'), /line 2\d: vars\.vault\.transit\.kee: unknown key/],
+    ['both auth methods', VALID.replace('    transit:', '    kubernetes: { role: r, jwt: j }\n    transit:'), /vars\.vault: set exactly one authentication method: `approle` or `kubernetes` \(both are set\)/],
+    ['no auth method', VALID.replace(/    approle:\n.*\n.*\n/, ''), /\(neither is set\)/],
+    ['a duplicate node name', VALID.replace('name: kms-2', 'name: kms-1.example.net'), /nodes\[1\]: node name "kms-1.example.net" is already used by nodes\[0\]/],
+    ['a bad port', VALID.replace('port: 2222', 'port: 0'), /line 1\d: nodes\[1\]\.port: /],
+    ['YAML that does not parse', 'version: v1\nnodes: [\n', /line \d: /],
+  ])('rejects %s', async (_name, text, message) => {
+    await expect(loadInventory(write('bad.yaml', text))).rejects.toThrow(message);
+  });
+});
+
+describe('resolveVars', () => {
+  it('names the inventory key when a secret env var is missing, never a value', async () => {
+    const inv = await loadInventory(write('env.yaml', VALID));
+    delete process.env.ROLLOUT_TEST_SECRET;
+    await expect(resolveVars(inv.vars, inv.file)).rejects.toThrow(/vars\.vault\.approle\.secret: environment variable ROLLOUT_TEST_SECRET is not set/);
+  });
+
+  it('reads a secret from a file relative to the inventory, in the procedure order', async () => {
+    write('secret.txt', 'from-file-secret\n');
+    const inv = await loadInventory(write('file.yaml', VALID.replace('{ env: ROLLOUT_TEST_SECRET }', '{ file: secret.txt }').replace('transit:\n      key: aistor-key-manager-hsm', 'transit:\n      path: transit\n      key: aistor-key-manager-hsm')));
+    const vars = await resolveVars(inv.vars, inv.file);
+    expect(vars.secrets).toEqual(['from-file-secret']);
+    expect(JSON.stringify(vars.values.vault)).toBe(
+      '{"server":"https://vault.example.net:8200","approle":{"id":"4c1f","secret":"from-file-secret"},"transit":{"key":"aistor-key-manager-hsm","path":"transit"}}',
+    );
+  });
+
+  it('names the key when a secret file cannot be read', async () => {
+    const inv = await loadInventory(write('nofile.yaml', VALID.replace('{ env: ROLLOUT_TEST_SECRET }', '{ file: missing.txt }')));
+    await expect(resolveVars(inv.vars, inv.file)).rejects.toThrow(/vars\.vault\.approle\.secret: cannot read secret file .*missing\.txt \(ENOENT\)/);
+  });
+});
