@@ -1,0 +1,685 @@
+#!/usr/bin/env bash
+# rollout's local test lab: N Debian bookworm nodes, each a systemd-nspawn
+# container booting real systemd 252 + sshd + minkms.service (running the
+# simulated MinKMS in lab/minkms-sim.mjs), reachable over ssh on 127.0.0.1.
+#
+#   lab.sh build              build (or reuse) the cached base rootfs
+#   lab.sh up [N]             boot kms-1..kms-N (default 3); tears down a running lab first
+#   lab.sh down               stop every node, unmount, remove node state
+#   lab.sh reset kms-I|all    put node(s) back to the seed state (no reboot)
+#   lab.sh ssh kms-I [CMD..]  ssh in as root (LAB_USER=ops for the ops user)
+#   lab.sh status             what is up
+#
+# Environment: ROLLOUT_LAB_DIR (state, default /var/lib/rollout-lab),
+# ROLLOUT_LAB_CACHE (rootfs cache, default /var/cache/rollout-lab),
+# ROLLOUT_LAB_BASE_PORT (default 2200; node i listens on BASE+i),
+# ROLLOUT_LAB_MIRROR (default: the Debian mirror from the apt sources),
+# ROLLOUT_LAB_BOOT_TIMEOUT (seconds, default 60).
+# See lab/README.md.
+set -euo pipefail
+
+LAB_SRC_DIR="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+REPO_DIR="$(dirname "$LAB_SRC_DIR")"
+STATE="${ROLLOUT_LAB_DIR:-/var/lib/rollout-lab}"
+CACHE="${ROLLOUT_LAB_CACHE:-/var/cache/rollout-lab}"
+BASE_PORT="${ROLLOUT_LAB_BASE_PORT:-2200}"
+BOOT_TIMEOUT="${ROLLOUT_LAB_BOOT_TIMEOUT:-60}"
+SUITE=bookworm
+PACKAGES=systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,curl,ca-certificates,libstdc++6
+CGROUP_NAME=rollout-lab
+READY_TEXT='Server is up and running'
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- checks
+
+require_root() {
+  [[ $(id -u) -eq 0 ]] || die "must run as root (systemd-nspawn, overlay mounts and cgroups need it); try: sudo $0 ${*:-}"
+}
+
+require_tools() {
+  local missing=() pkgs=() t
+  local -A pkg_of=([systemd-nspawn]=systemd-container [debootstrap]=debootstrap [ssh]=openssh-client
+    [ssh-keygen]=openssh-client [setsid]=util-linux [flock]=util-linux [nsenter]=util-linux [mount]=mount [chroot]=coreutils)
+  for t in "$@"; do
+    if ! command -v "$t" >/dev/null 2>&1; then
+      missing+=("$t")
+      [[ " ${pkgs[*]:-} " == *" ${pkg_of[$t]:-$t} "* ]] || pkgs+=("${pkg_of[$t]:-$t}")
+    fi
+  done
+  ((${#missing[@]} == 0)) || die "missing ${missing[*]}; install with: apt-get install -y ${pkgs[*]}"
+}
+
+require_node() {
+  command -v node >/dev/null 2>&1 || die "node (Node.js 20+) not found on PATH; the nodes run the host's node binary"
+  [[ -f "$REPO_DIR/node_modules/yaml/package.json" ]] ||
+    die "$REPO_DIR/node_modules/yaml is missing; run 'npm ci' in $REPO_DIR first"
+}
+
+# ---------------------------------------------------------------- base rootfs
+
+apt_mirror() {
+  if [[ -n "${ROLLOUT_LAB_MIRROR:-}" ]]; then echo "$ROLLOUT_LAB_MIRROR"; return; fi
+  local m=""
+  # deb822 .sources files: a stanza whose Suites include the suite itself.
+  m=$(awk -v suite="$SUITE" '
+      BEGIN { RS=""; FS="\n" }
+      { uris=""; suites=""
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/)   { uris = $i;   sub(/^URIs:[ \t]*/, "", uris) }
+          if ($i ~ /^Suites:/) { suites = $i; sub(/^Suites:[ \t]*/, "", suites) }
+        }
+        n = split(suites, s, /[ \t]+/)
+        for (j = 1; j <= n; j++) if (s[j] == suite && uris != "") { split(uris, u, /[ \t]+/); print u[1]; exit }
+      }' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1) || true
+  if [[ -z "$m" ]]; then
+    m=$(awk -v suite="$SUITE" '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+        if ($(i+1) == suite) { print $i; exit } }' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1) || true
+  fi
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+# Everything that shapes the base rootfs lives in this function (its text is
+# part of the cache hash, with SUITE and PACKAGES). Runs with $1 = target dir.
+build_rootfs_recipe() {
+  local root=$1
+  chroot "$root" groupadd --system minkms-user
+  chroot "$root" useradd --system --gid minkms-user --home-dir /var/lib/minkms --no-create-home \
+    --shell /usr/sbin/nologin minkms-user
+  chroot "$root" useradd --create-home --shell /bin/bash ops
+  # '*': no password, but not locked (key login works with or without PAM).
+  chroot "$root" usermod -p '*' ops
+  chroot "$root" usermod -p '*' root
+
+  install -d -m 0750 "$root/etc/sudoers.d"
+  printf 'ops ALL=(ALL) NOPASSWD: ALL\n' >"$root/etc/sudoers.d/ops"
+  chmod 0440 "$root/etc/sudoers.d/ops"
+
+  # sshd: the shared host keys from the postinst go; every node gets its own
+  # ed25519 key. listen.conf is the loopback-only default; each node's
+  # overlay replaces it with its own ListenAddress 127.0.0.1:PORT
+  # (ListenAddress accumulates across files, so it must be replaced, not added).
+  rm -f "$root"/etc/ssh/ssh_host_*
+  install -d -m 0755 "$root/etc/ssh/sshd_config.d"
+  cat >"$root/etc/ssh/sshd_config.d/lab.conf" <<'EOF'
+# rollout lab defaults
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+PrintMotd no
+KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
+EOF
+  printf 'ListenAddress 127.0.0.1\n' >"$root/etc/ssh/sshd_config.d/listen.conf"
+  : >"$root/etc/motd"
+  # pam_env logs an error at every login without it.
+  : >"$root/etc/default/locale"
+
+  # minkms: unit as in the install guide, the binary runs the lab simulator.
+  cat >"$root/etc/systemd/system/minkms.service" <<'EOF'
+[Unit]
+Description=MinIO KMS
+Documentation=https://min.io/docs/kms
+Wants=network-online.target
+After=network-online.target
+[Service]
+Type=simple
+User=minkms-user
+Group=minkms-user
+EnvironmentFile=-/etc/default/minkms
+ExecStart=/usr/local/bin/minkms server $MINIO_KMS_VOLUME $MINIO_KMS_OPTS
+Restart=always
+LimitNOFILE=65536
+TimeoutStopSec=infinity
+SendSIGKILL=no
+[Install]
+WantedBy=multi-user.target
+EOF
+  install -d -m 0755 "$root/etc/systemd/system/multi-user.target.wants"
+  ln -sf /etc/systemd/system/minkms.service "$root/etc/systemd/system/multi-user.target.wants/minkms.service"
+  install -d -m 0755 "$root/usr/local/bin"
+  printf '#!/bin/sh\nexec /opt/lab-node/node /opt/lab/minkms-sim.mjs "$@"\n' >"$root/usr/local/bin/minkms"
+  chmod 0755 "$root/usr/local/bin/minkms"
+  install -d -m 0755 "$root/opt/lab-node" "$root/opt/lab" "$root/opt/lab-yaml" "$root/var/lib/lab-knobs"
+  : >"$root/opt/lab-node/node"
+  install -d -m 0750 -o root -g "$(lab_gid "$root" minkms-user)" "$root/etc/minkms"
+  install -d -m 0750 -o "$(lab_uid "$root" minkms-user)" -g "$(lab_gid "$root" minkms-user)" "$root/var/lib/minkms"
+
+  # A quick, quiet boot: mask what is slow or fails in a container.
+  local u
+  for u in systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer getty@tty1.service \
+    console-getty.service systemd-networkd-wait-online.service e2scrub_all.timer e2scrub_reap.service \
+    fstrim.timer dpkg-db-backup.timer man-db.timer systemd-journald-audit.socket \
+    systemd-logind.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$u"
+  done
+  install -d -m 0755 "$root/etc/systemd/journald.conf.d"
+  printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n' >"$root/etc/systemd/journald.conf.d/lab.conf"
+
+  # Per-node identity comes from the overlay.
+  : >"$root/etc/machine-id"
+  rm -f "$root/var/lib/dbus/machine-id"
+  echo localhost >"$root/etc/hostname"
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
+}
+
+lab_uid() { awk -F: -v n="$2" '$1 == n { print $3 }' "$1/etc/passwd"; }
+lab_gid() { awk -F: -v n="$2" '$1 == n { print $3 }' "$1/etc/group"; }
+
+rootfs_hash() {
+  { printf 'suite=%s\npackages=%s\n' "$SUITE" "$PACKAGES"; declare -f build_rootfs_recipe lab_uid lab_gid; } |
+    sha256sum | cut -c1-16
+}
+
+rootfs_dir() { echo "$CACHE/rootfs-$(rootfs_hash)"; }
+
+cmd_build() {
+  require_root build
+  require_tools debootstrap chroot flock
+  local dir tmp mirror
+  dir=$(rootfs_dir)
+  [[ -d "$dir" ]] && { echo "$dir"; return 0; }
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/.build.lock"
+  flock 8
+  if [[ -d "$dir" ]]; then exec 8>&-; echo "$dir"; return 0; fi
+  # Leftovers of an interrupted build are never reused.
+  rm -rf --one-file-system "$CACHE"/.tmp-rootfs-*
+  tmp=$(mktemp -d "$CACHE/.tmp-rootfs-$(rootfs_hash).XXXXXX")
+  mirror=$(apt_mirror)
+  log "building base rootfs ($SUITE from $mirror) into $dir; takes about a minute"
+  local t0=$SECONDS
+  if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+    tail -n 20 "$tmp.log" >&2
+    rm -rf --one-file-system "$tmp"
+    die "debootstrap failed (full log: $tmp.log)"
+  fi
+  build_rootfs_recipe "$tmp"
+  chmod 0755 "$tmp"
+  mv "$tmp.log" "$tmp/.lab-debootstrap.log"
+  mv -T "$tmp" "$dir"
+  exec 8>&-
+  log "rootfs ready in $((SECONDS - t0)) s: $dir ($(du -sh "$dir" | cut -f1))"
+  echo "$dir"
+}
+
+# ---------------------------------------------------------------- cgroups
+
+# Prints "MOUNTPOINT CURRENT_PATH" for every cgroup hierarchy (v1 and v2).
+cgroup_hierarchies() {
+  local mp so fs path ctrls first
+  while read -r mp fs so; do
+    if [[ $fs == cgroup2 ]]; then
+      path=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+      [[ -n $path ]] && echo "$mp $path"
+      continue
+    fi
+    while IFS=: read -r _ ctrls path; do
+      [[ -z $ctrls ]] && continue
+      first=${ctrls%%,*}
+      if [[ ",$so," == *",$first,"* ]]; then echo "$mp $path"; break; fi
+    done </proc/self/cgroup
+  done < <(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i+1) ~ /^cgroup2?$/) print $5, $(i+1), $(i+3); break } }' /proc/self/mountinfo)
+}
+
+# mkdir -p for cgroups; in cpuset, every new level needs cpus/mems first.
+cg_mkdir() {
+  local dir=$1 parent
+  [[ -d $dir ]] && return 0
+  parent=$(dirname "$dir")
+  cg_mkdir "$parent"
+  mkdir "$dir"
+  if [[ -f $dir/cpuset.cpus ]]; then
+    cat "$parent/cpuset.cpus" >"$dir/cpuset.cpus"
+    cat "$parent/cpuset.mems" >"$dir/cpuset.mems"
+  fi
+}
+
+# Creates the node's cgroup in every hierarchy (under the caller's own
+# cgroup there), records them in $ndir/cgroups.
+make_node_cgroups() {
+  local name=$1 ndir=$2 mp path cg
+  : >"$ndir/cgroups"
+  while read -r mp path; do
+    cg="$mp${path%/}/$CGROUP_NAME/$name"
+    cg_mkdir "$cg"
+    echo "$cg" >>"$ndir/cgroups"
+  done < <(cgroup_hierarchies)
+}
+
+cg_all_pids() { find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null || true; }
+
+# Removes node cgroups (deepest first); returns 1 if some are left.
+remove_node_cgroups() {
+  local ndir=$1 warn=${2:-} cg left=0
+  [[ -f $ndir/cgroups ]] || return 0
+  while read -r cg; do
+    [[ -d $cg ]] || continue
+    find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    if [[ -d $cg ]]; then
+      left=1
+      [[ -n $warn ]] && log "warning: could not remove cgroup $cg"
+    else
+      rmdir "$(dirname "$cg")" 2>/dev/null || true
+    fi
+  done <"$ndir/cgroups"
+  return $left
+}
+
+# ---------------------------------------------------------------- helpers
+
+node_names() {
+  local d
+  for d in "$STATE"/nodes/kms-*; do [[ -d $d ]] && basename "$d"; done | sort -t- -k2 -n
+  return 0
+}
+node_index() { echo "${1#kms-}"; }
+node_port() { echo $((BASE_PORT + $(node_index "$1"))); }
+
+ssh_opts() {
+  echo -F /dev/null -i "$STATE/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes \
+    -o UserKnownHostsFile="$STATE/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+    -o StrictHostKeyChecking=yes -o ConnectTimeout=5 -o LogLevel=ERROR \
+    -o KexAlgorithms=curve25519-sha256
+}
+
+# node_ssh NAME [ssh args...] -- as root
+node_ssh() {
+  local name=$1; shift
+  # shellcheck disable=SC2046
+  ssh $(ssh_opts) -p "$(node_port "$name")" "${LAB_USER:-root}@127.0.0.1" "$@"
+}
+
+nspawn_pid() {
+  local f="$STATE/nodes/$1/nspawn.pid" pid
+  [[ -f $f ]] || return 1
+  pid=$(cat "$f")
+  [[ -n $pid && -r /proc/$pid/comm && $(cat "/proc/$pid/comm") == systemd-nspawn ]] || return 1
+  echo "$pid"
+}
+
+# Runs a shell script inside node $1 as root via nsenter (no ssh: cheap,
+# used by reset). The container's init is nspawn's child.
+node_exec() {
+  local name=$1 pid leader
+  shift
+  pid=$(nspawn_pid "$name") || { echo "$name is not running" >&2; return 1; }
+  leader=$(ps --ppid "$pid" -o pid= | head -n1 | tr -d ' ')
+  [[ -n $leader ]] || { echo "$name: no container init under nspawn pid $pid" >&2; return 1; }
+  nsenter -t "$leader" -m -u -i -n -p -r -w \
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root sh -c "$1"
+}
+
+mounts_under() { # mount points under $1, deepest first
+  awk -v p="$1/" '{ m = $5; gsub(/\\040/, " ", m); if (index(m "/", p) == 1) print m }' /proc/self/mountinfo |
+    awk '{ print length($0) " " $0 }' | sort -rn | cut -d' ' -f2-
+}
+
+ensure_client_key() {
+  mkdir -p "$STATE"
+  chmod 0755 "$STATE"
+  if [[ ! -f $STATE/id_ed25519 ]]; then
+    ssh-keygen -q -t ed25519 -N '' -C rollout-lab -f "$STATE/id_ed25519"
+  fi
+  if [[ ! -f $STATE/hsm-key ]]; then
+    (umask 077; printf 'hsm:aes256:%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$STATE/hsm-key.tmp")
+    mv "$STATE/hsm-key.tmp" "$STATE/hsm-key"
+  fi
+  chmod 0600 "$STATE/hsm-key" "$STATE/id_ed25519"
+}
+
+# Seed file contents for node $1 into dir $2 (config.yaml, minkms.env).
+write_seed() {
+  local name=$1 dir=$2
+  mkdir -p "$dir"
+  cat >"$dir/config.yaml" <<EOF
+version: v1
+# MinIO KMS configuration for $name (managed by hand, keep comments!)
+admin:
+  identity: h1:7Uc7E7WxGFQQsrlxnRQyXW6jNTD9b2mv8ynlpSvGrBo   # admin identity
+tls:
+  certs:
+    - key: /etc/minkms/private.key
+      cert: /etc/minkms/public.crt
+  ca: /etc/minkms/ca.crt
+
+# logging settings
+log:
+  error: on
+  audit: off
+EOF
+  cat >"$dir/minkms.env" <<EOF
+# MinIO KMS environment
+MINIO_KMS_HSM_KEY=$(cat "$STATE/hsm-key")
+MINIO_KMS_VOLUME=/var/lib/minkms
+MINIO_KMS_OPTS="--host $name:7373 --config /etc/minkms/config.yaml"
+EOF
+  chmod 0600 "$dir/minkms.env"
+}
+
+# Installs node $1's seed files into the mounted root $2 (also used by reset,
+# on the live overlay).
+install_seed() {
+  local name=$1 root=$2 seed="$STATE/nodes/$1/seed" gid
+  gid=$(lab_gid "$root" minkms-user)
+  rm -rf --one-file-system "$root/etc/minkms"
+  install -d -m 0750 -o 0 -g "$gid" "$root/etc/minkms"
+  install -m 0640 -o 0 -g "$gid" "$seed/config.yaml" "$root/etc/minkms/config.yaml"
+  rm -rf --one-file-system "$root"/etc/default/minkms?* "$root"/etc/default/.minkms*
+  install -m 0600 -o 0 -g 0 "$seed/minkms.env" "$root/etc/default/minkms"
+}
+
+# ---------------------------------------------------------------- up
+
+prepare_node() {
+  local name=$1 rootfs=$2 port ndir root uid gid
+  port=$(node_port "$name")
+  ndir="$STATE/nodes/$name"
+  root="$ndir/root"
+  mkdir -p "$ndir"/{upper,work,root,knobs,seed}
+  mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$ndir/upper,workdir=$ndir/work" "$root"
+  echo "$rootfs" >"$ndir/rootfs"
+
+  echo "$name" >"$root/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$name" >"$root/etc/hosts"
+  head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$root/etc/machine-id"
+  echo >>"$root/etc/machine-id"
+
+  # Own ed25519 host key, generated on the host.
+  ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$ndir/ssh_host_ed25519_key"
+  install -m 0600 "$ndir/ssh_host_ed25519_key" "$root/etc/ssh/ssh_host_ed25519_key"
+  install -m 0644 "$ndir/ssh_host_ed25519_key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub"
+  printf 'ListenAddress 127.0.0.1:%s\n' "$port" >"$root/etc/ssh/sshd_config.d/listen.conf"
+
+  install -d -m 0700 "$root/root/.ssh"
+  install -m 0600 "$STATE/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
+  uid=$(lab_uid "$root" ops); gid=$(lab_gid "$root" ops)
+  install -d -m 0700 -o "$uid" -g "$gid" "$root/home/ops/.ssh"
+  install -m 0600 -o "$uid" -g "$gid" "$STATE/id_ed25519.pub" "$root/home/ops/.ssh/authorized_keys"
+
+  write_seed "$name" "$ndir/seed"
+  install_seed "$name" "$root"
+  chmod 0755 "$ndir/knobs"
+}
+
+boot_node() {
+  local name=$1 ndir="$STATE/nodes/$1" nodebin
+  nodebin=$(readlink -f "$(command -v node)")
+  make_node_cgroups "$name" "$ndir"
+  (
+    # --keep-unit keeps nspawn (and the node) in our cgroup: move into the
+    # node's own cgroups first, in every hierarchy.
+    while read -r cg; do echo "$BASHPID" >"$cg/cgroup.procs"; done <"$ndir/cgroups"
+    exec setsid sh -c 'echo $$ >"$0"; exec "$@"' "$ndir/nspawn.pid" \
+      systemd-nspawn --register=no --keep-unit -M "$name" -D "$ndir/root" --boot \
+      --link-journal=no --console=read-only --resolv-conf=off --timezone=off \
+      --bind-ro="$ndir/knobs:/var/lib/lab-knobs" \
+      --bind-ro="$nodebin:/opt/lab-node/node" \
+      --bind-ro="$LAB_SRC_DIR:/opt/lab" \
+      --bind-ro="$REPO_DIR/node_modules/yaml:/opt/lab-yaml"
+  ) </dev/null >"$ndir/console.log" 2>&1 &
+}
+
+# Waits until node $1 answers ssh, minkms is active and logged the ready
+# line in this boot. Bounded by deadline $2 (epoch s).
+wait_ready() {
+  local name=$1 deadline=$2 out remote
+  remote="for i in \$(seq 1 100); do
+      if [ \"\$(systemctl is-active minkms)\" = active ] &&
+         journalctl -b -u minkms -o cat --no-pager | grep -q '$READY_TEXT'; then echo READY; exit 0; fi
+      sleep 0.05
+    done; echo NOTREADY"
+  while :; do
+    if out=$(node_ssh "$name" "$remote" 2>/dev/null) && [[ $out == READY ]]; then
+      return 0
+    fi
+    if ((EPOCHSECONDS >= deadline)); then return 1; fi
+    nspawn_pid "$name" >/dev/null || return 1
+    sleep 0.2
+  done
+}
+
+raise_inotify_limits() {
+  local key want cur
+  for key in max_user_instances:2048 max_user_watches:524288; do
+    want=${key#*:}; key=${key%%:*}
+    cur=$(cat "/proc/sys/fs/inotify/$key")
+    ((cur >= want)) || echo "$want" >"/proc/sys/fs/inotify/$key"
+  done
+}
+
+port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+cmd_up() {
+  local n=${1:-3}
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "usage: lab.sh up [N]  (N >= 1)"
+  require_root up
+  require_tools systemd-nspawn ssh ssh-keygen setsid flock chroot nsenter mount
+  require_node
+  local t0=$EPOCHREALTIME rootfs i name failed=() port
+  if [[ -n $(node_names) ]]; then
+    log "a lab is up; tearing it down first"
+    cmd_down
+  fi
+  rootfs=$(cmd_build)
+  raise_inotify_limits
+  ensure_client_key
+  for ((i = 1; i <= n; i++)); do
+    port=$((BASE_PORT + i))
+    port_in_use "$port" && die "port 127.0.0.1:$port is already in use (set ROLLOUT_LAB_BASE_PORT)"
+  done
+  mkdir -p "$STATE/nodes"
+  : >"$STATE/known_hosts.tmp"
+  for ((i = 1; i <= n; i++)); do
+    name="kms-$i"
+    prepare_node "$name" "$rootfs"
+    printf '[127.0.0.1]:%s %s\n' "$(node_port "$name")" \
+      "$(cut -d' ' -f1-2 "$STATE/nodes/$name/ssh_host_ed25519_key.pub")" >>"$STATE/known_hosts.tmp"
+  done
+  mv "$STATE/known_hosts.tmp" "$STATE/known_hosts"
+  write_ssh_config "$n"
+  for ((i = 1; i <= n; i++)); do boot_node "kms-$i"; done
+
+  local deadline=$((EPOCHSECONDS + BOOT_TIMEOUT)) pids=() rc
+  for ((i = 1; i <= n; i++)); do
+    wait_ready "kms-$i" "$deadline" &
+    pids+=($!)
+  done
+  for ((i = 1; i <= n; i++)); do
+    rc=0; wait "${pids[i - 1]}" || rc=$?
+    ((rc == 0)) || failed+=("kms-$i")
+  done
+  if ((${#failed[@]} > 0)); then
+    for name in "${failed[@]}"; do
+      log "$name did not become ready within ${BOOT_TIMEOUT}s; console: $STATE/nodes/$name/console.log"
+      tail -n 5 "$STATE/nodes/$name/console.log" >&2 || true
+    done
+    die "lab is partly up; inspect it, then run: $0 down"
+  fi
+  local secs
+  secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  echo "rollout lab: $n node(s) up in ${secs}s (state: $STATE)"
+  for ((i = 1; i <= n; i++)); do
+    printf '  kms-%-3s 127.0.0.1:%s\n' "$i" "$((BASE_PORT + i))"
+  done
+  echo "ssh in:  ssh -i $STATE/id_ed25519 -o UserKnownHostsFile=$STATE/known_hosts -p $((BASE_PORT + 1)) root@127.0.0.1"
+  echo "     or: ssh -F $STATE/ssh_config kms-1   (user ops: ops@kms-1, passwordless sudo)"
+  echo "     or: $0 ssh kms-1 [CMD]"
+}
+
+write_ssh_config() {
+  local n=$1 i
+  {
+    for ((i = 1; i <= n; i++)); do
+      printf 'Host kms-%s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  HostKeyAlias [127.0.0.1]:%s\n' "$i" "$((BASE_PORT + i))" "$((BASE_PORT + i))"
+    done
+    printf 'Host *\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  KexAlgorithms curve25519-sha256\n  LogLevel ERROR\n' \
+      "$STATE/id_ed25519" "$STATE/known_hosts"
+  } >"$STATE/ssh_config"
+}
+
+# ---------------------------------------------------------------- down
+
+cmd_down() {
+  require_root down
+  local name pid ndir pids=() names=() deadline cg m
+  [[ -d $STATE/nodes ]] || { log "nothing is up"; return 0; }
+  for name in $(node_names); do
+    if pid=$(nspawn_pid "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid"); names+=("$name")
+    fi
+  done
+  deadline=$((EPOCHSECONDS + 15))
+  for pid in "${pids[@]}"; do
+    while [[ -e /proc/$pid ]] && ((EPOCHSECONDS < deadline)); do sleep 0.1; done
+  done
+  for name in $(node_names); do
+    ndir="$STATE/nodes/$name"
+    if pid=$(nspawn_pid "$name"); then
+      log "$name: nspawn did not exit after SIGTERM; SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    # Whatever is left in the node's cgroups (e.g. an orphaned container init).
+    if [[ -f $ndir/cgroups ]]; then
+      while read -r cg; do
+        [[ -d $cg ]] || continue
+        for pid in $(cg_all_pids "$cg"); do kill -KILL "$pid" 2>/dev/null || true; done
+      done <"$ndir/cgroups"
+    fi
+  done
+  sleep 0.1
+  local busy=0
+  for name in $(node_names); do
+    ndir="$STATE/nodes/$name"
+    for m in $(mounts_under "$ndir"); do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"
+    done
+    for ((i = 0; i < 30; i++)); do
+      remove_node_cgroups "$ndir" && break
+      sleep 0.1
+    done
+    remove_node_cgroups "$ndir" warn || true
+    rm -rf "/run/systemd/nspawn/propagate/$name" 2>/dev/null || true
+    if [[ -n $(mounts_under "$ndir") ]]; then
+      log "warning: $ndir still has mounts; not removing it"; busy=1; continue
+    fi
+    rm -rf --one-file-system "$ndir"
+  done
+  # Stray mounts anywhere else under the state dir.
+  for m in $(mounts_under "$STATE"); do umount -l "$m" 2>/dev/null || true; done
+  rm -f "$STATE/known_hosts" "$STATE/ssh_config"
+  rmdir "$STATE/nodes" 2>/dev/null || true
+  ((busy == 0)) || die "some node dirs could not be removed (mounts left)"
+  ((${#names[@]} == 0)) || log "stopped ${names[*]}"
+}
+
+# ---------------------------------------------------------------- reset
+
+reset_node() {
+  local name=$1 ndir="$STATE/nodes/$1" root kill=0 out
+  root="$ndir/root"
+  [[ -d $ndir ]] || die "$name is not part of the lab"
+  nspawn_pid "$name" >/dev/null || die "$name is not running"
+  [[ -e $ndir/knobs/ignore-sigterm ]] && kill=1
+  install_seed "$name" "$root"
+  find "$ndir/knobs" -mindepth 1 -delete
+  rm -rf --one-file-system "$root/var/backups/rollout" "$root/var/lib/rollout"
+  # Housekeeping restart without the simulated start delay: the knob exists
+  # only until the ready line, so the next start uses the default again.
+  echo 0 >"$ndir/knobs/start-delay-ms"
+  # A process started with ignore-sigterm blocks a plain restart
+  # (TimeoutStopSec=infinity, SendSIGKILL=no): SIGKILL it when the knob is
+  # there, or when the stop hangs for 0.5 s. The ready line must come after
+  # a cursor taken before the restart; poll for it (journalctl -f only wakes
+  # up when journald posts a change, which it coalesces: up to ~250 ms late).
+  out=$(node_exec "$name" "
+    C=\$(journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p')
+    [ $kill = 1 ] && systemctl kill -s SIGKILL minkms 2>/dev/null
+    systemctl reset-failed minkms 2>/dev/null
+    systemctl restart --no-block minkms || exit 1
+    stuck=0
+    for i in \$(seq 1 400); do
+      if journalctl -u minkms --after-cursor=\"\$C\" -o cat --no-pager | grep -q '$READY_TEXT'; then echo READY; exit 0; fi
+      case \$(systemctl show -p SubState --value minkms) in
+        stop-sigterm) stuck=\$((stuck + 1)); [ \$stuck = 10 ] && systemctl kill -s SIGKILL minkms ;;
+        failed) echo 'minkms failed:'; journalctl -u minkms --after-cursor=\"\$C\" -o cat --no-pager | tail -n 5; exit 1 ;;
+      esac
+      sleep 0.05
+    done
+    echo NOTREADY; exit 1" 2>&1) || {
+    rm -f "$ndir/knobs/start-delay-ms"
+    echo "$out" >&2
+    die "$name: minkms did not come back after reset"
+  }
+  rm -f "$ndir/knobs/start-delay-ms"
+}
+
+cmd_reset() {
+  require_root reset
+  local target=${1:-} names=() pids=() i rc failed=0
+  [[ -n $target ]] || die "usage: lab.sh reset kms-I|all"
+  if [[ $target == all ]]; then
+    mapfile -t names < <(node_names)
+    ((${#names[@]} > 0)) || die "no lab is up"
+  else
+    names=("$target")
+  fi
+  for i in "${!names[@]}"; do
+    reset_node "${names[i]}" &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    rc=0; wait "${pids[i]}" || rc=$?
+    ((rc == 0)) || failed=1
+  done
+  ((failed == 0)) || exit 1
+}
+
+# ---------------------------------------------------------------- status / ssh
+
+cmd_status() {
+  local name pid any=0 state
+  echo "rootfs cache: $(rootfs_dir) $([[ -d $(rootfs_dir) ]] && echo '(built)' || echo '(not built)')"
+  echo "state dir:    $STATE"
+  for name in $(node_names); do
+    any=1
+    if pid=$(nspawn_pid "$name"); then
+      state=$(node_ssh "$name" 'systemctl show -p ActiveState,SubState,NRestarts --value minkms | paste -sd" "' 2>/dev/null) || state="(no ssh)"
+      printf '  %-8s up    nspawn pid %-7s 127.0.0.1:%s  minkms: %s\n' "$name" "$pid" "$(node_port "$name")" "$state"
+    else
+      printf '  %-8s DOWN  (state dir left over; run lab.sh down)\n' "$name"
+    fi
+  done
+  ((any)) || echo "no lab is up"
+}
+
+cmd_ssh() {
+  local name=${1:-}
+  [[ $name =~ ^kms-[0-9]+$ ]] || die "usage: lab.sh ssh kms-I [CMD...]"
+  [[ -d $STATE/nodes/$name ]] || die "$name is not part of the lab"
+  shift
+  # shellcheck disable=SC2046
+  exec ssh $(ssh_opts) -p "$(node_port "$name")" "${LAB_USER:-root}@127.0.0.1" "$@"
+}
+
+usage() { sed -n '2,/^set -euo/p' "$LAB_SRC_DIR/lab.sh" | grep '^#' | sed 's/^# \{0,1\}//'; }
+
+main() {
+  local cmd=${1:-}
+  [[ $# -gt 0 ]] && shift
+  case $cmd in
+    build) cmd_build ;;
+    up) cmd_up "$@" ;;
+    down) cmd_down ;;
+    reset) cmd_reset "$@" ;;
+    ssh) cmd_ssh "$@" ;;
+    status) require_root status; cmd_status ;;
+    -h | --help | help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,24 @@
+// Boots the lab fleet once for the whole suite and takes it down afterwards.
+// ROLLOUT_LAB_KEEP=1 leaves it up (and reuses a running one) while developing.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const lab = path.join(fileURLToPath(new URL('../../', import.meta.url)), 'lab/lab.sh');
+const keep = process.env.ROLLOUT_LAB_KEEP === '1';
+
+function labUp(): boolean {
+  try {
+    const status = execFileSync('bash', [lab, 'status'], { encoding: 'utf8' });
+    return /kms-3/.test(status) && !/down|not running/i.test(status);
+  } catch {
+    return false;
+  }
+}
+
+export default function setup(): () => void {
+  if (!(keep && labUp())) execFileSync('bash', [lab, 'up', '3'], { stdio: 'inherit' });
+  return () => {
+    if (!keep) execFileSync('bash', [lab, 'down'], { stdio: 'inherit' });
+  };
+}
