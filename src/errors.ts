@@ -17,7 +17,7 @@ export class InputError extends RolloutError {
   readonly file: string;
   readonly problems: readonly string[];
   constructor(file: string, problems: readonly string[]) {
-    super(`${file} is not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super(`${file}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.file = file;
     this.problems = problems;
   }

@@ -76,8 +76,10 @@ export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<Roll
                   result.outcomes.push(outcome);
                   sub.title = `${n.node.name}: ${phasePlan.restartUnit ? 'written, restarted, ready' : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
                 } catch (err) {
-                  if (err instanceof RolloutFailedError) result.failure = err;
-                  throw err;
+                  if (!(err instanceof RolloutFailedError)) throw err;
+                  // The full story (evidence lines) is printed once by the CLI; the tree gets the verdict.
+                  result.failure = err;
+                  throw new Error(err.restored ? 'failed its gate; restored from its backup and healthy again' : 'failed and could NOT be restored to a healthy state');
                 }
               },
             };
@@ -95,6 +97,30 @@ export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<Roll
     fallbackRenderer: 'simple',
     fallbackRendererCondition: () => opts.progress !== 'tty',
   });
-  await listr.run();
+  try {
+    await listr.run();
+  } catch (err) {
+    if (!result.failure) throw err;
+  }
   return result;
+}
+
+/** Pure. One line per node and phase: what happened, including nodes never reached. */
+export function renderSummary(plan: Plan, result: RolloutResult): string {
+  const lines = [`Summary of run ${result.runId}:`];
+  const enabled = plan.phases.filter((p) => p.enabled);
+  for (const n of plan.nodes) {
+    for (const phase of enabled) {
+      const outcome = result.outcomes.find((o) => o.node === n.node.name && o.phase === phase.name);
+      let what: string;
+      if (outcome?.status === 'applied') {
+        const g = outcome.gate;
+        what = g ? `changed, restarted, ready after ${((g.decidedAt - g.startedAt) / 1000).toFixed(1)} s` : 'changed (no restart needed)';
+      } else if (outcome?.status === 'unchanged') what = 'up to date, not restarted';
+      else if (result.failure?.node === n.node.name) what = result.failure.restored ? 'FAILED its gate: restored from backup, healthy on the old files' : 'FAILED and NOT restored: needs attention now';
+      else what = 'not started (nothing changed)';
+      lines.push(`  ${n.node.name.padEnd(12)} ${phase.name.padEnd(20)} ${what}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
 }

@@ -4,7 +4,7 @@ import { NotConfirmedError, PreflightError } from '../../errors.js';
 import { renderPlan } from '../../plan/render.js';
 import { planHasChanges } from '../../plan/types.js';
 import { compileGate } from '../../rollout/gate.js';
-import { runRollout, type ProgressStyle } from '../../rollout/run.js';
+import { renderSummary, runRollout, type ProgressStyle } from '../../rollout/run.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
@@ -48,8 +48,9 @@ export async function applyCommand(inventoryFile: string, flags: ApplyFlags, io:
       transports: session.transports,
       progress,
     });
-    const applied = result.outcomes.filter((o) => o.status === 'applied');
-    io.out(`Rollout complete: ${applied.length} node-phase change(s) applied and gated healthy; run ${runId}.`);
+    io.out(`\n${renderSummary(plan, result)}`);
+    if (result.failure) throw result.failure;
+    io.out(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
     return EXIT.ok;
   } finally {
     session.close();
