@@ -42,8 +42,8 @@ export class HostKeyError extends NodeError {
 export class PreflightError extends RolloutError {
   override name = 'PreflightError';
   readonly failures: readonly string[];
-  constructor(failures: readonly string[]) {
-    super(`preflight failed, no node was changed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
+  constructor(failures: readonly string[], header = 'preflight failed, no node was changed') {
+    super(`${header}:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
     this.failures = failures;
   }
 }

@@ -55,12 +55,17 @@ export function parseSingleMapping(text: string): Document.Parsed {
   const error = doc.errors[0];
   if (error) {
     const line = error.linePos?.[0]?.line;
-    throw new FileContentError(`YAML does not parse${line ? ` at line ${line}` : ''}: ${error.message.split('\n')[0]}`);
+    throw new FileContentError(`YAML does not parse${line ? ` at line ${line}` : ''}: ${yamlErrorText(error.message)}`);
   }
   if (!isMap(doc.contents) || doc.contents.flow) {
     throw new FileContentError('the top level is not a block mapping of keys; expected a config starting with `version: v1`');
   }
   return doc;
+}
+
+/** The first line of a yaml library error, without its own position suffix. */
+export function yamlErrorText(message: string): string {
+  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '');
 }
 
 function plainOrNull(text: string): unknown {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { InputError } from '../errors.js';
+import { yamlErrorText } from '../tasks/yaml-set.js';
 import { parseLocated } from './yaml-location.js';
 
 /**
@@ -21,7 +22,7 @@ export async function loadYamlFile<S extends z.ZodType>(file: string, schema: S,
 export function parseYamlText<S extends z.ZodType>(text: string, file: string, schema: S): z.infer<S> {
   const { doc, lineOf } = parseLocated(text);
   if (doc.errors.length > 0) {
-    throw new InputError(file, doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${firstLine(e.message)}`));
+    throw new InputError(file, doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${yamlErrorText(e.message)}`));
   }
   const parsed = schema.safeParse(doc.toJS());
   if (parsed.success) return parsed.data;
@@ -39,8 +40,4 @@ export function parseYamlText<S extends z.ZodType>(text: string, file: string, s
 
 function dotted(path: readonly PropertyKey[]): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
-}
-
-function firstLine(message: string): string {
-  return message.split('\n')[0] ?? message;
 }

@@ -14,7 +14,7 @@ export async function planCommand(inventoryFile: string, flags: PlanFlags, io: O
     io.useRedactor(session.redact);
     io.out(renderPlan(session.plan, session.redact));
     const failed = session.plan.nodes.filter((n) => n.status === 'error');
-    if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`));
+    if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`), 'some nodes could not be planned (nothing was changed)');
     io.out(planHasChanges(session.plan) ? 'Plan complete: nothing was changed. Run `rollout apply` to make these changes.' : 'Every node is up to date: nothing to do.');
     return EXIT.ok;
   } finally {

@@ -1,0 +1,121 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import {
+  LAB_DIR, LAB_SECRET, NODES, fleetSnapshot, journal, labHsmKey, nodeFile, nodeFileStat, onNode, resetLab, rollout, seedFile, serviceState, writeInventory,
+} from '../helpers/lab.js';
+
+function knownHostsVariant(edit: (lines: string[]) => string[]): string {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'rollout-kh-')), 'known_hosts');
+  const lines = readFileSync(path.join(LAB_DIR, 'known_hosts'), 'utf8').trim().split('\n');
+  writeFileSync(file, `${edit(lines).join('\n')}\n`);
+  return file;
+}
+
+describe('safety against the lab fleet', () => {
+  beforeEach(async () => {
+    await resetLab();
+  });
+
+  it('refuses a node whose host key is unknown, in plan and in apply, changing nothing', async () => {
+    const knownHosts = knownHostsVariant((lines) => lines.filter((l) => !l.startsWith('[127.0.0.1]:2202 ')));
+    const inventory = writeInventory({ knownHosts });
+    const before = await fleetSnapshot();
+    const plan = await rollout(['plan', inventory]);
+    expect(plan.code).toBe(3);
+    expect(plan.stdout).toMatch(/=== kms-2 .*\n {2}! cannot plan this node: host key of \[127\.0\.0\.1\]:2202 is not in .*known_hosts \(server offers ssh-ed25519 SHA256:/);
+    const apply = await rollout(['apply', inventory, '--yes']);
+    expect(apply.code).toBe(3);
+    expect(apply.stderr).toContain('kms-2: host key of [127.0.0.1]:2202 is not in');
+    expect(await fleetSnapshot()).toEqual(before);
+  });
+
+  it('refuses a node whose host key changed', async () => {
+    const knownHosts = knownHostsVariant((lines) => {
+      const key1 = lines[0]!.split(' ').slice(1).join(' ');
+      return lines.map((l) => (l.startsWith('[127.0.0.1]:2202 ') ? `[127.0.0.1]:2202 ${key1}` : l));
+    });
+    const r = await rollout(['plan', writeInventory({ knownHosts })]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toContain('HOST KEY CHANGED for [127.0.0.1]:2202');
+  });
+
+  it('accepts hashed known_hosts entries', async () => {
+    const knownHosts = knownHostsVariant((l) => l);
+    execFileSync('ssh-keygen', ['-H', '-f', knownHosts], { stdio: 'ignore' });
+    expect(readFileSync(knownHosts, 'utf8')).not.toContain('127.0.0.1');
+    const r = await rollout(['plan', writeInventory({ knownHosts })]);
+    expect(r.code).toBe(0);
+  });
+
+  it('reports an unreachable node and a config that does not parse, and apply then changes nothing', async () => {
+    await onNode('kms-2', "printf 'version: v1\\nadmin: [unclosed\\n' > /etc/minkms/config.yaml");
+    const inventory = writeInventory();
+    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace('nodes:\n', 'nodes:\n  - { name: kms-9, host: 127.0.0.1, port: 2299 }\n'));
+    const before = await fleetSnapshot();
+    const plan = await rollout(['plan', inventory]);
+    expect(plan.code).toBe(3);
+    expect(plan.stdout).toContain('=== kms-9 (root@127.0.0.1:2299)\n  ! cannot plan this node: cannot connect to 127.0.0.1:2299: ECONNREFUSED');
+    expect(plan.stdout).toMatch(/=== kms-2 .*\n {2}! cannot plan this node: \/etc\/minkms\/config\.yaml: YAML does not parse at line \d: Flow sequence/);
+    const apply = await rollout(['apply', inventory, '--yes']);
+    expect(apply.code).toBe(3);
+    expect(await fleetSnapshot()).toEqual(before);
+  });
+
+  it('names the file and key of a bad inventory and exits 2 without connecting', async () => {
+    const inventory = writeInventory();
+    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace('  disableLocalHsm', '  disableLocalHSM'));
+    const r = await rollout(['plan', inventory]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`error: ${inventory}:\n  - line 18: vars.disableLocalHSM: unknown key`);
+  });
+
+  it('works through sudo for a non-root login and keeps owner and mode', async () => {
+    const inventory = writeInventory({ user: 'ops' });
+    const stat = nodeFileStat('kms-1', 'etc/minkms/config.yaml');
+    const r = await rollout(['apply', inventory, '--yes']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    for (const n of NODES) {
+      expect(nodeFile(n, 'etc/minkms/config.yaml').toString()).toContain('    approle:\n      id: 3f1c2a9e-lab-role\n');
+    }
+    expect(nodeFileStat('kms-1', 'etc/minkms/config.yaml')).toEqual(stat);
+    // The backup is root-only and keeps the original's owner and mode.
+    const backups = await onNode('kms-1', 'stat -c "%a %u:%g %n" /var/backups/rollout /var/backups/rollout/*/etc/minkms/config.yaml');
+    expect(backups).toMatch(/^700 0:0 \/var\/backups\/rollout\n/);
+    expect(backups).toContain(`${stat.mode.toString(8)} ${stat.uid}:${stat.gid} /var/backups/rollout/`);
+  });
+
+  it('phase 2 removes the local HSM key only after phase 1 was ready on every node', async () => {
+    const inventory = writeInventory({ disableLocalHsm: true });
+    const startUs = Date.now() * 1000;
+    const r = await rollout(['apply', inventory, '--yes']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('-MINIO_KMS_HSM_KEY=<redacted>');
+    expect(r.stdout).not.toContain(labHsmKey());
+    expect(r.stdout).not.toContain(LAB_SECRET);
+
+    const phase1Ready: number[] = [];
+    const phase2Stop: number[] = [];
+    for (const n of NODES) {
+      const seedEnv = seedFile(n, 'minkms.env').toString();
+      expect(nodeFile(n, 'etc/default/minkms').toString()).toBe(seedEnv.replace(/^MINIO_KMS_HSM_KEY=.*\n/m, ''));
+      const lines = (await journal(n)).filter((l) => l.us >= startUs);
+      const stops = lines.filter((l) => l.pid === '1' && l.message.startsWith('Stopping '));
+      const readies = lines.filter((l) => l.pid !== '1' && l.message.includes('=> Server is up and running'));
+      expect(stops).toHaveLength(2);
+      expect(readies).toHaveLength(2);
+      phase1Ready.push(readies[0]!.us);
+      phase2Stop.push(stops[1]!.us);
+      const state = await serviceState(n);
+      expect(state.ActiveState).toBe('active');
+      // The process running now has no local key and runs on Vault.
+      expect((await journal(n)).some((l) => l.invocation === state.InvocationID && /^HSM\s+vault/.test(l.message))).toBe(true);
+    }
+    expect(Math.min(...phase2Stop)).toBeGreaterThan(Math.max(...phase1Ready));
+  });
+});
+
