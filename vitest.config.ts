@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     // The end-to-end tests share one lab fleet: test files run one after another.
     fileParallelism: false,
+    reporters: ['default', './test/helpers/plain-summary-reporter.ts'],
     projects: [
       {
         test: {

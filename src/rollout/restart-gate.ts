@@ -27,6 +27,7 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   let timer: NodeJS.Timeout | undefined;
   const elapsed = () => ((Date.now() - startedAt) / 1000).toFixed(1);
 
+  let followEnded = false;
   const watch = (async () => {
     for await (const line of follow.lines) {
       const entry = parseJournalLine(line);
@@ -36,6 +37,7 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
       if (verdict.status !== 'pending') return;
       progress(`waiting for the ready line (${elapsed()} s): ${redact(entry.message)}`);
     }
+    followEnded = true;
   })();
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, gate.timeoutMs + gate.restartTimeoutMs);
@@ -52,7 +54,10 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
     follow.close();
   }
   if (verdict.status === 'pending') {
-    verdict = { status: 'failed', reason: `no ready line ("${gate.ready}") within ${gate.timeoutMs / 1000} s`, evidence: entries.slice(-5) };
+    const reason = followEnded
+      ? `the journal follow on the node ended before a ready line (connection lost?) after ${elapsed()} s`
+      : `no ready line ("${gate.ready}") within ${gate.timeoutMs / 1000} s`;
+    verdict = { status: 'failed', reason, evidence: entries.slice(-5) };
   }
   if (verdict.status === 'passed') {
     // The ready line must belong to the process that is running now, not one that died since.
