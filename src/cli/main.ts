@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { InputError, NotConfirmedError, PreflightError, RolloutError, RolloutFailedError, UsageError } from '../errors.js';
 import { applyCommand } from './commands/apply.js';
 import { planCommand } from './commands/plan.js';
+import { preflightCommand } from './commands/preflight.js';
 import { EXIT } from './exit-codes.js';
 import { Output } from './output.js';
 
@@ -15,9 +16,16 @@ Usage:
       and the restart order. Changes nothing.
       Example: rollout plan inventories/prod.yaml
 
-  rollout apply INVENTORY [--yes] [--dry-run] [--parallel N]
-      Show the same plan, ask (or --yes), check every node (preflight), then per phase
-      and node: back up, write atomically, restart, wait for the journal's ready line.
+  rollout preflight INVENTORY [--skip-vault-checks] [--skip-vault-login] [--parallel N]
+      Every check apply makes before it changes anything: Vault from this machine
+      (health, a login as the KMS does it, capabilities, HMAC, encrypt/decrypt,
+      token revoked) and on every node (root, files, journal, service running, Vault
+      reachable over TLS from the node). Changes nothing; exit 0 only if all pass.
+      Example: rollout preflight inventories/prod.yaml
+
+  rollout apply INVENTORY [--yes] [--dry-run] [--skip-vault-checks] [--skip-vault-login] [--parallel N]
+      Show the same plan, run preflight, ask (or --yes), then per phase and node:
+      back up, write atomically, restart, wait for the journal's ready line.
       A node that fails its gate is restored from its backup and the rollout stops.
       Example: rollout apply inventories/prod.yaml
 
@@ -25,6 +33,8 @@ Options:
   --yes           apply without asking (required when there is no terminal)
   --dry-run       apply: print the plan and stop, exactly like plan
   --parallel N    nodes connected to and read at once while planning (default: inventory's parallel, 16)
+  --skip-vault-checks  preflight/apply: this machine cannot reach Vault; skip its checks (nodes still check)
+  --skip-vault-login   preflight/apply: no login (a SecretID with limited uses); only health is checked
   -h, --help      this help
   --version       rollout's version
 
@@ -50,6 +60,8 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
         parallel: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
+        'skip-vault-checks': { type: 'boolean' },
+        'skip-vault-login': { type: 'boolean' },
       },
     });
     if (values.version) {
@@ -61,7 +73,9 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       io.out(HELP);
       return command === undefined && !values.help ? EXIT.invalidInput : EXIT.ok;
     }
-    if (command !== 'plan' && command !== 'apply') throw new UsageError(`unknown command "${command}"; use plan or apply (rollout --help)`);
+    if (command !== 'plan' && command !== 'apply' && command !== 'preflight') {
+      throw new UsageError(`unknown command "${command}"; use plan, preflight or apply (rollout --help)`);
+    }
     if (!inventory) throw new UsageError(`rollout ${command} needs an inventory file, e.g. rollout ${command} inventories/prod.yaml`);
     if (extra.length > 0) throw new UsageError(`unexpected argument(s): ${extra.join(' ')}`);
     let parallel: number | undefined;
@@ -69,11 +83,16 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       parallel = Number(values.parallel);
       if (!Number.isInteger(parallel) || parallel < 1 || parallel > 512) throw new UsageError('--parallel takes a whole number from 1 to 512');
     }
+    const skips = { skipVaultChecks: values['skip-vault-checks'] === true, skipVaultLogin: values['skip-vault-login'] === true };
+    if (command !== 'apply' && (values.yes || values['dry-run'])) {
+      throw new UsageError(`--yes and --dry-run belong to apply; ${command} never changes anything`);
+    }
     if (command === 'plan') {
-      if (values.yes || values['dry-run']) throw new UsageError('--yes and --dry-run belong to apply; plan never changes anything');
+      if (skips.skipVaultChecks || skips.skipVaultLogin) throw new UsageError('plan does not contact Vault; --skip-vault-* belong to preflight and apply');
       return await planCommand(inventory, { ...(parallel ? { parallel } : {}) }, io);
     }
-    return await applyCommand(inventory, { ...(parallel ? { parallel } : {}), yes: values.yes === true, dryRun: values['dry-run'] === true }, io);
+    if (command === 'preflight') return await preflightCommand(inventory, { ...(parallel ? { parallel } : {}), ...skips }, io);
+    return await applyCommand(inventory, { ...(parallel ? { parallel } : {}), yes: values.yes === true, dryRun: values['dry-run'] === true, ...skips }, io);
   } catch (err) {
     return report(err, io);
   }

@@ -25,6 +25,9 @@ export type Inventory = {
   vars: Vars;
   playbookFile: string;
   parallel: number;
+  /** Absolute path of the CA bundle for rollout's own Vault checks, if set. */
+  vaultCaFile?: string;
+  vaultTimeoutMs: number;
 };
 
 /** The playbook used when the inventory names none: the one shipped with rollout. */
@@ -68,6 +71,8 @@ export function resolveInventory(raw: InventoryFile, file: string): Inventory {
     vars: raw.vars,
     playbookFile: raw.playbook ? local(raw.playbook) : DEFAULT_PLAYBOOK,
     parallel: raw.parallel,
+    ...(raw.preflight.vaultCaFile ? { vaultCaFile: local(raw.preflight.vaultCaFile) } : {}),
+    vaultTimeoutMs: raw.preflight.vaultTimeoutSeconds * 1000,
   };
 }
 

@@ -81,6 +81,12 @@ export const VarsSchema = z.strictObject({
 });
 export type Vars = z.infer<typeof VarsSchema>;
 
+export const PreflightSchema = z.strictObject({
+  /** PEM CA bundle rollout trusts for its own Vault checks (besides Node's bundled roots). */
+  vaultCaFile: z.string().min(1).optional(),
+  vaultTimeoutSeconds: z.number().positive().max(300).default(10),
+});
+
 export const InventorySchema = z.strictObject({
   version: z.literal('v1'),
   /** Relative to the inventory file; defaults to the bundled minkms-vault-hsm playbook. */
@@ -89,6 +95,8 @@ export const InventorySchema = z.strictObject({
   /** How many nodes are connected to and read at once while planning. */
   parallel: z.number().int().min(1).max(512).default(16),
   nodes: z.array(NodeSchema).min(1),
+  /** How `rollout preflight` (and apply's preflight) reaches Vault from this machine. */
+  preflight: PreflightSchema.default({ vaultTimeoutSeconds: 10 }),
   vars: VarsSchema,
 });
 export type InventoryFile = z.infer<typeof InventorySchema>;

@@ -4,9 +4,17 @@ import { InputError } from '../errors.js';
 import { expandPath } from './load.js';
 import type { SecretRef, Vars } from './schema.js';
 
+/** The `hsm.vault` section as written to the config: secrets resolved, optional keys only when set. */
+export type VaultSection = {
+  server: string;
+  approle?: { id: string; secret: string; namespace?: string; path?: string };
+  kubernetes?: { role: string; jwt: string; namespace?: string; path?: string };
+  transit: { key: string; namespace?: string; path?: string };
+};
+
 /** Variables the playbook may reference, secrets resolved, plus the secret values for redaction. */
 export type ResolvedVars = {
-  values: Record<string, unknown>;
+  values: Record<string, unknown> & { vault?: VaultSection };
   /** Every secret value resolved; any output passes through a redactor built from these. */
   secrets: string[];
 };
@@ -66,11 +74,12 @@ export async function resolveVars(vars: Vars, inventoryFile: string): Promise<Re
           path: vault.kubernetes!.path,
         }),
       };
+  // compact() only drops undefined optional keys, so the shape is VaultSection's.
   const section = {
     server: vault.server,
     ...auth,
     transit: compact({ key: vault.transit.key, namespace: vault.transit.namespace, path: vault.transit.path }),
-  };
+  } as VaultSection;
   return { values: { vault: section, disableLocalHsm: vars.disableLocalHsm }, secrets };
 }
 

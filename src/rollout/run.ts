@@ -1,11 +1,10 @@
 import { Listr, PRESET_TIMESTAMP, type ListrTask } from 'listr2';
 import { applyNodePhase, type PhaseOutcome } from '../apply/apply-node.js';
-import { PreflightError, RolloutFailedError } from '../errors.js';
+import { RolloutFailedError } from '../errors.js';
 import type { NodePlan, Plan } from '../plan/types.js';
 import type { Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import type { CompiledGate } from './gate.js';
-import { preflightNode } from './preflight.js';
 
 type ReadyNode = Extract<NodePlan, { status: 'ready' }>;
 
@@ -22,7 +21,6 @@ export type RolloutResult = {
 /** What the rollout needs: the open connections, the gate, the redactor. */
 export type RolloutOptions = {
   runId: string;
-  unit: string;
   gate: CompiledGate;
   redact: Redactor;
   transports: ReadonlyMap<string, Transport>;
@@ -30,22 +28,14 @@ export type RolloutOptions = {
 };
 
 /**
- * Runs preflight on every node, then each enabled phase over the nodes strictly
- * one at a time. The first failed node stops everything after it; a later phase
+ * Runs each enabled phase over the nodes strictly one at a time (preflight has
+ * passed before this is called). The first failed node stops everything after it; a later phase
  * starts only when the earlier one passed its gate on every node.
  */
 export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<RolloutResult> {
   const nodes = plan.nodes.filter((n): n is ReadyNode => n.status === 'ready');
   const result: RolloutResult = { runId: opts.runId, outcomes: [], failure: null };
   const transport = (name: string) => opts.transports.get(name)!;
-
-  const preflight: ListrTask = {
-    title: `Preflight on ${nodes.length} node(s): root, files as planned, journal, ${opts.unit} running`,
-    task: async () => {
-      const problems = (await Promise.all(nodes.map((n) => preflightNode(transport(n.node.name), n, opts.unit)))).flat();
-      if (problems.length > 0) throw new PreflightError(problems.map(opts.redact));
-    },
-  };
 
   const phases: ListrTask[] = plan.phases
     .filter((p) => p.enabled)
@@ -88,7 +78,7 @@ export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<Roll
         ),
     }));
 
-  const listr = new Listr([preflight, ...phases], {
+  const listr = new Listr(phases, {
     concurrent: false,
     exitOnError: true,
     renderer: opts.progress === 'tty' ? 'default' : opts.progress === 'plain' ? 'simple' : 'silent',

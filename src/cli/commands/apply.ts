@@ -8,8 +8,10 @@ import { renderSummary, runRollout, type ProgressStyle } from '../../rollout/run
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
+import type { PreflightFlags } from '../../preflight/run-preflight.js';
+import { checkSession } from './preflight.js';
 
-export type ApplyFlags = { parallel?: number; yes?: boolean; dryRun?: boolean };
+export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean };
 
 /** A run id that sorts by time and names the backups on the nodes. */
 export function newRunId(now = new Date()): string {
@@ -17,8 +19,8 @@ export function newRunId(now = new Date()): string {
 }
 
 /**
- * `rollout apply INVENTORY`: the plan, a confirmation, preflight on every node,
- * then the phases node by node with backups, atomic writes and the journal gate.
+ * `rollout apply INVENTORY`: the plan, preflight (Vault and every node), a
+ * confirmation, then the phases node by node with backups, atomic writes and the journal gate.
  */
 export async function applyCommand(inventoryFile: string, flags: ApplyFlags, io: Output): Promise<number> {
   const session = await prepareSession(inventoryFile, flags.parallel);
@@ -36,13 +38,14 @@ export async function applyCommand(inventoryFile: string, flags: ApplyFlags, io:
       io.out('Dry run: nothing was changed.');
       return EXIT.ok;
     }
+    // Every check before the question, so nobody confirms a rollout that cannot work.
+    await checkSession(session, flags, io);
     await confirm(flags.yes === true, io);
     const runId = newRunId();
     io.out(`Run ${runId}: backups go to /var/backups/rollout/${runId}/ on each node.`);
     const progress: ProgressStyle = process.stdout.isTTY && process.env.CI !== 'true' ? 'tty' : 'plain';
     const result = await runRollout(plan, {
       runId,
-      unit: session.playbook.service.unit,
       gate: compileGate(session.playbook.gate),
       redact: session.redact,
       transports: session.transports,

@@ -1,0 +1,55 @@
+import { readFile } from 'node:fs/promises';
+import { InputError } from '../errors.js';
+import type { Session } from '../cli/prepare.js';
+import { readRemoteFile } from '../transport/remote-files.js';
+import { mapLimit } from '../util/map-limit.js';
+import type { Check } from './check.js';
+import { checkNode, checkVaultFromNode } from './node-checks.js';
+import { runVaultChecks } from './vault-checks.js';
+
+export type PreflightFlags = { skipVaultChecks?: boolean; skipVaultLogin?: boolean };
+
+/**
+ * Every check that can be made without changing anything: Vault from this machine
+ * (unless skipped), then on every node its own readiness and its path to Vault.
+ * Order is stable: Vault checks first, then nodes in inventory order.
+ */
+export async function runPreflight(session: Session, flags: PreflightFlags): Promise<Check[]> {
+  const vault = session.vars.values.vault;
+  const checks: Check[] = [];
+  const ready = session.plan.nodes.filter((n) => n.status === 'ready');
+  if (vault) {
+    if (flags.skipVaultChecks) {
+      checks.push({ scope: 'vault', name: 'checks', status: 'skip', detail: '--skip-vault-checks: this machine did not contact Vault; each node still checks it can reach it' });
+    } else {
+      let ca: Buffer | undefined;
+      if (session.inventory.vaultCaFile) {
+        try {
+          ca = await readFile(session.inventory.vaultCaFile);
+        } catch (err) {
+          throw new InputError(session.inventory.file, [`preflight.vaultCaFile: cannot read ${session.inventory.vaultCaFile} (${(err as NodeJS.ErrnoException).code})`]);
+        }
+      }
+      // A Kubernetes JWT given as a path lives on the nodes: read it from the first one.
+      let jwtFromNode: string | undefined;
+      const first = ready[0];
+      if (vault.kubernetes?.jwt.startsWith('/') && first && !flags.skipVaultLogin) {
+        const file = await readRemoteFile(session.transports.get(first.node.name)!, vault.kubernetes.jwt);
+        jwtFromNode = file?.content.toString('utf8').trim();
+      }
+      checks.push(...(await runVaultChecks(vault, {
+        endpoint: { server: vault.server, timeoutMs: session.inventory.vaultTimeoutMs, ...(ca ? { ca } : {}) },
+        skipLogin: flags.skipVaultLogin === true,
+        ...(jwtFromNode ? { jwtFromNode } : {}),
+      })));
+    }
+  }
+  const perNode = await mapLimit(ready, session.inventory.parallel, async (n) => {
+    const t = session.transports.get(n.node.name)!;
+    const nodeChecks = await checkNode(t, n, session.playbook.service.unit);
+    if (vault && nodeChecks.every((c) => c.status !== 'fail')) nodeChecks.push(await checkVaultFromNode(t, vault.server));
+    return nodeChecks;
+  });
+  checks.push(...perNode.flat());
+  return checks.map((c) => ({ ...c, detail: session.redact(c.detail) }));
+}
