@@ -9,12 +9,17 @@
 #   lab.sh reset kms-I|all    put node(s) back to the seed state (no reboot)
 #   lab.sh ssh kms-I [CMD..]  ssh in as root (LAB_USER=ops for the ops user)
 #   lab.sh status             what is up
+#   lab.sh vault-up [CONFIG]  run the Vault double (lab/vault-double.mjs) on
+#                             https://127.0.0.1:8200, admin http://127.0.0.1:8201;
+#                             without CONFIG: the lab default (needs MINKMS_VAULT_SECRET_ID)
+#   lab.sh vault-down         stop the Vault double (down does it too)
 #
 # Environment: ROLLOUT_LAB_DIR (state, default /var/lib/rollout-lab),
 # ROLLOUT_LAB_CACHE (rootfs cache, default /var/cache/rollout-lab),
 # ROLLOUT_LAB_BASE_PORT (default 2200; node i listens on BASE+i),
 # ROLLOUT_LAB_MIRROR (default: the Debian mirror from the apt sources),
-# ROLLOUT_LAB_BOOT_TIMEOUT (seconds, default 60).
+# ROLLOUT_LAB_BOOT_TIMEOUT (seconds, default 60),
+# ROLLOUT_LAB_VAULT_PORT / ROLLOUT_LAB_VAULT_ADMIN_PORT (default 8200 / 8201).
 # See lab/README.md.
 set -euo pipefail
 
@@ -28,6 +33,11 @@ SUITE=bookworm
 PACKAGES=systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,curl,ca-certificates,libstdc++6
 CGROUP_NAME=rollout-lab
 READY_TEXT='Server is up and running'
+VAULT_PORT="${ROLLOUT_LAB_VAULT_PORT:-8200}"
+VAULT_ADMIN_PORT="${ROLLOUT_LAB_VAULT_ADMIN_PORT:-8201}"
+VAULT_TLS="$STATE/vault-tls"
+# The sim keeps its Vault-sealed root encryption key here, in the node's volume.
+SEALED_REK=var/lib/minkms/.vault-sealed-rek
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -41,7 +51,7 @@ require_root() {
 require_tools() {
   local missing=() pkgs=() t
   local -A pkg_of=([systemd-nspawn]=systemd-container [debootstrap]=debootstrap [ssh]=openssh-client
-    [ssh-keygen]=openssh-client [setsid]=util-linux [flock]=util-linux [nsenter]=util-linux [mount]=mount [chroot]=coreutils)
+    [ssh-keygen]=openssh-client [setsid]=util-linux [flock]=util-linux [nsenter]=util-linux [mount]=mount [chroot]=coreutils [openssl]=openssl)
   for t in "$@"; do
     if ! command -v "$t" >/dev/null 2>&1; then
       missing+=("$t")
@@ -371,6 +381,132 @@ install_seed() {
   install -m 0600 -o 0 -g 0 "$seed/minkms.env" "$root/etc/default/minkms"
 }
 
+# ---------------------------------------------------------------- Vault TLS
+
+# The lab CA and the Vault double's server certificate (SAN localhost and
+# 127.0.0.1), made once and reused: nodes that booted with the CA keep
+# trusting the double. A set with any file missing is made again as a whole.
+ensure_vault_tls() {
+  local f ok=1 tmp
+  for f in ca.pem ca-key.pem server.pem server-key.pem; do [[ -s $VAULT_TLS/$f ]] || ok=0; done
+  ((ok)) && return 0
+  require_tools openssl
+  mkdir -p "$STATE"
+  tmp=$(mktemp -d "$STATE/.vault-tls.XXXXXX")
+  (
+    set -e
+    umask 077
+    cd "$tmp"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 3650 \
+      -subj '/CN=rollout lab CA' -keyout ca-key.pem -out ca.pem \
+      -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 \
+      -subj '/CN=localhost' -keyout server-key.pem -out server.csr
+    printf '%s\n' 'subjectAltName=DNS:localhost,IP:127.0.0.1' 'basicConstraints=critical,CA:FALSE' \
+      'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" \
+      -days 825 -sha256 -extfile server.ext -out server.pem
+    rm -f server.csr server.ext
+    chmod 0644 ca.pem server.pem
+    chmod 0600 ca-key.pem server-key.pem
+  ) >"$tmp.log" 2>&1 || {
+    cat "$tmp.log" >&2
+    rm -rf "$tmp" "$tmp.log"
+    die "could not create the lab's Vault TLS material with openssl"
+  }
+  rm -f "$tmp.log"
+  chmod 0755 "$tmp"
+  rm -rf "$VAULT_TLS"
+  mv -T "$tmp" "$VAULT_TLS"
+  log "made the lab CA and the Vault double's certificate in $VAULT_TLS"
+}
+
+# Node root $1 trusts the lab CA the Debian way: in the bundle that
+# update-ca-certificates builds (rootfs bundle + lab CA), and as a local CA.
+install_lab_ca() {
+  local root=$1 rootfs=$2
+  install -d -m 0755 "$root/usr/local/share/ca-certificates"
+  install -m 0644 "$VAULT_TLS/ca.pem" "$root/usr/local/share/ca-certificates/rollout-lab-ca.crt"
+  cat "$rootfs/etc/ssl/certs/ca-certificates.crt" "$VAULT_TLS/ca.pem" >"$root/etc/ssl/certs/ca-certificates.crt.tmp"
+  chmod 0644 "$root/etc/ssl/certs/ca-certificates.crt.tmp"
+  mv "$root/etc/ssl/certs/ca-certificates.crt.tmp" "$root/etc/ssl/certs/ca-certificates.crt"
+}
+
+# ---------------------------------------------------------------- Vault double
+
+vault_pid() {
+  local f="$STATE/vault-double.pid" pid
+  [[ -f $f ]] || return 1
+  pid=$(cat "$f")
+  [[ -n $pid && -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'vault-double\.mjs' || return 1
+  echo "$pid"
+}
+
+# Writes the lab default state (inventories/lab.yaml's role and key) to $1,
+# 0600, with the secret from MINKMS_VAULT_SECRET_ID; it never appears on a
+# command line.
+write_vault_default_config() {
+  local file=$1
+  [[ -n ${MINKMS_VAULT_SECRET_ID:-} ]] ||
+    die "MINKMS_VAULT_SECRET_ID is not set: the lab's Vault double needs the AppRole secret that inventories/lab.yaml sends (or give a CONFIG file)"
+  (umask 077; VD_OUT="$file.tmp" VD_MODULE="$LAB_SRC_DIR/vault-double.mjs" node --input-type=module -e '
+    import { writeFileSync } from "node:fs";
+    const { labDefaultState } = await import(process.env.VD_MODULE);
+    writeFileSync(process.env.VD_OUT, JSON.stringify(labDefaultState(process.env.MINKMS_VAULT_SECRET_ID), null, 2) + "\n", { mode: 0o600 });
+  ') || die "could not write $file"
+  chmod 0600 "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+cmd_vault_up() {
+  local config=${1:-} pid deadline
+  command -v node >/dev/null 2>&1 || die "node (Node.js 20+) not found on PATH"
+  mkdir -p "$STATE"
+  ensure_vault_tls
+  if [[ -n $config ]]; then
+    [[ -r $config ]] || die "cannot read $config"
+    config=$(readlink -f "$config")
+  else
+    config="$STATE/vault-double.json"
+    write_vault_default_config "$config"
+  fi
+  if vault_pid >/dev/null; then
+    log "a Vault double is running; restarting it"
+    cmd_vault_down
+  fi
+  port_in_use "$VAULT_PORT" && die "port 127.0.0.1:$VAULT_PORT is already in use (set ROLLOUT_LAB_VAULT_PORT)"
+  port_in_use "$VAULT_ADMIN_PORT" && die "port 127.0.0.1:$VAULT_ADMIN_PORT is already in use (set ROLLOUT_LAB_VAULT_ADMIN_PORT)"
+  rm -f "$STATE/vault-double.pid"
+  (
+    exec setsid sh -c 'echo $$ >"$0"; exec "$@"' "$STATE/vault-double.pid" \
+      node "$LAB_SRC_DIR/vault-double.mjs" --config "$config" --tls-dir "$VAULT_TLS" \
+      --port "$VAULT_PORT" --admin-port "$VAULT_ADMIN_PORT"
+  ) </dev/null >"$STATE/vault-double.log" 2>&1 &
+  deadline=$((EPOCHSECONDS + 10))
+  while ! grep -q '^vault-double: listening on ' "$STATE/vault-double.log" 2>/dev/null; do
+    if ((EPOCHSECONDS >= deadline)) || { [[ -s $STATE/vault-double.pid ]] && ! vault_pid >/dev/null; }; then
+      tail -n 5 "$STATE/vault-double.log" >&2 || true
+      pid=$(vault_pid) && kill -TERM "$pid" 2>/dev/null
+      rm -f "$STATE/vault-double.pid"
+      die "the Vault double did not start (log: $STATE/vault-double.log)"
+    fi
+    sleep 0.05
+  done
+  grep '^vault-double: listening on ' "$STATE/vault-double.log"
+  echo "vault double: config $config, log $STATE/vault-double.log, CA $VAULT_TLS/ca.pem"
+}
+
+cmd_vault_down() {
+  local pid i
+  if pid=$(vault_pid); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do [[ -e /proc/$pid ]] || break; sleep 0.1; done
+    [[ -e /proc/$pid ]] && kill -KILL "$pid" 2>/dev/null
+    log "stopped the Vault double"
+  fi
+  rm -f "$STATE/vault-double.pid"
+}
+
 # ---------------------------------------------------------------- up
 
 prepare_node() {
@@ -401,6 +537,7 @@ prepare_node() {
 
   write_seed "$name" "$ndir/seed"
   install_seed "$name" "$root"
+  install_lab_ca "$root" "$rootfs"
   chmod 0755 "$ndir/knobs"
 }
 
@@ -456,7 +593,7 @@ cmd_up() {
   local n=${1:-3}
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "usage: lab.sh up [N]  (N >= 1)"
   require_root up
-  require_tools systemd-nspawn ssh ssh-keygen setsid flock chroot nsenter mount
+  require_tools systemd-nspawn ssh ssh-keygen setsid flock chroot nsenter mount openssl
   require_node
   local t0=$EPOCHREALTIME rootfs i name failed=() port
   if [[ -n $(node_names) ]]; then
@@ -466,6 +603,7 @@ cmd_up() {
   rootfs=$(cmd_build)
   raise_inotify_limits
   ensure_client_key
+  ensure_vault_tls
   for ((i = 1; i <= n; i++)); do
     port=$((BASE_PORT + i))
     port_in_use "$port" && die "port 127.0.0.1:$port is already in use (set ROLLOUT_LAB_BASE_PORT)"
@@ -525,6 +663,7 @@ write_ssh_config() {
 cmd_down() {
   require_root down
   local name pid ndir pids=() names=() deadline cg m
+  cmd_vault_down
   [[ -d $STATE/nodes ]] || { log "nothing is up"; return 0; }
   for name in $(node_names); do
     if pid=$(nspawn_pid "$name"); then
@@ -587,6 +726,8 @@ reset_node() {
   install_seed "$name" "$root"
   find "$ndir/knobs" -mindepth 1 -delete
   rm -rf --one-file-system "$root/var/backups/rollout" "$root/var/lib/rollout"
+  # A node that never used Vault: no sealed root encryption key.
+  rm -f "$root/$SEALED_REK" "$root/$SEALED_REK".tmp-*
   # Housekeeping restart without the simulated start delay: the knob exists
   # only until the ready line, so the next start uses the default again.
   echo 0 >"$ndir/knobs/start-delay-ms"
@@ -654,6 +795,11 @@ cmd_status() {
     fi
   done
   ((any)) || echo "no lab is up"
+  if pid=$(vault_pid); then
+    echo "vault double: up, pid $pid, https://127.0.0.1:$VAULT_PORT (admin http://127.0.0.1:$VAULT_ADMIN_PORT)"
+  else
+    echo "vault double: not started (lab.sh vault-up)"
+  fi
 }
 
 cmd_ssh() {
@@ -677,6 +823,8 @@ main() {
     reset) cmd_reset "$@" ;;
     ssh) cmd_ssh "$@" ;;
     status) require_root status; cmd_status ;;
+    vault-up) cmd_vault_up "$@" ;;
+    vault-down) cmd_vault_down ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

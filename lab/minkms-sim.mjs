@@ -19,16 +19,27 @@
 //   start-delay-ms        delay before the ready line (default 300)
 //   fail-start            log its content, exit 1 (before reading the config)
 //   reject-vault          with a Vault HSM section in the config: log its
-//                         content, exit 1; a config without Vault is unaffected
+//                         content, exit 1 before contacting Vault; a config
+//                         without Vault is unaffected
 //   no-ready              start and stay up, never print the ready line
 //   ignore-sigterm        ignore SIGTERM (a restart then blocks)
 //   crash-after-ready-ms  exit 1 that many ms after the ready line
 //
-// Secrets (Vault secret/JWT, HSM key) are never printed.
+// With a Vault HSM section (hsm.vault or hsm.hashicorp.vault) the sim talks
+// to that Vault for real before its banner, as MinKMS would: AppRole or
+// Kubernetes login, an HMAC with the transit key, then it decrypts the sealed
+// root encryption key in VOLUME/.vault-sealed-rek (creating it on first use:
+// a random 32-byte REK, encrypted, written 0600, decrypted back). TLS trust is
+// the system bundle (SSL_CERT_FILE, else /etc/ssl/certs/ca-certificates.crt),
+// 10 s timeout per request. Any failure: Go-Vault-client-like lines on
+// stderr, exit 1.
+//
+// Secrets (Vault secret/JWT, tokens, the REK, HSM key) are never printed.
 
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
+import https from 'node:https';
 import { hostname } from 'node:os';
 import path from 'node:path';
 
@@ -37,6 +48,11 @@ const YAML_DIR = path.resolve(process.env.LAB_YAML_DIR || '/opt/lab-yaml');
 const DEFAULT_CONFIG = '/etc/minkms/config.yaml';
 const VERSION = '2025-03-12T09-35-18Z (go1.24.1 linux/amd64)';
 const DOCS = 'https://min.io/docs/kms';
+const CA_BUNDLE = process.env.SSL_CERT_FILE || '/etc/ssl/certs/ca-certificates.crt';
+const VAULT_TIMEOUT_MS = 10_000;
+const SEALED_REK_FILE = '.vault-sealed-rek';
+// The input of the start-up HMAC that proves the token may use the key.
+const HMAC_CHECK_INPUT = Buffer.from('minkms: vault hsm check').toString('base64');
 
 const BOLD = '\x1b[1m';
 const GREEN = '\x1b[32m';
@@ -182,12 +198,249 @@ function validateVault({ path: p, section: v }) {
   return undefined;
 }
 
+// ---------------------------------------------------------------- Vault
+
+// A failed Vault API call, rendered like Go's vault/api ResponseError.
+class VaultApiError extends Error {
+  constructor(method, url, namespace, status, errors, raw) {
+    super('Error making API request.');
+    this.lines = [
+      'Error making API request.',
+      ...(namespace ? [`Namespace: ${namespace}`] : []),
+      `URL: ${method} ${url}`,
+      ...(errors !== undefined
+        ? [`Code: ${status}. Errors:`, ...errors.map((e) => `* ${e}`)]
+        : [`Code: ${status}. Raw Message:`, ...(raw ? [raw.slice(0, 300)] : [])]),
+    ];
+  }
+}
+
+// Could not talk to Vault at all (DNS, TCP, TLS, timeout), worded like Go's net/http.
+class VaultNetError extends Error {
+  constructor(method, url, text) {
+    super(text);
+    this.method = method;
+    this.url = url;
+  }
+}
+
+function goNetError(e, url) {
+  const u = new URL(url);
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const port = u.port || '443';
+  // Node 20 tries every address of a name (autoSelectFamily): report the first.
+  const first = Array.isArray(e?.errors) && e.errors.length > 0 ? e.errors[0] : e;
+  const code = first?.code ?? e?.code;
+  const addr = first?.address ? `${first.address.includes(':') ? `[${first.address}]` : first.address}:${first.port ?? port}` : `${host}:${port}`;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `dial tcp ${addr}: connect: connection refused`;
+    case 'ENOTFOUND':
+      return `dial tcp: lookup ${host}: no such host`;
+    case 'EAI_AGAIN':
+      return `dial tcp: lookup ${host}: Temporary failure in name resolution`;
+    case 'EHOSTUNREACH':
+      return `dial tcp ${addr}: connect: no route to host`;
+    case 'ENETUNREACH':
+      return `dial tcp ${addr}: connect: network is unreachable`;
+    case 'ECONNRESET':
+      return `read tcp ${addr}: read: connection reset by peer`;
+    case 'TIMEOUT':
+      return 'context deadline exceeded (Client.Timeout exceeded while awaiting headers)';
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+      return 'tls: failed to verify certificate: x509: certificate signed by unknown authority';
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return 'tls: failed to verify certificate: x509: certificate has expired or is not yet valid';
+    case 'ERR_TLS_CERT_ALTNAME_INVALID': {
+      const names = String(first?.cert?.subjectaltname ?? '')
+        .split(/,\s*/)
+        .map((n) => n.replace(/^(DNS|IP Address):/, ''))
+        .filter(Boolean);
+      return `tls: failed to verify certificate: x509: certificate is valid for ${names.join(', ') || 'other names'}, not ${host}`;
+    }
+    case 'EPROTO':
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+      return 'http: server gave HTTP response to HTTPS client';
+    default:
+      return `${String(code ?? 'error').toLowerCase()}: ${firstLine(first?.message ?? e)}`;
+  }
+}
+
+function readCaBundle() {
+  try {
+    return readFileSync(CA_BUNDLE, 'utf8');
+  } catch {
+    // No system roots: Go then trusts nothing either.
+    return undefined;
+  }
+}
+
+// One Vault API call (Go's client writes with PUT). Resolves with the parsed
+// body; rejects with VaultApiError or VaultNetError. Never logs anything.
+function vaultRequest({ server, ca, method, apiPath, body, headers }) {
+  const url = `${server.replace(/\/+$/, '')}/v1/${apiPath}`;
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const done = (fn, v) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      fn(v);
+    };
+    const req = https.request(url, {
+      method,
+      // An empty CA list when there is no bundle: verification then fails, as in Go.
+      ca: ca ?? [],
+      headers: {
+        'Content-Type': 'application/json',
+        ...(payload !== undefined ? { 'Content-Length': Buffer.byteLength(payload) } : {}),
+        ...headers,
+      },
+    });
+    const timer = setTimeout(() => {
+      const e = new Error('timeout');
+      e.code = 'TIMEOUT';
+      req.destroy(e);
+    }, VAULT_TIMEOUT_MS);
+    req.on('error', (e) => done(reject, new VaultNetError(method, url, goNetError(e, url))));
+    req.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', (e) => done(reject, new VaultNetError(method, url, goNetError(e, url))));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed;
+        try {
+          parsed = text.trim() === '' ? undefined : JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        const status = res.statusCode ?? 0;
+        if (status >= 400) {
+          const errors = Array.isArray(parsed?.errors) ? parsed.errors.map(String) : undefined;
+          done(reject, new VaultApiError(method, url, headers['X-Vault-Namespace'], status, errors, errors ? '' : firstLine(text)));
+          return;
+        }
+        done(resolve, parsed);
+      });
+    });
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
+class UnsealError extends Error {}
+
+// Logs in, proves the key works, and unseals (or first seals) the REK, as
+// MinKMS does with a Vault HSM. Throws VaultApiError, VaultNetError or
+// UnsealError; none of their texts holds a secret.
+async function openVaultHsm(v, volume) {
+  const server = v.server;
+  const ca = readCaBundle();
+  const nsHeader = (ns) => (nonEmpty(ns) ? { 'X-Vault-Namespace': ns } : {});
+  const mountOf = (block, dflt) => (nonEmpty(block.path) ? block.path : nonEmpty(block.engine) ? block.engine : dflt).replace(/^\/+|\/+$/g, '');
+
+  const useApprole = isMap(v.approle) && nonEmpty(v.approle.id) && nonEmpty(v.approle.secret);
+  let login;
+  if (useApprole) {
+    login = await vaultRequest({
+      server, ca, method: 'PUT',
+      apiPath: `auth/${mountOf(v.approle, 'approle')}/login`,
+      body: { role_id: v.approle.id, secret_id: v.approle.secret },
+      headers: nsHeader(v.approle.namespace),
+    });
+  } else {
+    let jwt = v.kubernetes.jwt;
+    if (jwt.startsWith('/')) {
+      try {
+        jwt = readFileSync(jwt, 'utf8').trim();
+      } catch (e) {
+        const why = e.code === 'ENOENT' ? 'no such file or directory' : e.code === 'EACCES' ? 'permission denied' : e.code || 'error';
+        throw new UnsealError(`failed to read the Kubernetes service account token: open ${v.kubernetes.jwt}: ${why}`);
+      }
+    }
+    login = await vaultRequest({
+      server, ca, method: 'PUT',
+      apiPath: `auth/${mountOf(v.kubernetes, 'kubernetes')}/login`,
+      body: { role: v.kubernetes.role, jwt },
+      headers: nsHeader(v.kubernetes.namespace),
+    });
+  }
+  const token = login?.auth?.client_token;
+  if (!nonEmpty(token)) throw new UnsealError('vault: login response carries no client token');
+
+  const key = v.transit.key;
+  const mount = mountOf(v.transit, 'transit');
+  const transit = (op, body) =>
+    vaultRequest({
+      server, ca, method: 'PUT',
+      apiPath: `${mount}/${op}/${key}`,
+      body,
+      headers: { 'X-Vault-Token': token, ...nsHeader(v.transit.namespace) },
+    });
+
+  const mac = await transit('hmac', { input: HMAC_CHECK_INPUT });
+  if (!nonEmpty(mac?.data?.hmac)) throw new UnsealError('vault: HMAC response carries no hmac');
+
+  const decrypt = async (ciphertext) => {
+    const r = await transit('decrypt', { ciphertext });
+    const plain = r?.data?.plaintext;
+    if (typeof plain !== 'string') throw new UnsealError('vault: decrypt response carries no plaintext');
+    return Buffer.from(plain, 'base64');
+  };
+
+  const file = path.join(volume, SEALED_REK_FILE);
+  if (existsSync(file)) {
+    let sealed;
+    try {
+      sealed = readFileSync(file, 'utf8').trim();
+    } catch (e) {
+      throw new UnsealError(`failed to read the sealed root encryption key: open ${file}: ${e.code === 'EACCES' ? 'permission denied' : e.code || 'error'}`);
+    }
+    const rek = await decrypt(sealed);
+    if (rek.length !== 32) throw new UnsealError('invalid root encryption key: not 32 bytes');
+    return;
+  }
+  const rek = randomBytes(32);
+  const enc = await transit('encrypt', { plaintext: rek.toString('base64') });
+  const ciphertext = enc?.data?.ciphertext;
+  if (!nonEmpty(ciphertext)) throw new UnsealError('vault: encrypt response carries no ciphertext');
+  try {
+    mkdirSync(volume, { recursive: true, mode: 0o700 });
+    const tmp = `${file}.tmp-${process.pid}`;
+    writeFileSync(tmp, ciphertext + '\n', { mode: 0o600 });
+    renameSync(tmp, file);
+  } catch (e) {
+    throw new UnsealError(`failed to write the sealed root encryption key: ${e.code === 'EACCES' ? `open ${file}: permission denied` : e.code || 'error'}`);
+  }
+  if (!(await decrypt(ciphertext)).equals(rek)) throw new UnsealError('vault: decrypted root encryption key does not match');
+}
+
+// The lines MinKMS would log for a failed Vault HSM (Go error style).
+function vaultFailureLines(e) {
+  if (e instanceof VaultApiError) {
+    const [head, ...rest] = e.lines;
+    return [`Error: failed to unseal the root encryption key: ${head}`, ...rest];
+  }
+  if (e instanceof VaultNetError) {
+    return [`Error: failed to connect to Vault: ${e.message}`, `URL: ${e.method} ${e.url}`];
+  }
+  if (e instanceof UnsealError) return [`Error: failed to unseal the root encryption key: ${e.message}`];
+  return [`Error: failed to unseal the root encryption key: ${firstLine(e?.message ?? e)}`];
+}
+
 function clusterId() {
   const h = createHash('sha256').update('minkms-lab-cluster:' + (process.env.LAB_CLUSTER_NAME || 'rollout-lab')).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
-function main() {
+async function main() {
   const opts = parseArgs(process.argv.slice(2));
 
   const failStart = knobMessage('fail-start', 'Error: simulated start failure (lab knob fail-start)');
@@ -205,6 +458,11 @@ function main() {
       'Error: failed to open HSM: Error making API request. Code: 400. Errors: * invalid role or secret ID',
     );
     if (reject !== undefined) die(reject);
+    try {
+      await openVaultHsm(vault.section, opts.volume);
+    } catch (e) {
+      die(vaultFailureLines(e).join('\n'));
+    }
     hsmLine = `vault (${vault.section.server}, transit key ${vault.section.transit.key})`;
   } else {
     const key = process.env.MINIO_KMS_HSM_KEY;
@@ -244,4 +502,4 @@ function main() {
   }, delay);
 }
 
-main();
+main().catch((e) => die(`Error: ${firstLine(e?.message ?? e)}`));

@@ -56,10 +56,14 @@ export async function checkNode(t: Transport, plan: ReadyNode, unit: string): Pr
 // Reports one machine-readable line: how far the node got towards Vault.
 // curl proves TLS (with the node's own trust store, as the KMS will use it);
 // without curl, bash's /dev/tcp proves TCP only; with neither, nothing can be said.
+// curl is pinned to the addresses the system resolver gives (getent: /etc/hosts,
+// then DNS), as the KMS resolves them; curl alone would treat some names
+// (localhost) specially and could pass where the KMS would fail.
 const REACH_SCRIPT = `h=$1; p=$2; scheme=$3
-if ! getent ahosts "$h" >/dev/null 2>&1; then echo "resolve-failed"; exit 0; fi
+addrs=$(getent ahosts "$h" 2>/dev/null | awk '{ a = $1; if (index(a, ":")) a = "[" a "]"; if (!seen[a]++) printf "%s%s", (n++ ? "," : ""), a }')
+if [ -z "$addrs" ]; then echo "resolve-failed"; exit 0; fi
 if command -v curl >/dev/null 2>&1; then
-  code=$(curl -sS -o /dev/null --max-time 10 -w '%{http_code}' "$scheme://$h:$p/v1/sys/health" 2>/tmp/.rollout-curl.$$); rc=$?
+  code=$(curl -sS -o /dev/null --max-time 10 --resolve "$h:$p:$addrs" -w '%{http_code}' "$scheme://$h:$p/v1/sys/health" 2>/tmp/.rollout-curl.$$); rc=$?
   err=$(head -c 300 /tmp/.rollout-curl.$$ | tr '\\n' ' '); rm -f /tmp/.rollout-curl.$$
   echo "curl $rc $code $err"
 elif command -v bash >/dev/null 2>&1; then

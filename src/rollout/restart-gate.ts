@@ -4,6 +4,9 @@ import type { Redactor } from '../util/redact.js';
 import { evaluateGate, type CompiledGate, type GateVerdict } from './gate.js';
 import { followJournal, journalCursor, parseJournalLine, readServiceState, restartService, type JournalEntry } from './journal.js';
 
+/** How long to keep reading the rest of an error after a failure line. */
+const FAILURE_GRACE_MS = 2000;
+
 /** One restart and what its gate decided, with the journal lines that decided it. */
 export type GateRun = {
   verdict: GateVerdict;
@@ -28,16 +31,37 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   const elapsed = () => ((Date.now() - startedAt) / 1000).toFixed(1);
 
   let followEnded = false;
+  // After a failure line the process usually logs the rest of its error and exits:
+  // keep reading until systemd reports the exit (or a short grace), so the
+  // operator sees the whole error, not only its first line.
+  let afterFailure: JournalEntry[] | null = null;
+  let processEnded: () => void = () => {};
+  const ended = new Promise<void>((resolve) => (processEnded = resolve));
+  let decided: () => void = () => {};
+  const decision = new Promise<void>((resolve) => (decided = resolve));
   const watch = (async () => {
     for await (const line of follow.lines) {
       const entry = parseJournalLine(line);
       if (!entry) continue;
       entries.push(entry);
+      if (afterFailure) {
+        if (entry.invocationId !== before.invocationId) afterFailure.push(entry);
+        if (entry.fromManager) return processEnded();
+        continue;
+      }
       verdict = evaluateGate(entries, gate, before.invocationId || null);
-      if (verdict.status !== 'pending') return;
+      if (verdict.status === 'passed') return decided();
+      if (verdict.status === 'failed') {
+        afterFailure = [];
+        decided();
+        if (verdict.evidence.at(-1)?.fromManager) return processEnded();
+        continue;
+      }
       progress(`waiting for the ready line (${elapsed()} s): ${redact(entry.message)}`);
     }
     followEnded = true;
+    decided();
+    processEnded();
   })();
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, gate.timeoutMs + gate.restartTimeoutMs);
@@ -46,12 +70,18 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
     progress(`restarting ${unit}`);
     await restartService(t, unit, gate.restartTimeoutMs / 1000);
     progress(`waiting for the ready line (${elapsed()} s)`);
-    await Promise.race([watch, deadline]);
+    await Promise.race([decision, deadline]);
+    if (afterFailure) {
+      await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, FAILURE_GRACE_MS).unref())]);
+      const failed = verdict;
+      verdict = { ...failed, evidence: [...failed.evidence, ...(afterFailure as JournalEntry[]).slice(0, 10)] };
+    }
   } catch (err) {
     verdict = { status: 'failed', reason: redact((err as Error).message), evidence: entries.slice(-5) };
   } finally {
     clearTimeout(timer);
     follow.close();
+    await watch;
   }
   if (verdict.status === 'pending') {
     const reason = followEnded

@@ -25,7 +25,11 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
  */
 export function createRedactor(rules: RedactionRules): Redactor {
   const literals = [...new Set(rules.secrets.filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
-  const literal = literals.length ? new RegExp(literals.map(escape).join('|'), 'g') : null;
+  // A very short "secret" would otherwise be cut out of every word that contains it;
+  // those are replaced only where they stand alone.
+  const literal = literals.length
+    ? new RegExp(literals.map((s) => (s.length >= 6 ? escape(s) : `(?<![A-Za-z0-9])${escape(s)}(?![A-Za-z0-9])`)).join('|'), 'g')
+    : null;
   const yaml = rules.yamlKeys.length
     ? new RegExp(`(["']?\\b(?:${rules.yamlKeys.map(escape).join('|')})["']?[ \\t]*:[ \\t]+)("(?:[^"\\\\]|\\\\.)*"|'(?:[^']|'')*'|[^\\s,}#][^,}\\r\\n]*?)(?=[ \\t]+#|[ \\t]*[,}]|[ \\t]*\\r?$)`, 'gm')
     : null;

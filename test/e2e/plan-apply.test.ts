@@ -6,7 +6,7 @@ import {
 
 const VAULT_BLOCK = `hsm:
   vault:
-    server: https://127.0.0.1:8200
+    server: https://localhost:8200
     approle:
       id: 3f1c2a9e-lab-role
       secret: ${LAB_SECRET}
@@ -128,7 +128,7 @@ describe('rollout plan and apply against the lab fleet', () => {
       const r = await rollout(['apply', inventory, '--yes']);
       expect(r.code).toBe(3);
       expect(r.stderr).toContain('preflight failed, no node was changed');
-      expect(r.stderr).toMatch(/kms-3: minkms is not running now/);
+      expect(r.stderr).toMatch(/kms-3 service: minkms is not running now/);
       const after = await fleetSnapshot();
       for (const n of ['kms-1', 'kms-2'] as const) expect(after[n]).toEqual(before[n]);
     } finally {

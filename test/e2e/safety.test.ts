@@ -66,10 +66,12 @@ describe('safety against the lab fleet', () => {
 
   it('names the file and key of a bad inventory and exits 2 without connecting', async () => {
     const inventory = writeInventory();
-    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace('  disableLocalHsm', '  disableLocalHSM'));
+    const text = readFileSync(inventory, 'utf8').replace('  disableLocalHsm', '  disableLocalHSM');
+    writeFileSync(inventory, text);
+    const line = text.split('\n').findIndex((l) => l.includes('disableLocalHSM')) + 1;
     const r = await rollout(['plan', inventory]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`error: ${inventory}:\n  - line 18: vars.disableLocalHSM: unknown key`);
+    expect(r.stderr).toContain(`error: ${inventory}:\n  - line ${line}: vars.disableLocalHSM: unknown key`);
   });
 
   it('works through sudo for a non-root login and keeps owner and mode', async () => {

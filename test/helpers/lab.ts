@@ -22,8 +22,9 @@ export function labScript(...args: string[]): Promise<{ stdout: string; stderr: 
   return run('bash', [path.join(REPO, 'lab/lab.sh'), ...args], { maxBuffer: 16 << 20 });
 }
 
-/** Puts every node back to its seed files and a fresh healthy minkms. */
+/** Puts every node back to its seed files and a fresh healthy minkms, and the Vault double to its start. */
 export async function resetLab(): Promise<void> {
+  await vaultDouble.reset();
   await labScript('reset', 'all');
 }
 
@@ -99,14 +100,31 @@ export type InventoryOptions = {
   user?: string;
   knownHosts?: string;
   disableLocalHsm?: boolean;
+  /** YAML for the secret; default: from the ROLLOUT_E2E_SECRET env var rollout() sets. */
   secret?: string;
-  extraVault?: string;
+  roleId?: string;
+  /** Which auth blocks to write (both/none are invalid on purpose). */
+  auth?: 'approle' | 'kubernetes' | 'both' | 'none';
 };
+
+/** The Vault double's address as the nodes and rollout see it, and the CA that signed it. */
+export const VAULT_SERVER = 'https://localhost:8200';
+export const VAULT_ADMIN = 'http://127.0.0.1:8201';
+export const VAULT_CA = path.join(LAB_DIR, 'vault-tls', 'ca.pem');
 
 /** Writes an inventory for the lab into a fresh temp dir; the secret comes from an env var. */
 export function writeInventory(opts: InventoryOptions = {}): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'rollout-e2e-'));
   const nodes = (opts.nodes ?? NODES).map((n) => `  - { name: ${n}, host: 127.0.0.1, port: ${BASE_PORT + Number(n.slice(4))} }`).join('\n');
+  const auth = opts.auth ?? 'approle';
+  const approle = `    approle:
+      id: ${opts.roleId ?? '3f1c2a9e-lab-role'}
+      secret: ${opts.secret ?? '{ env: ROLLOUT_E2E_SECRET }'}
+`;
+  const kubernetes = `    kubernetes:
+      role: minkms
+      jwt: { env: ROLLOUT_E2E_SECRET }
+`;
   const file = path.join(dir, 'inventory.yaml');
   writeFileSync(file, `version: v1
 ssh:
@@ -115,18 +133,47 @@ ssh:
   knownHosts: ${opts.knownHosts ?? path.join(LAB_DIR, 'known_hosts')}
 nodes:
 ${nodes}
+preflight:
+  vaultCaFile: ${VAULT_CA}
 vars:
   vault:
-    server: https://127.0.0.1:8200
-    approle:
-      id: 3f1c2a9e-lab-role
-      secret: ${opts.secret ?? '{ env: ROLLOUT_E2E_SECRET }'}
-    transit:
+    server: ${VAULT_SERVER}
+${auth === 'approle' || auth === 'both' ? approle : ''}${auth === 'kubernetes' || auth === 'both' ? kubernetes : ''}    transit:
       key: aistor-key-manager-hsm
-${opts.extraVault ?? ''}  disableLocalHsm: ${opts.disableLocalHsm ?? false}
+  disableLocalHsm: ${opts.disableLocalHsm ?? false}
 `);
   return file;
 }
+
+/** The Vault double's admin API: its state is what the tests change (seal it, drop a capability). */
+export const vaultDouble = {
+  async reset(): Promise<void> {
+    const r = await fetch(`${VAULT_ADMIN}/reset`, { method: 'POST' });
+    if (!r.ok) throw new Error(`vault double reset: HTTP ${r.status}`);
+  },
+  async update(change: (state: VaultState) => void): Promise<void> {
+    const state = (await (await fetch(`${VAULT_ADMIN}/state`)).json()) as VaultState;
+    change(state);
+    const r = await fetch(`${VAULT_ADMIN}/state`, { method: 'PUT', body: JSON.stringify(state), headers: { 'content-type': 'application/json' } });
+    if (!r.ok) throw new Error(`vault double state: HTTP ${r.status}`);
+  },
+  async requests(): Promise<Array<{ method: string; path: string; namespace: string; status: number }>> {
+    return (await (await fetch(`${VAULT_ADMIN}/requests`)).json()) as Array<{ method: string; path: string; namespace: string; status: number }>;
+  },
+};
+
+/** The double's state (see lab/vault-double.mjs). */
+export type VaultState = {
+  sealed: boolean;
+  initialized: boolean;
+  standby: boolean;
+  namespaces: Record<string, {
+    approle?: { mount: string; roles: Record<string, { secret_id: string; policies: string[]; secret_id_num_uses?: number }> };
+    kubernetes?: { mount: string; roles: Record<string, { jwt: string; policies: string[] }> };
+    policies?: Record<string, Record<string, string[]>>;
+    transit?: { mount: string; keys: string[] };
+  }>;
+};
 
 export type CliRun = { code: number | null; stdout: string; stderr: string };
 

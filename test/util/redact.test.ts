@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createRedactor } from '../../src/util/redact.js';
 
 const redact = createRedactor({
-  secrets: ['s3cr3t-value', 'abc'],
+  secrets: ['s3cr3t-value'],
   yamlKeys: ['secret', 'jwt'],
   envKeys: ['MINIO_KMS_HSM_KEY'],
   logPatterns: ['API Key\\s+(\\S+)'],
@@ -25,7 +25,12 @@ describe('createRedactor', () => {
   });
 
   it('replaces the longer of two overlapping secrets whole', () => {
-    const r = createRedactor({ secrets: ['abc', 'abcdef'], yamlKeys: [], envKeys: [], logPatterns: [] });
-    expect(r('x abcdef y abc')).toBe('x <redacted> y <redacted>');
+    const r = createRedactor({ secrets: ['abcdefgh', 'abcdefghijkl'], yamlKeys: [], envKeys: [], logPatterns: [] });
+    expect(r('x abcdefghijkl y abcdefgh')).toBe('x <redacted> y <redacted>');
+  });
+
+  it('replaces a very short secret only where it stands alone', () => {
+    const r = createRedactor({ secrets: ['x'], yamlKeys: [], envKeys: [], logPatterns: [] });
+    expect(r('linux/amd64 expired x "x"')).toBe('linux/amd64 expired <redacted> "<redacted>"');
   });
 });

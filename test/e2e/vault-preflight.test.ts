@@ -1,0 +1,154 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import {
+  LAB_SECRET, NODES, allOutput, fleetSnapshot, journal, nodeFile, onNode, resetLab, rollout, seedFile, serviceState, vaultDouble, writeInventory,
+} from '../helpers/lab.js';
+
+const KEY = 'aistor-key-manager-hsm';
+
+// Runs `preflight` and then `apply --yes` and proves both stop before any node
+// changes, each naming the cause.
+async function expectCaught(inventory: string, cause: RegExp, extra: string[] = []): Promise<void> {
+  const before = await fleetSnapshot();
+  for (const command of ['preflight', 'apply'] as const) {
+    const r = await rollout([command, inventory, ...(command === 'apply' ? ['--yes'] : []), ...extra]);
+    expect(r.code, `${command} exit code; stderr: ${r.stderr}`).toBe(3);
+    expect(r.stdout + r.stderr).toMatch(cause);
+    expect(r.stderr).toContain('preflight failed, no node was changed');
+  }
+  expect(await fleetSnapshot()).toEqual(before);
+}
+
+describe('Vault preflight against the lab and the Vault double', () => {
+  beforeEach(async () => {
+    await resetLab();
+  });
+
+  it('passes every check on a healthy Vault and fleet, changing nothing, and revokes its token', async () => {
+    const before = await fleetSnapshot();
+    const r = await rollout(['preflight', writeInventory()]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    for (const name of ['health', 'login', 'capabilities', 'hmac', 'encrypt/decrypt', 'revoke']) expect(r.stdout).toMatch(new RegExp(`ok +vault +${name.replace('/', '\\/')} `));
+    for (const n of NODES) expect(r.stdout).toMatch(new RegExp(`ok +${n} +reaches vault +localhost resolves and TLS to localhost:8200 works from this node`));
+    expect(r.stdout).toContain('consumes one use of a SecretID');
+    expect(r.stdout).toMatch(/Preflight passed: \d+ checks passed\./);
+    expect(await fleetSnapshot()).toEqual(before);
+    const calls = (await vaultDouble.requests()).map((q) => `${q.path} ${q.status}`);
+    expect(calls).toEqual(expect.arrayContaining(['/v1/auth/approle/login 200', `/v1/transit/hmac/${KEY} 200`, '/v1/auth/token/revoke-self 204']));
+  });
+
+  it('catches a wrong AppRole secret', async () => {
+    await expectCaught(writeInventory({ secret: 'not-the-secret-id' }), /vault +login +AppRole login as role ID 3f1c2a9e-lab-role failed: HTTP 400: invalid role or secret ID/);
+  });
+
+  it('catches a wrong role ID', async () => {
+    await expectCaught(writeInventory({ roleId: 'no-such-role' }), /AppRole login as role ID no-such-role failed: HTTP 400: invalid role or secret ID/);
+  });
+
+  it('catches a token without the hmac capability, naming it', async () => {
+    await vaultDouble.update((s) => {
+      delete s.namespaces['']!.policies!.minkms![`transit/hmac/${KEY}`];
+    });
+    await expectCaught(writeInventory(), new RegExp(`the token lacks update on transit/hmac/${KEY} \\(has: \\["deny"\\]\\)`));
+  });
+
+  it('catches a missing transit key', async () => {
+    await vaultDouble.update((s) => {
+      s.namespaces['']!.transit!.keys = [];
+    });
+    await expectCaught(writeInventory(), /HMAC with transit key aistor-key-manager-hsm \(mount transit\) failed: HTTP 400: encryption key not found: the transit key does not exist/);
+  });
+
+  it('catches a sealed Vault', async () => {
+    await vaultDouble.update((s) => {
+      s.sealed = true;
+    });
+    await expectCaught(writeInventory(), /Vault at https:\/\/localhost:8200 is sealed \(HTTP 503\)/);
+  });
+
+  it('catches Vault unreachable from one node only', async () => {
+    // On kms-2 alone, `localhost` now points where nothing listens.
+    await onNode('kms-2', "cp /etc/hosts /etc/hosts.orig && sed -i 's/^127\\.0\\.0\\.1\\s\\+localhost/127.0.0.3 localhost/' /etc/hosts");
+    try {
+      await expectCaught(writeInventory(), /FAIL +kms-2 +reaches vault +from this node: connection to localhost:8200 refused or unreachable/);
+      const r = await rollout(['preflight', writeInventory()]);
+      expect(r.stdout).toMatch(/ok +kms-1 +reaches vault/);
+      expect(r.stdout).toMatch(/ok +kms-3 +reaches vault/);
+    } finally {
+      await onNode('kms-2', 'mv /etc/hosts.orig /etc/hosts');
+    }
+  });
+
+  it.each([
+    ['both auth methods', 'both', /set exactly one authentication method: `approle` or `kubernetes` \(both are set\)/],
+    ['no auth method', 'none', /set exactly one authentication method: `approle` or `kubernetes` \(neither is set\)/],
+  ] as const)('refuses %s as invalid input, contacting nothing', async (_name, auth, message) => {
+    const before = await fleetSnapshot();
+    for (const command of ['preflight', 'apply']) {
+      const r = await rollout([command, writeInventory({ auth }), '--yes'].slice(0, command === 'apply' ? 3 : 2));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    expect(await vaultDouble.requests()).toEqual([]);
+    expect(await fleetSnapshot()).toEqual(before);
+  });
+
+  it('refuses a missing env var for a secret, naming the inventory key', async () => {
+    for (const command of ['preflight', 'apply']) {
+      const r = await rollout([command, writeInventory()], { ROLLOUT_E2E_SECRET: '' });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('vars.vault.approle.secret: environment variable ROLLOUT_E2E_SECRET is not set');
+    }
+    expect(await vaultDouble.requests()).toEqual([]);
+  });
+
+  it('with the Vault checks skipped, a node with a bad secret fails its gate on the real login and is rolled back', async () => {
+    const r = await rollout(['apply', writeInventory({ secret: 'not-the-secret-id' }), '--yes', '--skip-vault-checks']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/skip +vault +checks +--skip-vault-checks/);
+    expect(r.stderr).toContain('ROLLOUT STOPPED: kms-1 failed its gate after the change');
+    expect(r.stderr).toContain('invalid role or secret ID');
+    expect(nodeFile('kms-1', 'etc/minkms/config.yaml')).toEqual(seedFile('kms-1', 'config.yaml'));
+    const state = await serviceState('kms-1');
+    expect(state.ActiveState).toBe('active');
+    expect((await journal('kms-1')).some((l) => l.invocation === state.InvocationID && /^HSM\s+local/.test(l.message))).toBe(true);
+    expect(nodeFile('kms-2', 'etc/minkms/config.yaml')).toEqual(seedFile('kms-2', 'config.yaml'));
+  });
+
+  it('Kubernetes auth: preflight logs in with the role and JWT, apply writes the kubernetes block and the nodes log in with it', async () => {
+    await vaultDouble.update((s) => {
+      s.namespaces['']!.kubernetes = { mount: 'kubernetes', roles: { minkms: { jwt: LAB_SECRET, policies: ['minkms'] } } };
+    });
+    const inventory = writeInventory({ auth: 'kubernetes' });
+    const pre = await rollout(['preflight', inventory]);
+    expect(pre.code).toBe(0);
+    expect(pre.stdout).toMatch(/Kubernetes login as role minkms \(mount kubernetes\) got a token/);
+    const r = await rollout(['apply', inventory, '--yes']);
+    expect(r.code).toBe(0);
+    expect(nodeFile('kms-1', 'etc/minkms/config.yaml').toString()).toContain('    kubernetes:\n      role: minkms\n      jwt: ');
+    expect(r.stdout).toContain('jwt: <redacted>');
+  });
+
+  it('no secret appears in anything rollout printed, nor on a node\'s process list during a run, nor in backup names', async () => {
+    // Sample every process's command line on each node for as long as the apply runs.
+    for (const n of NODES) await onNode(n, "rm -f /tmp/ps.log /tmp/ps.stop; nohup sh -c 'while [ ! -e /tmp/ps.stop ]; do ps -eww -o args= >> /tmp/ps.log; sleep 0.02; done' >/dev/null 2>&1 &");
+    const r = await rollout(['apply', writeInventory({ disableLocalHsm: true }), '--yes']);
+    expect(r.code).toBe(0);
+    const seen: string[] = [];
+    for (const n of NODES) {
+      await onNode(n, 'touch /tmp/ps.stop');
+      seen.push(await onNode(n, 'cat /tmp/ps.log; find /var/backups/rollout'));
+    }
+    const ps = seen.join('\n');
+    // The sampler really watched rollout's remote commands.
+    expect(ps).toContain('journalctl --no-pager -o json -f -u minkms');
+    expect(ps).toContain('/var/backups/rollout/');
+    const hsmKey = seedFile('kms-1', 'minkms.env').toString().match(/MINIO_KMS_HSM_KEY=(\S+)/)![1]!;
+    for (const text of [ps, ...allOutput]) {
+      expect(text).not.toContain(LAB_SECRET);
+      expect(text).not.toContain(hsmKey);
+      expect(text).not.toMatch(/API Key\s+k1:/);
+      expect(text).not.toMatch(/hvs\.[A-Za-z0-9]{8,}/);
+    }
+  });
+});
