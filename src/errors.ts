@@ -74,6 +74,11 @@ export class RolloutFailedError extends RolloutError {
   }
 }
 
+/** The operator interrupted the run; it stopped between nodes and its state is recorded. */
+export class InterruptedError extends RolloutError {
+  override name = 'InterruptedError';
+}
+
 /** A remote command exited non-zero where success was required. */
 export class RemoteCommandError extends NodeError {
   override name = 'RemoteCommandError';

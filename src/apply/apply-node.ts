@@ -1,20 +1,40 @@
 // One node, one phase: check, back up, write, restart, gate; on a failed gate
-// restore the backups, restart and gate again. Knows nothing of listr2.
+// restore the backups, restart and gate again. Every step is recorded before the
+// next starts, and a step cut by a lost connection is re-checked, never repeated
+// blindly. Knows nothing of listr2.
 import { NodeError, RolloutFailedError, StalePlanError } from '../errors.js';
-import type { FileChange, PhasePlan } from '../plan/types.js';
+import type { FileChange } from '../plan/types.js';
 import { renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
-import { backupFile, readRemoteFile, restoreFile, writeFileAtomic } from '../transport/remote-files.js';
+import type { RunRecorder, StepFile } from '../state/run-state.js';
+import { backupFile, backupPath, readRemoteFile, restoreFile, writeFileAtomic } from '../transport/remote-files.js';
+import { ConnectionLostError } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 
-/** What an applier needs besides the node: run id, gate, redactor, and where progress goes. */
+/** What an applier needs besides the node: run id, gate, redactor, the run record, where progress goes. */
 export type ApplyContext = {
   runId: string;
   gate: CompiledGate;
   redact: Redactor;
+  recorder: RunRecorder;
   /** Short human text of the current step (shown by the progress view, already redacted). */
   progress: (text: string) => void;
+};
+
+/**
+ * The work on one node in one phase. `full`: back up, write, restart, gate.
+ * `restart-only`: the files already hold the new content (an interrupted run);
+ * restart and gate, with the backups taken then for a rollback.
+ */
+export type NodeWork = {
+  node: string;
+  phase: string;
+  mode: 'full' | 'restart-only';
+  changes: FileChange[];
+  /** For restart-only: the files as the interrupted run recorded them. */
+  files: StepFile[];
+  restartUnit: string | null;
 };
 
 /** What happened to one node in one phase. */
@@ -22,11 +42,11 @@ export type PhaseOutcome = {
   node: string;
   phase: string;
   status: 'applied' | 'unchanged';
-  files: Array<{ path: string; backup: string; beforeSha256: string; afterSha256: string }>;
+  files: StepFile[];
   gate: GateRun | null;
 };
 
-/** Re-reads each file the phase changes: refuses when it is not what the plan read. */
+/** Re-reads each file a change touches: refuses when it is not what the plan read. */
 export async function checkNotStale(t: Transport, changes: readonly FileChange[]): Promise<void> {
   for (const c of changes) {
     const now = await readRemoteFile(t, c.path);
@@ -34,44 +54,86 @@ export async function checkNotStale(t: Transport, changes: readonly FileChange[]
   }
 }
 
-/**
- * Applies one phase to one node. On success the node runs the new files and
- * passed its gate. On a failed gate or write, the node's files are restored from
- * the backups just taken and (if it was restarted) restarted and gated again;
- * then RolloutFailedError says whether the restore came back healthy.
- */
-export async function applyNodePhase(t: Transport, phase: PhasePlan, ctx: ApplyContext): Promise<PhaseOutcome> {
-  const outcome: PhaseOutcome = { node: t.name, phase: phase.name, status: 'unchanged', files: [], gate: null };
-  if (phase.changes.length === 0) return outcome;
-  ctx.progress('checking the files are as planned');
-  await checkNotStale(t, phase.changes);
+/** The record of a change's file, before its backup exists. */
+export function stepFile(runId: string, c: FileChange): StepFile {
+  return { path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, backup: backupPath(runId, c.path), uid: c.uid, gid: c.gid, mode: c.mode };
+}
 
-  const written: Array<{ change: FileChange; backup: string }> = [];
+// Writes one file; if the connection drops under the write, looks at what the
+// node holds now: the new content means the write landed, the old one means it
+// did not (one more try), anything else is a state rollout cannot vouch for.
+async function writeChecked(t: Transport, c: FileChange): Promise<void> {
   try {
-    for (const c of phase.changes) {
-      ctx.progress(`backing up ${c.path}`);
-      const backup = await backupFile(t, ctx.runId, c.path, c.beforeSha256);
-      outcome.files.push({ path: c.path, backup, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256 });
-      ctx.progress(`writing ${c.path}`);
-      written.push({ change: c, backup });
-      await writeFileAtomic(t, c.path, Buffer.from(c.after, 'utf8'), c);
+    await writeFileAtomic(t, c.path, Buffer.from(c.after, 'utf8'), c);
+  } catch (err) {
+    if (!(err instanceof ConnectionLostError)) throw err;
+    const now = await readRemoteFile(t, c.path);
+    if (now?.sha256 === c.afterSha256) return;
+    if (now?.sha256 === c.beforeSha256) return writeFileAtomic(t, c.path, Buffer.from(c.after, 'utf8'), c);
+    throw new NodeError(t.name, `${c.path} holds neither the old nor the new content after a lost connection`);
+  }
+}
+
+/**
+ * Applies one node's work. On success the node runs the new files and passed
+ * its gate. On a failed gate or write, the files are restored from the backups
+ * and (if it was restarted) restarted and gated again; then RolloutFailedError
+ * says whether the node is healthy on its old files (`safe`) or needs a human.
+ */
+export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyContext): Promise<PhaseOutcome> {
+  const record = (patch: Parameters<RunRecorder['update']>[2]) => ctx.recorder.update(work.node, work.phase, patch);
+  const files = work.mode === 'full' ? work.changes.map((c) => stepFile(ctx.runId, c)) : work.files;
+  const outcome: PhaseOutcome = { node: t.name, phase: work.phase, status: 'applied', files, gate: null };
+  let touched = work.mode === 'restart-only';
+
+  try {
+    if (work.mode === 'full') {
+      ctx.progress('checking the files are as planned');
+      await checkNotStale(t, work.changes);
+      for (const c of work.changes) {
+        ctx.progress(`backing up ${c.path}`);
+        await backupFile(t, ctx.runId, c.path, c.beforeSha256);
+      }
+      await record({ status: 'backed-up', files });
+      for (const c of work.changes) {
+        ctx.progress(`writing ${c.path}`);
+        touched = true;
+        await writeChecked(t, c);
+      }
+      await record({ status: 'written' });
     }
   } catch (err) {
-    // Nothing was restarted yet: putting the files back is the whole rollback.
-    const restored = await restoreAll(t, written, ctx);
-    throw new RolloutFailedError(t.name, restored, `${t.name}: ${ctx.redact((err as Error).message)}; ${restored ? 'its files were restored from the backups and it was not restarted' : 'RESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/' + ctx.runId + ')'}`);
+    if (!touched) {
+      // Nothing on the node changed: stopping here leaves it as it was.
+      await record({ status: 'planned', detail: ctx.redact((err as Error).message) });
+      throw new RolloutFailedError(t.name, true, `${t.name}: ${ctx.redact((err as Error).message)}; nothing on it was changed`);
+    }
+    const restored = await restoreAll(t, files, ctx);
+    await record({ status: restored ? 'rolled-back' : 'unknown', detail: ctx.redact((err as Error).message) });
+    throw new RolloutFailedError(t.name, restored, `${t.name}: ${ctx.redact((err as Error).message)}; ${restored ? 'its files were restored from the backups and it was not restarted' : `RESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`}`);
   }
 
-  outcome.status = 'applied';
-  if (!phase.restartUnit) return outcome;
-  const unit = phase.restartUnit;
+  if (!work.restartUnit) {
+    await record({ status: 'done' });
+    return outcome;
+  }
+  const unit = work.restartUnit;
   const run = await restartAndGate(t, unit, ctx.gate, ctx.progress, ctx.redact);
   outcome.gate = run;
-  if (run.verdict.status === 'passed') return outcome;
+  if (run.verdict.status === 'passed') {
+    await record({ status: 'done', gatedInvocation: run.verdict.evidence[0]?.invocationId ?? '' });
+    return outcome;
+  }
+  if (run.unreachable) {
+    await record({ status: 'unknown', detail: ctx.redact(run.verdict.reason) });
+    throw new RolloutFailedError(t.name, false, `${t.name} stopped answering during its gate: ${ctx.redact(run.verdict.reason)}\nIts files hold the new content; whether ${unit} is healthy is unknown. When the node answers again: \`rollout apply INVENTORY --resume\` re-checks and completes it, or \`rollout rollback INVENTORY --node ${t.name}\` restores it.`);
+  }
+  await record({ status: 'restarted', detail: ctx.redact(run.verdict.reason) });
 
   const why = `${run.verdict.reason}\n${renderGateEvidence(run, ctx.redact)}`;
-  ctx.progress(`gate failed, restoring ${written.map((w) => w.change.path).join(', ')}`);
-  if (!(await restoreAll(t, written, ctx))) {
+  ctx.progress(`gate failed, restoring ${files.map((f) => f.path).join(', ')}`);
+  if (!(await restoreAll(t, files, ctx))) {
+    await record({ status: 'failed' });
     throw new RolloutFailedError(t.name, false, `${t.name} failed its gate after the change: ${why}\nRESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`);
   }
   ctx.progress(`restarting ${unit} on the restored files`);
@@ -82,6 +144,7 @@ export async function applyNodePhase(t: Transport, phase: PhasePlan, ctx: ApplyC
     if (!(err instanceof NodeError)) throw err;
   }
   const healthy = again?.verdict.status === 'passed';
+  await record({ status: healthy ? 'rolled-back' : 'failed' });
   throw new RolloutFailedError(
     t.name,
     healthy,
@@ -92,13 +155,15 @@ export async function applyNodePhase(t: Transport, phase: PhasePlan, ctx: ApplyC
   );
 }
 
-// Restores in reverse order of writing; true when every file is back as it was.
-async function restoreAll(t: Transport, written: ReadonlyArray<{ change: FileChange; backup: string }>, ctx: ApplyContext): Promise<boolean> {
+/** Restores in reverse order; true when every file is back as it was (already-old files count as restored). */
+export async function restoreAll(t: Transport, files: readonly StepFile[], ctx: Pick<ApplyContext, 'progress'>): Promise<boolean> {
   let ok = true;
-  for (const { change, backup } of [...written].reverse()) {
+  for (const f of [...files].reverse()) {
     try {
-      ctx.progress(`restoring ${change.path}`);
-      await restoreFile(t, backup, change.path, change.beforeSha256);
+      const now = await readRemoteFile(t, f.path);
+      if (now?.sha256 === f.beforeSha256) continue;
+      ctx.progress(`restoring ${f.path}`);
+      await restoreFile(t, f.backup, f.path, f.beforeSha256);
     } catch {
       ok = false;
     }

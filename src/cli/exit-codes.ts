@@ -1,16 +1,18 @@
 /** Exit codes, documented in the README; main.ts is the only place that maps errors to them. */
 export const EXIT = {
   ok: 0,
-  /** A node failed its gate, was restored and came back healthy; the rollout stopped. */
+  /** The rollout stopped early; every node is healthy on its old or new files (a node failed its gate and was restored, or could not be reached before it was touched). */
   rolledBack: 1,
   /** Bad command line, inventory or playbook. Nothing was contacted or changed. */
   invalidInput: 2,
-  /** A node could not be planned or failed preflight. Nothing was changed. */
+  /** A node could not be planned, failed preflight, the fleet is locked or a saved plan is stale. Nothing was changed. */
   preflightFailed: 3,
-  /** A node failed and could not be restored to a healthy state: it needs a human now. */
+  /** A node needs a human now: it could not be restored, its state is unknown, or another node became unhealthy. */
   rollbackFailed: 4,
   /** apply was not confirmed (declined, or no TTY and no --yes). Nothing was changed. */
   notConfirmed: 5,
+  /** Interrupted (Ctrl-C, SIGTERM); the run's state is recorded: `apply --resume` continues it. */
+  interrupted: 130,
   /** A bug in rollout. */
   internal: 70,
 } as const;

@@ -1,20 +1,23 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { InputError, NotConfirmedError, PreflightError, RolloutError, RolloutFailedError, UsageError } from '../errors.js';
+import { InputError, InterruptedError, NotConfirmedError, PreflightError, RolloutError, RolloutFailedError, UsageError } from '../errors.js';
+import { LockHeldError } from '../rollout/lock.js';
 import { applyCommand } from './commands/apply.js';
 import { planCommand } from './commands/plan.js';
 import { preflightCommand } from './commands/preflight.js';
+import { rollbackCommand } from './commands/rollback.js';
 import { EXIT } from './exit-codes.js';
 import { Output } from './output.js';
 
 const HELP = `rollout: roll a configuration change across a fleet over SSH, one node at a time.
 
 Usage:
-  rollout plan  INVENTORY [--parallel N]
+  rollout plan INVENTORY [--out PLAN] [--parallel N]
       Connect to every node, read its files, print a unified diff per node and file
-      and the restart order. Changes nothing.
-      Example: rollout plan inventories/prod.yaml
+      and the restart order. Changes nothing. --out saves the reviewed plan
+      (checksums and redacted diffs, no secret) for \`rollout apply PLAN\`.
+      Example: rollout plan inventories/prod.yaml --out change.plan
 
   rollout preflight INVENTORY [--skip-vault-checks] [--skip-vault-login] [--parallel N]
       Every check apply makes before it changes anything: Vault from this machine
@@ -23,24 +26,38 @@ Usage:
       reachable over TLS from the node). Changes nothing; exit 0 only if all pass.
       Example: rollout preflight inventories/prod.yaml
 
-  rollout apply INVENTORY [--yes] [--dry-run] [--skip-vault-checks] [--skip-vault-login] [--parallel N]
-      Show the same plan, run preflight, ask (or --yes), then per phase and node:
-      back up, write atomically, restart, wait for the journal's ready line.
-      A node that fails its gate is restored from its backup and the rollout stops.
+  rollout apply INVENTORY|PLAN [--yes] [--dry-run] [--resume] [--break-lock]
+                [--skip-vault-checks] [--skip-vault-login] [--parallel N]
+      Show the plan (a saved PLAN is refused if any node changed since), run
+      preflight, lock the fleet, ask (or --yes), then per phase and node: back up,
+      write atomically, restart, wait for the journal's ready line. A node that
+      fails its gate is restored from its backup and the rollout stops. Every step
+      is recorded; --resume continues the last run of INVENTORY.
       Example: rollout apply inventories/prod.yaml
 
+  rollout rollback INVENTORY [--node NAME] [--force] [--yes] [--break-lock]
+      Put back the backups the last run took, node by node, each restarted and
+      gated. Refuses a file changed since the run wrote it, unless --force.
+      Example: rollout rollback inventories/prod.yaml --node kms-2
+
 Options:
-  --yes           apply without asking (required when there is no terminal)
-  --dry-run       apply: print the plan and stop, exactly like plan
-  --parallel N    nodes connected to and read at once while planning (default: inventory's parallel, 16)
+  --yes                apply/rollback without asking (required when there is no terminal)
+  --dry-run            apply: print the plan and stop
+  --out PLAN           plan: save the plan to this file
+  --resume             apply: continue the last run, re-checking every node first
+  --break-lock         apply/rollback: take over a stale lock (older than lock.staleMinutes, holder gone)
+  --node NAME          rollback: only this node
+  --force              rollback: restore even files changed since the run wrote them
+  --parallel N         nodes connected to and read at once (default: inventory's parallel, 16)
   --skip-vault-checks  preflight/apply: this machine cannot reach Vault; skip its checks (nodes still check)
   --skip-vault-login   preflight/apply: no login (a SecretID with limited uses); only health is checked
-  -h, --help      this help
-  --version       rollout's version
+  -h, --help           this help
+  --version            rollout's version
 
-Exit codes: 0 done · 1 a node failed and was restored, rollout stopped · 2 invalid input ·
-3 a node could not be planned or failed preflight, nothing changed · 4 a node failed and
-could NOT be restored · 5 not confirmed · 70 internal error.
+Exit codes: 0 done · 1 stopped early, every node healthy on old or new files ·
+2 invalid input · 3 could not plan, preflight failed, fleet locked or saved plan stale:
+nothing changed · 4 a node needs attention now · 5 not confirmed · 130 interrupted
+(state recorded; apply --resume) · 70 internal error.
 `;
 
 function version(): string {
@@ -57,6 +74,11 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       options: {
         yes: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
+        out: { type: 'string' },
+        resume: { type: 'boolean' },
+        'break-lock': { type: 'boolean' },
+        node: { type: 'string' },
+        force: { type: 'boolean' },
         parallel: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
@@ -68,31 +90,40 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       io.out(version());
       return EXIT.ok;
     }
-    const [command, inventory, ...extra] = positionals;
+    const [command, target, ...extra] = positionals;
     if (values.help || command === undefined || command === 'help') {
       io.out(HELP);
       return command === undefined && !values.help ? EXIT.invalidInput : EXIT.ok;
     }
-    if (command !== 'plan' && command !== 'apply' && command !== 'preflight') {
-      throw new UsageError(`unknown command "${command}"; use plan, preflight or apply (rollout --help)`);
-    }
-    if (!inventory) throw new UsageError(`rollout ${command} needs an inventory file, e.g. rollout ${command} inventories/prod.yaml`);
+    const allowed: Record<string, string[]> = {
+      plan: ['out', 'parallel'],
+      preflight: ['parallel', 'skip-vault-checks', 'skip-vault-login'],
+      apply: ['yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login'],
+      rollback: ['node', 'force', 'yes', 'break-lock', 'parallel'],
+    };
+    const flags = allowed[command];
+    if (!flags) throw new UsageError(`unknown command "${command}"; use plan, preflight, apply or rollback (rollout --help)`);
+    const misplaced = Object.keys(values).filter((k) => !flags.includes(k) && k !== 'help' && k !== 'version');
+    if (misplaced.length > 0) throw new UsageError(`${misplaced.map((k) => `--${k}`).join(', ')} cannot be used with ${command} (rollout --help)`);
+    if (!target) throw new UsageError(`rollout ${command} needs an inventory file, e.g. rollout ${command} inventories/prod.yaml`);
     if (extra.length > 0) throw new UsageError(`unexpected argument(s): ${extra.join(' ')}`);
     let parallel: number | undefined;
     if (values.parallel !== undefined) {
       parallel = Number(values.parallel);
       if (!Number.isInteger(parallel) || parallel < 1 || parallel > 512) throw new UsageError('--parallel takes a whole number from 1 to 512');
     }
+    const p = parallel ? { parallel } : {};
     const skips = { skipVaultChecks: values['skip-vault-checks'] === true, skipVaultLogin: values['skip-vault-login'] === true };
-    if (command !== 'apply' && (values.yes || values['dry-run'])) {
-      throw new UsageError(`--yes and --dry-run belong to apply; ${command} never changes anything`);
+    switch (command) {
+      case 'plan':
+        return await planCommand(target, { ...p, ...(values.out ? { out: values.out } : {}) }, io);
+      case 'preflight':
+        return await preflightCommand(target, { ...p, ...skips }, io);
+      case 'rollback':
+        return await rollbackCommand(target, { ...p, ...(values.node ? { node: values.node } : {}), force: values.force === true, yes: values.yes === true, breakLock: values['break-lock'] === true }, io);
+      default:
+        return await applyCommand(target, { ...p, ...skips, yes: values.yes === true, dryRun: values['dry-run'] === true, resume: values.resume === true, breakLock: values['break-lock'] === true }, io);
     }
-    if (command === 'plan') {
-      if (skips.skipVaultChecks || skips.skipVaultLogin) throw new UsageError('plan does not contact Vault; --skip-vault-* belong to preflight and apply');
-      return await planCommand(inventory, { ...(parallel ? { parallel } : {}) }, io);
-    }
-    if (command === 'preflight') return await preflightCommand(inventory, { ...(parallel ? { parallel } : {}), ...skips }, io);
-    return await applyCommand(inventory, { ...(parallel ? { parallel } : {}), yes: values.yes === true, dryRun: values['dry-run'] === true, ...skips }, io);
   } catch (err) {
     return report(err, io);
   }
@@ -103,7 +134,11 @@ function report(err: unknown, io: Output): number {
     io.err(`\nROLLOUT STOPPED: ${err.message}`);
     return err.restored ? EXIT.rolledBack : EXIT.rollbackFailed;
   }
-  if (err instanceof PreflightError) {
+  if (err instanceof InterruptedError) {
+    io.err(`\n${err.message}`);
+    return EXIT.interrupted;
+  }
+  if (err instanceof PreflightError || err instanceof LockHeldError) {
     io.err(`\n${err.message}`);
     return EXIT.preflightFailed;
   }

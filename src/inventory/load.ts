@@ -14,6 +14,7 @@ export type NodeTarget = {
   identityFile?: string;
   knownHosts: string;
   connectTimeoutMs: number;
+  keepaliveMs: number;
   envFile?: string;
   configFile?: string;
 };
@@ -28,6 +29,8 @@ export type Inventory = {
   /** Absolute path of the CA bundle for rollout's own Vault checks, if set. */
   vaultCaFile?: string;
   vaultTimeoutMs: number;
+  backupsKeep: number;
+  lockStaleMs: number;
 };
 
 /** The playbook used when the inventory names none: the one shipped with rollout. */
@@ -53,6 +56,7 @@ export function resolveInventory(raw: InventoryFile, file: string): Inventory {
       ...(identityFile ? { identityFile: local(identityFile) } : {}),
       knownHosts: local(raw.ssh.knownHosts),
       connectTimeoutMs: raw.ssh.connectTimeoutSeconds * 1000,
+      keepaliveMs: raw.ssh.keepaliveSeconds * 1000,
       ...(n.envFile ? { envFile: n.envFile } : {}),
       ...(n.configFile ? { configFile: n.configFile } : {}),
     };
@@ -73,6 +77,8 @@ export function resolveInventory(raw: InventoryFile, file: string): Inventory {
     parallel: raw.parallel,
     ...(raw.preflight.vaultCaFile ? { vaultCaFile: local(raw.preflight.vaultCaFile) } : {}),
     vaultTimeoutMs: raw.preflight.vaultTimeoutSeconds * 1000,
+    backupsKeep: raw.backups.keep,
+    lockStaleMs: raw.lock.staleMinutes * 60_000,
   };
 }
 

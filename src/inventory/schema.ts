@@ -20,6 +20,8 @@ export const SshSchema = z.strictObject({
   identityFile: z.string().min(1).optional(),
   knownHosts: z.string().min(1).default('~/.ssh/known_hosts'),
   connectTimeoutSeconds: z.number().positive().max(600).default(15),
+  /** A node that answers no keepalive for 3 of these intervals is treated as cut off. */
+  keepaliveSeconds: z.number().positive().max(600).default(5),
 });
 export type SshSettings = z.infer<typeof SshSchema>;
 
@@ -95,6 +97,14 @@ export const InventorySchema = z.strictObject({
   /** How many nodes are connected to and read at once while planning. */
   parallel: z.number().int().min(1).max(512).default(16),
   nodes: z.array(NodeSchema).min(1),
+  backups: z.strictObject({
+    /** Backups of this many runs are kept on each node; older ones are deleted after a successful run. */
+    keep: z.number().int().min(1).max(1000).default(5),
+  }).default({ keep: 5 }),
+  lock: z.strictObject({
+    /** A lock older than this whose holder is gone may be broken with --break-lock. */
+    staleMinutes: z.number().positive().max(100_000).default(60),
+  }).default({ staleMinutes: 60 }),
   /** How `rollout preflight` (and apply's preflight) reaches Vault from this machine. */
   preflight: PreflightSchema.default({ vaultTimeoutSeconds: 10 }),
   vars: VarsSchema,

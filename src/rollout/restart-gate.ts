@@ -2,6 +2,8 @@
 import type { Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import { evaluateGate, type CompiledGate, type GateVerdict } from './gate.js';
+import { ConnectionLostError } from '../transport/ssh.js';
+import type { LineStream } from '../transport/transport.js';
 import { followJournal, journalCursor, parseJournalLine, readServiceState, restartService, type JournalEntry } from './journal.js';
 
 /** How long to keep reading the rest of an error after a failure line. */
@@ -10,6 +12,8 @@ const FAILURE_GRACE_MS = 2000;
 /** One restart and what its gate decided, with the journal lines that decided it. */
 export type GateRun = {
   verdict: GateVerdict;
+  /** true when the node stopped answering during the gate: what it runs now is unknown. */
+  unreachable: boolean;
   /** When the restart was asked for and when the gate decided (ms since epoch, this machine's clock). */
   startedAt: number;
   decidedAt: number;
@@ -23,7 +27,6 @@ export type GateRun = {
 export async function restartAndGate(t: Transport, unit: string, gate: CompiledGate, progress: (text: string) => void, redact: Redactor): Promise<GateRun> {
   const before = await readServiceState(t, unit);
   const cursor = await journalCursor(t);
-  const follow = followJournal(t, unit, cursor, (gate.timeoutMs + gate.restartTimeoutMs) / 1000 + 30);
   const entries: JournalEntry[] = [];
   const startedAt = Date.now();
   let verdict: GateVerdict = { status: 'pending', reason: 'waiting for the ready line', evidence: [] };
@@ -31,6 +34,7 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   const elapsed = () => ((Date.now() - startedAt) / 1000).toFixed(1);
 
   let followEnded = false;
+  let unreachable = false;
   // After a failure line the process usually logs the rest of its error and exits:
   // keep reading until systemd reports the exit (or a short grace), so the
   // operator sees the whole error, not only its first line.
@@ -39,27 +43,36 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   const ended = new Promise<void>((resolve) => (processEnded = resolve));
   let decided: () => void = () => {};
   const decision = new Promise<void>((resolve) => (decided = resolve));
+  // The follow is reopened from the same cursor if the connection drops (the
+  // transport reconnects); a cursor makes re-reading exact, never a guess.
+  let follow: LineStream | null = null;
+  let stopped = false;
   const watch = (async () => {
-    for await (const line of follow.lines) {
-      const entry = parseJournalLine(line);
-      if (!entry) continue;
-      entries.push(entry);
-      if (afterFailure) {
-        if (entry.invocationId !== before.invocationId) afterFailure.push(entry);
-        if (entry.fromManager) return processEnded();
-        continue;
+    for (let attempt = 0; attempt < 3 && !stopped; attempt++) {
+      entries.length = 0;
+      follow = followJournal(t, unit, cursor, (gate.timeoutMs + gate.restartTimeoutMs) / 1000 + 30);
+      for await (const line of follow.lines) {
+        const entry = parseJournalLine(line);
+        if (!entry) continue;
+        entries.push(entry);
+        if (afterFailure) {
+          if (entry.invocationId !== before.invocationId) afterFailure.push(entry);
+          if (entry.fromManager) return processEnded();
+          continue;
+        }
+        verdict = evaluateGate(entries, gate, before.invocationId || null);
+        if (verdict.status === 'passed') return decided();
+        if (verdict.status === 'failed') {
+          afterFailure = [];
+          decided();
+          if (verdict.evidence.at(-1)?.fromManager) return processEnded();
+          continue;
+        }
+        progress(`waiting for the ready line (${elapsed()} s): ${redact(entry.message)}`);
       }
-      verdict = evaluateGate(entries, gate, before.invocationId || null);
-      if (verdict.status === 'passed') return decided();
-      if (verdict.status === 'failed') {
-        afterFailure = [];
-        decided();
-        if (verdict.evidence.at(-1)?.fromManager) return processEnded();
-        continue;
-      }
-      progress(`waiting for the ready line (${elapsed()} s): ${redact(entry.message)}`);
+      if (afterFailure) break;
     }
-    followEnded = true;
+    followEnded = !stopped;
     decided();
     processEnded();
   })();
@@ -68,7 +81,14 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   });
   try {
     progress(`restarting ${unit}`);
-    await restartService(t, unit, gate.restartTimeoutMs / 1000);
+    try {
+      await restartService(t, unit, gate.restartTimeoutMs / 1000);
+    } catch (err) {
+      if (!(err instanceof ConnectionLostError)) throw err;
+      // The restart is in doubt: look before doing anything again.
+      const now = await readServiceState(t, unit);
+      if (now.invocationId === before.invocationId) await restartService(t, unit, gate.restartTimeoutMs / 1000);
+    }
     progress(`waiting for the ready line (${elapsed()} s)`);
     await Promise.race([decision, deadline]);
     if (afterFailure) {
@@ -77,27 +97,37 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
       verdict = { ...failed, evidence: [...failed.evidence, ...(afterFailure as JournalEntry[]).slice(0, 10)] };
     }
   } catch (err) {
+    if (err instanceof ConnectionLostError) unreachable = true;
     verdict = { status: 'failed', reason: redact((err as Error).message), evidence: entries.slice(-5) };
   } finally {
     clearTimeout(timer);
-    follow.close();
+    stopped = true;
+    (follow as LineStream | null)?.close();
+    decided();
     await watch;
   }
   if (verdict.status === 'pending') {
+    unreachable ||= followEnded;
     const reason = followEnded
-      ? `the journal follow on the node ended before a ready line (connection lost?) after ${elapsed()} s`
+      ? `the node stopped answering during its gate (SSH connection lost, reconnecting failed) after ${elapsed()} s`
       : `no ready line ("${gate.ready}") within ${gate.timeoutMs / 1000} s`;
     verdict = { status: 'failed', reason, evidence: entries.slice(-5) };
   }
   if (verdict.status === 'passed') {
     // The ready line must belong to the process that is running now, not one that died since.
-    const now = await readServiceState(t, unit);
+    let now: Awaited<ReturnType<typeof readServiceState>>;
+    try {
+      now = await readServiceState(t, unit);
+    } catch (err) {
+      if (!(err instanceof ConnectionLostError)) throw err;
+      return { verdict: { status: 'failed', reason: redact(err.message), evidence: verdict.evidence }, unreachable: true, startedAt, decidedAt: Date.now() };
+    }
     const ready = verdict.evidence[0];
     if (now.activeState !== 'active' || (ready?.invocationId && now.invocationId !== ready.invocationId)) {
       verdict = { status: 'failed', reason: `the ready line was logged but ${unit} is now ${now.activeState}/${now.subState} (invocation ${now.invocationId || 'none'})`, evidence: verdict.evidence };
     }
   }
-  return { verdict, startedAt, decidedAt: Date.now() };
+  return { verdict, unreachable, startedAt, decidedAt: Date.now() };
 }
 
 /** The deciding journal lines, redacted and indented, for messages and reports. */

@@ -1,41 +1,50 @@
 import { Listr, PRESET_TIMESTAMP, type ListrTask } from 'listr2';
-import { applyNodePhase, type PhaseOutcome } from '../apply/apply-node.js';
-import { RolloutFailedError } from '../errors.js';
-import type { NodePlan, Plan } from '../plan/types.js';
+import { applyNodePhase, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
+import { InterruptedError, RolloutFailedError } from '../errors.js';
+import type { Plan } from '../plan/types.js';
+import type { RunRecorder } from '../state/run-state.js';
 import type { Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import type { CompiledGate } from './gate.js';
-
-type ReadyNode = Extract<NodePlan, { status: 'ready' }>;
+import { readServiceState, type ServiceState } from './journal.js';
 
 /** How progress is shown: live tree on a TTY, plain timestamped lines elsewhere, or nothing. */
 export type ProgressStyle = 'tty' | 'plain' | 'silent';
+
+/** Set by the CLI's signal handler; the rollout stops before the next node when `requested`. */
+export type StopSignal = { requested: boolean };
 
 /** Per node and phase what happened, in order. Returned even when the rollout fails. */
 export type RolloutResult = {
   runId: string;
   outcomes: PhaseOutcome[];
   failure: RolloutFailedError | null;
+  interrupted: boolean;
 };
 
-/** What the rollout needs: the open connections, the gate, the redactor. */
+/** What the rollout needs: the work, the open connections, the gate, the run record. */
 export type RolloutOptions = {
   runId: string;
+  unit: string;
   gate: CompiledGate;
   redact: Redactor;
   transports: ReadonlyMap<string, Transport>;
+  recorder: RunRecorder;
   progress: ProgressStyle;
+  stop: StopSignal;
+  /** Each node's service as preflight saw it: before a restart every other node must still be so. */
+  baseline: Map<string, ServiceState>;
 };
 
 /**
- * Runs each enabled phase over the nodes strictly one at a time (preflight has
- * passed before this is called). The first failed node stops everything after it; a later phase
- * starts only when the earlier one passed its gate on every node.
+ * Runs the phases over the nodes strictly one at a time (preflight has passed).
+ * Before each restart every other node must be healthy and unrestarted since it
+ * was last seen healthy; the first failure stops everything after it; a later
+ * phase starts only when the earlier one passed its gate on every node.
  */
-export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<RolloutResult> {
-  const nodes = plan.nodes.filter((n): n is ReadyNode => n.status === 'ready');
-  const result: RolloutResult = { runId: opts.runId, outcomes: [], failure: null };
-  const transport = (name: string) => opts.transports.get(name)!;
+export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: RolloutOptions): Promise<RolloutResult> {
+  const result: RolloutResult = { runId: opts.runId, outcomes: [], failure: null, interrupted: false };
+  const nodes = plan.nodes.map((n) => n.node.name);
 
   const phases: ListrTask[] = plan.phases
     .filter((p) => p.enabled)
@@ -43,33 +52,42 @@ export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<Roll
       title: `Phase ${i + 1}: ${phase.name}`,
       task: (_ctx, task) =>
         task.newListr(
-          nodes.map((n): ListrTask => {
-            const phasePlan = n.phases.find((p) => p.name === phase.name)!;
+          nodes.map((name): ListrTask => {
+            const item = work.find((w) => w.node === name && w.phase === phase.name);
             return {
-              title: n.node.name,
+              title: name,
               task: async (_c, sub) => {
-                if (phasePlan.changes.length === 0) {
-                  result.outcomes.push({ node: n.node.name, phase: phase.name, status: 'unchanged', files: [], gate: null });
-                  sub.skip(`${n.node.name}: up to date`);
+                if (!item) {
+                  result.outcomes.push({ node: name, phase: phase.name, status: 'unchanged', files: [], gate: null });
+                  sub.skip(`${name}: up to date`);
                   return;
+                }
+                if (opts.stop.requested) {
+                  result.interrupted = true;
+                  throw new InterruptedError(`interrupted before ${name} (phase ${phase.name}); every node is in its old or new state`);
                 }
                 const started = Date.now();
                 try {
-                  const outcome = await applyNodePhase(transport(n.node.name), phasePlan, {
+                  if (item.restartUnit) await checkOthersHealthy(name, opts);
+                  const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
                     runId: opts.runId,
                     gate: opts.gate,
                     redact: opts.redact,
+                    recorder: opts.recorder,
                     progress: (text) => {
                       sub.output = opts.redact(text);
                     },
                   });
                   result.outcomes.push(outcome);
-                  sub.title = `${n.node.name}: ${phasePlan.restartUnit ? 'written, restarted, ready' : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+                  const gated = outcome.gate?.verdict.evidence[0]?.invocationId;
+                  const prior = opts.baseline.get(name);
+                  if (gated && prior) opts.baseline.set(name, { ...prior, invocationId: gated, activeState: 'active', subState: 'running' });
+                  sub.title = `${name}: ${item.restartUnit ? (item.mode === 'full' ? 'written, restarted, ready' : 'restarted, ready') : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
                 } catch (err) {
                   if (!(err instanceof RolloutFailedError)) throw err;
                   // The full story (evidence lines) is printed once by the CLI; the tree gets the verdict.
                   result.failure = err;
-                  throw new Error(err.restored ? 'failed its gate; restored from its backup and healthy again' : 'failed and could NOT be restored to a healthy state');
+                  throw new Error(err.restored ? 'stopped here; this node is healthy on its old files' : 'needs attention: see below');
                 }
               },
             };
@@ -81,6 +99,7 @@ export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<Roll
   const listr = new Listr(phases, {
     concurrent: false,
     exitOnError: true,
+    registerSignalListeners: false,
     renderer: opts.progress === 'tty' ? 'default' : opts.progress === 'plain' ? 'simple' : 'silent',
     rendererOptions: { collapseSubtasks: false, showErrorMessage: false } as never,
     fallbackRendererOptions: { timestamp: PRESET_TIMESTAMP } as never,
@@ -90,25 +109,49 @@ export async function runRollout(plan: Plan, opts: RolloutOptions): Promise<Roll
   try {
     await listr.run();
   } catch (err) {
-    if (!result.failure) throw err;
+    if (!result.failure && !result.interrupted) throw err;
   }
   return result;
 }
 
+/**
+ * Never take a second node down: before restarting `next`, every other node
+ * must be running the very invocation it ran when last seen healthy.
+ */
+async function checkOthersHealthy(next: string, opts: RolloutOptions): Promise<void> {
+  const problems: string[] = [];
+  await Promise.all(
+    [...opts.baseline].map(async ([name, seen]) => {
+      if (name === next) return;
+      try {
+        const now = await readServiceState(opts.transports.get(name)!, opts.unit);
+        if (now.activeState !== 'active' || now.subState !== 'running') problems.push(`${name}: ${opts.unit} is ${now.activeState}/${now.subState}`);
+        else if (now.invocationId !== seen.invocationId) problems.push(`${name}: ${opts.unit} restarted since it was last seen healthy (${now.nRestarts} restarts)`);
+      } catch (err) {
+        problems.push(`${name}: cannot be checked (${(err as Error).message})`);
+      }
+    }),
+  );
+  if (problems.length > 0) {
+    throw new RolloutFailedError(next, false, `not restarting ${next}: another node is not healthy, and restarting ${next} now could take a second node down:\n${problems.sort().map((p) => `  - ${p}`).join('\n')}\n${next} was not touched. Fix the node(s) above, then \`rollout apply INVENTORY --resume\`.`);
+  }
+}
+
 /** Pure. One line per node and phase: what happened, including nodes never reached. */
-export function renderSummary(plan: Plan, result: RolloutResult): string {
+export function renderSummary(plan: Plan, result: RolloutResult, work: readonly NodeWork[]): string {
   const lines = [`Summary of run ${result.runId}:`];
   const enabled = plan.phases.filter((p) => p.enabled);
   for (const n of plan.nodes) {
     for (const phase of enabled) {
       const outcome = result.outcomes.find((o) => o.node === n.node.name && o.phase === phase.name);
+      const planned = work.some((w) => w.node === n.node.name && w.phase === phase.name);
       let what: string;
       if (outcome?.status === 'applied') {
         const g = outcome.gate;
         what = g ? `changed, restarted, ready after ${((g.decidedAt - g.startedAt) / 1000).toFixed(1)} s` : 'changed (no restart needed)';
-      } else if (outcome?.status === 'unchanged') what = 'up to date, not restarted';
-      else if (result.failure?.node === n.node.name) what = result.failure.restored ? 'FAILED its gate: restored from backup, healthy on the old files' : 'FAILED and NOT restored: needs attention now';
-      else what = 'not started (nothing changed)';
+      } else if (outcome?.status === 'unchanged' || !planned) what = 'up to date, not restarted';
+      else if (result.failure?.node === n.node.name) what = result.failure.restored ? 'STOPPED here: healthy on its old files' : 'NEEDS ATTENTION (see below)';
+      else what = 'not started (old files, untouched)';
       lines.push(`  ${n.node.name.padEnd(12)} ${phase.name.padEnd(20)} ${what}`);
     }
   }

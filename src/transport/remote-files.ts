@@ -93,3 +93,12 @@ export async function restoreFile(t: Transport, backup: string, path: string, ex
     throw new RemoteCommandError(t.name, `restoring ${path}: restored content does not match the backup taken`, null, '');
   }
 }
+
+/** Deletes all but the newest `keep` run directories of backups on a node (run ids sort by time). */
+export async function pruneBackups(t: Transport, keep: number): Promise<void> {
+  const r = await t.exec(
+    `cd /var/backups/rollout 2>/dev/null || exit 0; ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort | head -n -${Math.max(1, Math.floor(keep))} | while read -r d; do rm -rf -- "$d"; done`,
+    { timeoutMs: 60_000 },
+  );
+  if (r.code !== 0) throw new RemoteCommandError(t.name, 'pruning old backups', r.code, r.stderr);
+}

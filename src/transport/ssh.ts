@@ -28,6 +28,16 @@ function loadKnownHosts(file: string): Promise<KnownHostEntry[]> {
  * All later steps of the run share this connection as channels.
  */
 export async function connectSsh(node: NodeTarget): Promise<Transport> {
+  const client = await openClient(node);
+  return new SshTransport(node, client, () => openClient(node));
+}
+
+/** The SSH connection dropped while a command ran: whether the command took effect is unknown. */
+export class ConnectionLostError extends NodeError {
+  override name = 'ConnectionLostError';
+}
+
+async function openClient(node: NodeTarget): Promise<Client> {
   const entries = await loadKnownHosts(node.knownHosts);
   const where = `${node.host}:${node.port}`;
   let hostKeyProblem: HostKeyError | null = null;
@@ -36,7 +46,8 @@ export async function connectSsh(node: NodeTarget): Promise<Transport> {
     port: node.port,
     username: node.user,
     readyTimeout: node.connectTimeoutMs,
-    keepaliveInterval: 10_000,
+    // A silent peer (a cut link, a frozen sshd) is declared lost after three missed keepalives.
+    keepaliveInterval: node.keepaliveMs,
     keepaliveCountMax: 3,
     hostVerifier: (key: Buffer) => {
       const parsed = utils.parseKey(key);
@@ -87,25 +98,53 @@ export async function connectSsh(node: NodeTarget): Promise<Transport> {
     });
     client.connect(config);
   });
-  return new SshTransport(node, client);
+  return client;
 }
 
 class SshTransport implements Transport {
   readonly name: string;
-  readonly #client: Client;
+  #client: Client;
+  readonly #reconnect: () => Promise<Client>;
   readonly #sudo: boolean;
   #lost: Error | null = null;
+  #closed = false;
 
-  constructor(node: NodeTarget, client: Client) {
+  constructor(node: NodeTarget, client: Client, reconnect: () => Promise<Client>) {
     this.name = node.name;
     this.#client = client;
+    this.#reconnect = reconnect;
     this.#sudo = node.user !== 'root';
+    this.#watch(client);
+  }
+
+  #watch(client: Client): void {
     client.on('error', (err) => {
-      this.#lost = err;
+      if (client === this.#client) this.#lost = err;
     });
     client.on('close', () => {
-      this.#lost ??= new Error('connection closed');
+      if (client === this.#client) this.#lost ??= new Error('connection closed');
     });
+  }
+
+  // After a lost connection the next command reconnects (a few tries with
+  // backoff). Callers decide whether the command that was cut may be repeated.
+  async #connected(): Promise<Client> {
+    if (!this.#lost) return this.#client;
+    if (this.#closed) throw new ConnectionLostError(this.name, 'the connection was closed');
+    let last: unknown = this.#lost;
+    for (const delay of [0, 500, 1500]) {
+      if (delay) await new Promise((r) => setTimeout(r, delay));
+      try {
+        const client = await this.#reconnect();
+        this.#client = client;
+        this.#lost = null;
+        this.#watch(client);
+        return client;
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw new ConnectionLostError(this.name, `unreachable: the SSH connection was lost and reconnecting failed (${last instanceof Error ? last.message.replace(`${this.name}: `, '') : String(last)})`);
   }
 
   // Non-root logins run every command through sudo without a prompt; a password
@@ -114,11 +153,11 @@ class SshTransport implements Transport {
     return this.#sudo ? `sudo -n -- sh -c ${shellQuote(command)}` : command;
   }
 
-  #open(command: string): Promise<ClientChannel> {
-    if (this.#lost) return Promise.reject(new NodeError(this.name, `SSH connection lost: ${this.#lost.message}`));
+  async #open(command: string): Promise<ClientChannel> {
+    const client = await this.#connected();
     return new Promise((resolve, reject) => {
-      this.#client.exec(this.#wrap(command), (err, channel) => {
-        if (err) reject(new NodeError(this.name, `cannot open an SSH channel: ${err.message}`));
+      client.exec(this.#wrap(command), (err, channel) => {
+        if (err) reject(new ConnectionLostError(this.name, `cannot open an SSH channel: ${err.message}`));
         else resolve(channel);
       });
     });
@@ -137,10 +176,11 @@ class SshTransport implements Transport {
         : null;
       channel.on('data', (d: Buffer) => out.push(d));
       channel.stderr.on('data', (d: Buffer) => err.push(d));
-      channel.on('close', (code: number | null) => {
+      channel.on('close', (code: number | null | undefined) => {
         if (timer) clearTimeout(timer);
-        if (this.#lost && code === undefined) {
-          reject(new NodeError(this.name, `SSH connection lost while a command ran: ${this.#lost.message}`));
+        // No exit status: the connection went away under the command.
+        if (code === undefined || code === null && this.#lost) {
+          reject(new ConnectionLostError(this.name, `SSH connection lost while a command ran${this.#lost ? `: ${this.#lost.message}` : ''}`));
           return;
         }
         resolve({ code: code ?? null, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });
@@ -200,6 +240,7 @@ class SshTransport implements Transport {
   }
 
   close(): void {
+    this.#closed = true;
     this.#client.end();
   }
 }

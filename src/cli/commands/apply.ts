@@ -1,17 +1,26 @@
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { NotConfirmedError, PreflightError } from '../../errors.js';
+import { stepFile, type NodeWork } from '../../apply/apply-node.js';
+import { InterruptedError, NotConfirmedError, PreflightError, UsageError } from '../../errors.js';
+import type { PreflightFlags } from '../../preflight/run-preflight.js';
+import { compareWithPlanFile, readPlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
-import { planHasChanges } from '../../plan/types.js';
 import { compileGate } from '../../rollout/gate.js';
-import { renderSummary, runRollout, type ProgressStyle } from '../../rollout/run.js';
+import { readServiceState, type ServiceState } from '../../rollout/journal.js';
+import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
+import { renderSummary, runRollout, type ProgressStyle, type StopSignal } from '../../rollout/run.js';
+import { planResume, workFromPlan } from '../../state/resume.js';
+import { loadLastRun, newRunState, RunRecorder, stateDirFor } from '../../state/run-state.js';
+import { pruneBackups } from '../../transport/remote-files.js';
+import { sha256 } from '../../util/sha256.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
-import { prepareSession } from '../prepare.js';
-import type { PreflightFlags } from '../../preflight/run-preflight.js';
+import { prepareSession, type Session } from '../prepare.js';
 import { checkSession } from './preflight.js';
 
-export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean };
+export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean };
 
 /** A run id that sorts by time and names the backups on the nodes. */
 export function newRunId(now = new Date()): string {
@@ -19,18 +28,50 @@ export function newRunId(now = new Date()): string {
 }
 
 /**
- * `rollout apply INVENTORY`: the plan, preflight (Vault and every node), a
- * confirmation, then the phases node by node with backups, atomic writes and the journal gate.
+ * `rollout apply INVENTORY|PLAN`: the plan (or a saved one, refused if stale),
+ * preflight, the fleet lock, a confirmation, then the phases node by node with
+ * backups, atomic writes and the journal gate, recording every step. With
+ * --resume it continues the last run from what the nodes hold now.
  */
-export async function applyCommand(inventoryFile: string, flags: ApplyFlags, io: Output): Promise<number> {
+export async function applyCommand(target: string, flags: ApplyFlags, io: Output): Promise<number> {
+  const saved = await readPlanFile(target);
+  if (saved && flags.resume) throw new UsageError('--resume continues the last run of an inventory: give the inventory, not a saved plan');
+  const inventoryFile = path.resolve(saved ? saved.inventory : target);
+  const last = flags.resume ? await loadLastRun(inventoryFile) : null;
+  if (flags.resume && !last) throw new UsageError(`no run of ${inventoryFile} is recorded (in ${stateDirFor(inventoryFile)}); nothing to resume`);
+  if (last?.state.status === 'done') {
+    io.out(`The last run (${last.state.runId}) completed; nothing to resume.`);
+    return EXIT.ok;
+  }
+
   const session = await prepareSession(inventoryFile, flags.parallel);
   try {
     io.useRedactor(session.redact);
     const { plan } = session;
-    io.out(renderPlan(plan, session.redact));
+    if (saved) {
+      io.out(`Saved plan from ${saved.createdAt}:\n${saved.rendered}`);
+      const problems = compareWithPlanFile(saved, plan);
+      if (problems.length > 0) throw new PreflightError(problems, 'the saved plan does not match the nodes now, nothing was changed; run `rollout plan --out` again and review it');
+    } else {
+      io.out(renderPlan(plan, session.redact));
+    }
     const failed = plan.nodes.filter((n) => n.status === 'error');
     if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`));
-    if (!planHasChanges(plan)) {
+
+    let work: NodeWork[];
+    let runId: string;
+    if (last) {
+      const resume = await planResume(last.state, plan, session.transports, session.playbook.service.unit);
+      if (resume.problems.length > 0) throw new PreflightError(resume.problems, `cannot resume run ${last.state.runId} safely, nothing was changed`);
+      io.out(`Resuming run ${last.state.runId}: ${resume.verified.length ? `verified done: ${resume.verified.join(', ')}` : 'no node was done'}; ${resume.work.length} step(s) left.`);
+      work = resume.work;
+      runId = last.state.runId;
+    } else {
+      work = workFromPlan(plan);
+      runId = newRunId();
+    }
+    if (work.length === 0) {
+      if (last) await new RunRecorder(last.state, last.dir).finish('done');
       io.out('Every node is up to date: nothing to do, nothing restarted.');
       return EXIT.ok;
     }
@@ -38,29 +79,86 @@ export async function applyCommand(inventoryFile: string, flags: ApplyFlags, io:
       io.out('Dry run: nothing was changed.');
       return EXIT.ok;
     }
-    // Every check before the question, so nobody confirms a rollout that cannot work.
     await checkSession(session, flags, io);
-    await confirm(flags.yes === true, io);
-    const runId = newRunId();
-    io.out(`Run ${runId}: backups go to /var/backups/rollout/${runId}/ on each node.`);
-    const progress: ProgressStyle = process.stdout.isTTY && process.env.CI !== 'true' ? 'tty' : 'plain';
-    const result = await runRollout(plan, {
-      runId,
-      gate: compileGate(session.playbook.gate),
-      redact: session.redact,
-      transports: session.transports,
-      progress,
-    });
-    io.out(`\n${renderSummary(plan, result)}`);
-    if (result.failure) throw result.failure;
-    io.out(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
-    return EXIT.ok;
+    const transports = [...session.transports.values()];
+    const me = lockHolder(runId, inventoryFile);
+    await lockFleet(transports, me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true });
+    let hardStop = false;
+    try {
+      await confirm(flags.yes === true, io);
+      const recorder = last
+        ? new RunRecorder({ ...last.state, status: 'running' }, last.dir)
+        : new RunRecorder(
+            newRunState(runId, inventoryFile, me.user, me.host, work.map((w) => ({ node: w.node, phase: w.phase, restartUnit: w.restartUnit, files: w.changes.map((c) => stepFile(runId, c)) }))),
+            stateDirFor(inventoryFile),
+          );
+      await recorder.save();
+      io.out(`Run ${runId}: state in ${recorder.file}; backups in /var/backups/rollout/${runId}/ on each node.`);
+      const stop: StopSignal = { requested: false };
+      const onSignal = () => {
+        if (!stop.requested) {
+          stop.requested = true;
+          io.err('\nInterrupt: finishing the current node (its write, restart and gate), then stopping. Press Ctrl-C again to stop at once.');
+          return;
+        }
+        hardStop = true;
+        const node = recorder.markInterruptedSync();
+        io.err(`\nStopped at once.${node ? ` ${node} is in an unknown state (recorded).` : ''} Every file is whole (writes are atomic). Check, then: rollout apply ${inventoryFile} --resume`);
+        process.exit(EXIT.interrupted);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        const baseline = await readBaseline(session);
+        const result = await runRollout(plan, work, {
+          runId,
+          unit: session.playbook.service.unit,
+          gate: compileGate(session.playbook.gate),
+          redact: session.redact,
+          transports: session.transports,
+          recorder,
+          progress: progressStyle(),
+          stop,
+          baseline,
+        });
+        io.out(`\n${renderSummary(plan, result, work)}`);
+        if (result.interrupted) {
+          await recorder.finish('interrupted');
+          throw new InterruptedError(`interrupted: the run stopped between nodes, every node is in its old or new state and healthy. Continue with: rollout apply ${inventoryFile} --resume`);
+        }
+        if (result.failure) {
+          await recorder.finish(result.failure.restored ? 'stopped' : 'failed');
+          throw result.failure;
+        }
+        await recorder.finish('done');
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      await Promise.all(transports.map((t) => pruneBackups(t, session.inventory.backupsKeep).catch(() => undefined)));
+      io.out(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
+      return EXIT.ok;
+    } finally {
+      if (!hardStop) await Promise.all(transports.map((t) => releaseLock(t, runId).catch(() => undefined)));
+    }
   } finally {
     session.close();
   }
 }
 
-async function confirm(yes: boolean, io: Output): Promise<void> {
+async function readBaseline(session: Session): Promise<Map<string, ServiceState>> {
+  const entries = await Promise.all(
+    [...session.transports].map(async ([name, t]) => [name, await readServiceState(t, session.playbook.service.unit)] as const),
+  );
+  return new Map(entries);
+}
+
+function progressStyle(): ProgressStyle {
+  return process.stdout.isTTY && process.env.CI !== 'true' ? 'tty' : 'plain';
+}
+
+/** Asks on a terminal; without one requires --yes. Throws NotConfirmedError otherwise. */
+export async function confirm(yes: boolean, io: Output): Promise<void> {
   if (yes) return;
   if (!process.stdin.isTTY || !process.stdout.isTTY) {
     throw new NotConfirmedError('no terminal to confirm on: review the plan above, then run again with --yes. Nothing was changed.');
@@ -74,3 +172,9 @@ async function confirm(yes: boolean, io: Output): Promise<void> {
   }
   io.out('Confirmed.');
 }
+
+/** sha256 of a local file (inventory, playbook) for saved plans and reports. */
+export async function fileSha256(file: string): Promise<string> {
+  return sha256(await readFile(file));
+}
+

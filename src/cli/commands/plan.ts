@@ -1,20 +1,29 @@
+import path from 'node:path';
 import { PreflightError } from '../../errors.js';
+import { toPlanFile, writePlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
 import { planHasChanges } from '../../plan/types.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
+import { fileSha256 } from './apply.js';
 
-export type PlanFlags = { parallel?: number };
+export type PlanFlags = { parallel?: number; out?: string };
 
-/** `rollout plan INVENTORY`: connects, reads, prints the diffs and restart order. Changes nothing. */
+/** `rollout plan INVENTORY [--out FILE]`: connects, reads, prints the diffs and restart order. Changes nothing on any node. */
 export async function planCommand(inventoryFile: string, flags: PlanFlags, io: Output): Promise<number> {
   const session = await prepareSession(inventoryFile, flags.parallel);
   try {
     io.useRedactor(session.redact);
-    io.out(renderPlan(session.plan, session.redact));
+    const rendered = renderPlan(session.plan, session.redact);
+    io.out(rendered);
     const failed = session.plan.nodes.filter((n) => n.status === 'error');
     if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`), 'some nodes could not be planned (nothing was changed)');
+    if (flags.out) {
+      const saved = toPlanFile(session.plan, session.inventory.file, await fileSha256(session.inventory.file), await fileSha256(session.inventory.playbookFile), rendered);
+      await writePlanFile(path.resolve(flags.out), saved);
+      io.out(`Saved the plan to ${flags.out} (checksums and redacted diffs only; no secret). Apply exactly this plan with: rollout apply ${flags.out}`);
+    }
     io.out(planHasChanges(session.plan) ? 'Plan complete: nothing was changed. Run `rollout apply` to make these changes.' : 'Every node is up to date: nothing to do.');
     return EXIT.ok;
   } finally {

@@ -1,0 +1,101 @@
+// A lock on every node of the fleet, so two rollouts never run at once. The lock
+// is a file in /run (tmpfs: a reboot clears it) holding who took it and when.
+import { hostname, userInfo } from 'node:os';
+import { RolloutError } from '../errors.js';
+import type { Transport } from '../transport/transport.js';
+import { shellQuote } from '../util/shell-quote.js';
+
+/** Who holds a node's lock. */
+export type LockInfo = { runId: string; user: string; host: string; pid: number; startedAt: string; inventory: string };
+
+export const LOCK_FILE = '/run/rollout/lock.json';
+
+/** Another run holds (or held) the lock of one or more nodes; nothing was changed. */
+export class LockHeldError extends RolloutError {
+  override name = 'LockHeldError';
+}
+
+/** This process as a lock holder. */
+export function lockHolder(runId: string, inventory: string): LockInfo {
+  return { runId, user: userInfo().username, host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), inventory };
+}
+
+/** The lock on a node, or null when it is free. */
+export async function readLock(t: Transport): Promise<LockInfo | null> {
+  const r = await t.exec(`cat -- ${LOCK_FILE} 2>/dev/null || true`, { timeoutMs: 30_000 });
+  const text = r.stdout.toString('utf8').trim();
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as LockInfo;
+  } catch {
+    return { runId: 'unreadable', user: '?', host: '?', pid: 0, startedAt: new Date(0).toISOString(), inventory: '?' };
+  }
+}
+
+// noclobber makes the create atomic (O_EXCL): of two runs, exactly one wins.
+async function tryCreate(t: Transport, info: LockInfo, replace: boolean): Promise<boolean> {
+  const create = replace ? `cat > ${LOCK_FILE}.new && mv -f ${LOCK_FILE}.new ${LOCK_FILE}` : `set -C; cat > ${LOCK_FILE}`;
+  const r = await t.exec(`umask 077; mkdir -p /run/rollout && ${create}`, { stdin: Buffer.from(JSON.stringify(info)), timeoutMs: 30_000 });
+  return r.code === 0;
+}
+
+/** Removes a node's lock if `runId` holds it. */
+export async function releaseLock(t: Transport, runId: string): Promise<void> {
+  await t.exec(`grep -q -- ${shellQuote(`"runId":"${runId}"`)} ${LOCK_FILE} 2>/dev/null && rm -f -- ${LOCK_FILE}; true`, { timeoutMs: 30_000 });
+}
+
+/** Pure. How a held lock should be treated. */
+export function judgeLock(holder: LockInfo, me: LockInfo, staleMs: number, now: number, pidAlive: (pid: number) => boolean): 'mine' | 'stale' | 'live' {
+  const sameHost = holder.host === me.host;
+  const gone = sameHost ? !pidAlive(holder.pid) : false;
+  // A resumed run takes over its own lock once the process that took it is gone.
+  if (holder.runId === me.runId && (gone || holder.pid === me.pid)) return 'mine';
+  const old = now - Date.parse(holder.startedAt) > staleMs;
+  return old && (gone || !sameHost) ? 'stale' : 'live';
+}
+
+function describe(node: string, h: LockInfo): string {
+  return `${node} is locked by run ${h.runId} of ${h.user}@${h.host} (pid ${h.pid}, since ${h.startedAt}, inventory ${h.inventory})`;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the lock on every node or on none: a node held by a live run refuses the
+ * whole fleet; a stale lock (older than `staleMs`, holder gone) needs `breakLock`.
+ */
+export async function lockFleet(transports: readonly Transport[], me: LockInfo, opts: { staleMs: number; breakLock: boolean }): Promise<void> {
+  const taken: Transport[] = [];
+  const refused: string[] = [];
+  await Promise.all(
+    transports.map(async (t) => {
+      if (await tryCreate(t, me, false)) return void taken.push(t);
+      const holder = await readLock(t);
+      if (!holder) {
+        if (await tryCreate(t, me, false)) return void taken.push(t);
+        return void refused.push(`${t.name}: the lock changed hands while rollout looked at it; try again`);
+      }
+      const verdict = judgeLock(holder, me, opts.staleMs, Date.now(), pidAlive);
+      if (verdict === 'mine' || (verdict === 'stale' && opts.breakLock)) {
+        await tryCreate(t, me, true);
+        return void taken.push(t);
+      }
+      refused.push(
+        verdict === 'stale'
+          ? `${describe(t.name, holder)}; it looks stale (older than ${Math.round(opts.staleMs / 60000)} min, holder not running): if that run is really gone, run again with --break-lock`
+          : `${describe(t.name, holder)}; wait for it to finish (or, if it died, --resume it or use --break-lock once it is stale)`,
+      );
+    }),
+  );
+  if (refused.length > 0) {
+    await Promise.all(taken.map((t) => releaseLock(t, me.runId)));
+    throw new LockHeldError(`another rollout holds this fleet, nothing was changed:\n${refused.sort().map((r) => `  - ${r}`).join('\n')}`);
+  }
+}
