@@ -14,12 +14,29 @@
 #                             without CONFIG: the lab default (needs MINKMS_VAULT_SECRET_ID)
 #   lab.sh vault-down         stop the Vault double (down does it too)
 #
+# Fault injection (reset undoes all of them):
+#   lab.sh sshd-kill kms-I    SIGKILL every sshd of the node (connections drop,
+#                             ssh.service stopped: new ones are refused)
+#   lab.sh sshd-start kms-I   start sshd again; waits until it answers
+#   lab.sh sshd-freeze kms-I  SIGSTOP every sshd (connections hang)
+#   lab.sh sshd-thaw kms-I    SIGCONT them; waits until sshd answers
+#   lab.sh slow-sync kms-I MARKER SECONDS [GLOB]
+#                             /usr/local/bin/sync shim: writes MARKER (in the
+#                             node), sleeps SECONDS, then runs /usr/bin/sync;
+#                             with GLOB only when its arguments match it
+#   lab.sh slow-sync-off kms-I [--kill]
+#                             remove the shim; --kill: also SIGKILL syncs
+#                             sleeping in it and remove the marker
+#   lab.sh minkms-kill kms-I  SIGKILL minkms's main process (Restart=always)
+#
 # Environment: ROLLOUT_LAB_DIR (state, default /var/lib/rollout-lab),
 # ROLLOUT_LAB_CACHE (rootfs cache, default /var/cache/rollout-lab),
 # ROLLOUT_LAB_BASE_PORT (default 2200; node i listens on BASE+i),
 # ROLLOUT_LAB_MIRROR (default: the Debian mirror from the apt sources),
 # ROLLOUT_LAB_BOOT_TIMEOUT (seconds, default 60),
 # ROLLOUT_LAB_VAULT_PORT / ROLLOUT_LAB_VAULT_ADMIN_PORT (default 8200 / 8201).
+# A second lab: another ROLLOUT_LAB_DIR plus other ports (cgroup and nspawn
+# machine names follow the state dir).
 # See lab/README.md.
 set -euo pipefail
 
@@ -31,13 +48,32 @@ BASE_PORT="${ROLLOUT_LAB_BASE_PORT:-2200}"
 BOOT_TIMEOUT="${ROLLOUT_LAB_BOOT_TIMEOUT:-60}"
 SUITE=bookworm
 PACKAGES=systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,curl,ca-certificates,libstdc++6
-CGROUP_NAME=rollout-lab
+# Instance identity. Several labs can run at once, each with its own
+# ROLLOUT_LAB_DIR (and ports). Everything global is named after the state dir:
+# the default lab keeps the plain names (cgroup rollout-lab/kms-i, nspawn
+# machine kms-i); another state dir gets "<basename>-<hash of its path>" as
+# cgroup name and as a prefix of its machine names (nspawn keys
+# /run/systemd/nspawn/propagate/ by machine name). The node's hostname is
+# kms-i either way.
+if [[ $STATE == /var/lib/rollout-lab || $(realpath -m -- "$STATE") == /var/lib/rollout-lab ]]; then
+  LAB_ID=rollout-lab
+  MACHINE_PREFIX=
+else
+  STATE_REAL=$(realpath -m -- "$STATE")
+  _b=$(basename -- "$STATE_REAL"); _b=${_b//[^a-zA-Z0-9-]/-}; _b=${_b##-}; _b=${_b:0:24}
+  LAB_ID="${_b:-lab}-$(printf '%s' "$STATE_REAL" | sha256sum | cut -c1-6)"
+  MACHINE_PREFIX="$LAB_ID-"
+  unset _b
+fi
+CGROUP_NAME=$LAB_ID
 READY_TEXT='Server is up and running'
 VAULT_PORT="${ROLLOUT_LAB_VAULT_PORT:-8200}"
 VAULT_ADMIN_PORT="${ROLLOUT_LAB_VAULT_ADMIN_PORT:-8201}"
 VAULT_TLS="$STATE/vault-tls"
 # The sim keeps its Vault-sealed root encryption key here, in the node's volume.
 SEALED_REK=var/lib/minkms/.vault-sealed-rek
+# lab.sh slow-sync's shim, in the node.
+SYNC_SHIM=usr/local/bin/sync
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -286,6 +322,7 @@ node_names() {
   return 0
 }
 node_index() { echo "${1#kms-}"; }
+machine_name() { echo "$MACHINE_PREFIX$1"; }
 node_port() { echo $((BASE_PORT + $(node_index "$1"))); }
 
 ssh_opts() {
@@ -550,7 +587,7 @@ boot_node() {
     # node's own cgroups first, in every hierarchy.
     while read -r cg; do echo "$BASHPID" >"$cg/cgroup.procs"; done <"$ndir/cgroups"
     exec setsid sh -c 'echo $$ >"$0"; exec "$@"' "$ndir/nspawn.pid" \
-      systemd-nspawn --register=no --keep-unit -M "$name" -D "$ndir/root" --boot \
+      systemd-nspawn --register=no --keep-unit -M "$(machine_name "$name")" --hostname="$name" -D "$ndir/root" --boot \
       --link-journal=no --console=read-only --resolv-conf=off --timezone=off \
       --bind-ro="$ndir/knobs:/var/lib/lab-knobs" \
       --bind-ro="$nodebin:/opt/lab-node/node" \
@@ -617,6 +654,7 @@ cmd_up() {
       "$(cut -d' ' -f1-2 "$STATE/nodes/$name/ssh_host_ed25519_key.pub")" >>"$STATE/known_hosts.tmp"
   done
   mv "$STATE/known_hosts.tmp" "$STATE/known_hosts"
+  echo "$BASE_PORT" >"$STATE/base-port"
   write_ssh_config "$n"
   for ((i = 1; i <= n; i++)); do boot_node "kms-$i"; done
 
@@ -701,7 +739,7 @@ cmd_down() {
       sleep 0.1
     done
     remove_node_cgroups "$ndir" warn || true
-    rm -rf "/run/systemd/nspawn/propagate/$name" 2>/dev/null || true
+    rm -rf "/run/systemd/nspawn/propagate/$(machine_name "$name")" 2>/dev/null || true
     if [[ -n $(mounts_under "$ndir") ]]; then
       log "warning: $ndir still has mounts; not removing it"; busy=1; continue
     fi
@@ -711,6 +749,7 @@ cmd_down() {
   for m in $(mounts_under "$STATE"); do umount -l "$m" 2>/dev/null || true; done
   rm -f "$STATE/known_hosts" "$STATE/ssh_config"
   rmdir "$STATE/nodes" 2>/dev/null || true
+  [[ -d $STATE/nodes ]] || rm -f "$STATE/base-port"
   ((busy == 0)) || die "some node dirs could not be removed (mounts left)"
   ((${#names[@]} == 0)) || log "stopped ${names[*]}"
 }
@@ -723,6 +762,10 @@ reset_node() {
   [[ -d $ndir ]] || die "$name is not part of the lab"
   nspawn_pid "$name" >/dev/null || die "$name is not running"
   [[ -e $ndir/knobs/ignore-sigterm ]] && kill=1
+  # Undo fault injection: the sync shim goes (a sync still sleeping in it is
+  # killed, before the seed goes in); a frozen sshd is thawed and a stopped
+  # one started below, inside the node.
+  remove_slow_sync "$name" kill
   install_seed "$name" "$root"
   find "$ndir/knobs" -mindepth 1 -delete
   rm -rf --one-file-system "$root/var/backups/rollout" "$root/var/lib/rollout"
@@ -737,6 +780,11 @@ reset_node() {
   # a cursor taken before the restart; poll for it (journalctl -f only wakes
   # up when journald posts a change, which it coalesces: up to ~250 ms late).
   out=$(node_exec "$name" "
+    for p in /proc/[0-9]*; do
+      c=; read -r c 2>/dev/null <\$p/comm; [ \"\$c\" = sshd ] && kill -CONT \${p#/proc/} 2>/dev/null
+    done
+    systemctl is-active -q ssh.service || { systemctl reset-failed ssh.service 2>/dev/null; systemctl start ssh.service || echo 'warning: could not start ssh.service' >&2; }
+    rm -rf /run/rollout
     C=\$(journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p')
     [ $kill = 1 ] && systemctl kill -s SIGKILL minkms 2>/dev/null
     systemctl reset-failed minkms 2>/dev/null
@@ -779,12 +827,221 @@ cmd_reset() {
   ((failed == 0)) || exit 1
 }
 
+# ---------------------------------------------------------------- fault injection
+
+# Node $1 must be part of the lab and running.
+require_running_node() {
+  local name=${1:-}
+  [[ $name =~ ^kms-[0-9]+$ ]] || die "usage: lab.sh $CMD kms-I ..."
+  [[ -d $STATE/nodes/$name ]] || die "$name is not part of the lab ($STATE)"
+  nspawn_pid "$name" >/dev/null || die "$name is not running"
+}
+
+# Host pids of every process of node $1: its cgroup tree in one hierarchy
+# (each holds all of them), the cgroup2 one when there is one.
+node_pids() {
+  local cg pick=
+  [[ -f $STATE/nodes/$1/cgroups ]] || return 0
+  while read -r cg; do
+    [[ -d $cg ]] || continue
+    [[ -z $pick ]] && pick=$cg
+    [[ -f $cg/cgroup.controllers ]] && { pick=$cg; break; }
+  done <"$STATE/nodes/$1/cgroups"
+  [[ -n $pick ]] && cg_all_pids "$pick"
+  return 0
+}
+
+# Host pids of node $1's sshd processes: the listener, the pre-auth and
+# session processes ("sshd: root@notty" etc. all have comm sshd).
+node_sshd_pids() {
+  local pid comm
+  for pid in $(node_pids "$1"); do
+    { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || continue
+    [[ $comm == sshd ]] && echo "$pid"
+  done
+  return 0
+}
+
+proc_state() { local s; { read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1; s=${s##*) }; echo "${s%% *}"; }
+proc_ppid() { local s; { read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1; s=${s##*) }; s=${s#* }; echo "${s%% *}"; }
+
+# True when something answers with an SSH banner on 127.0.0.1:$1 within 1 s.
+ssh_banner() {
+  local got
+  got=$(timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && head -c 4 <&3' "$1" 2>/dev/null) || return 1
+  [[ $got == SSH- ]]
+}
+
+# Waits (at most $2 s) until node $1's sshd answers.
+wait_sshd() {
+  local name=$1 secs=$2 port deadline
+  port=$(node_port "$name")
+  deadline=$((EPOCHSECONDS + secs))
+  until ssh_banner "$port"; do
+    ((EPOCHSECONDS < deadline)) || return 1
+    sleep 0.05
+  done
+}
+
+# SIGCONT every sshd of node $1; prints how many there are.
+thaw_sshd() {
+  local pid n=0
+  for pid in $(node_sshd_pids "$1"); do kill -CONT "$pid" 2>/dev/null || true; n=$((n + 1)); done
+  echo "$n"
+}
+
+cmd_sshd_kill() {
+  require_running_node "$@"
+  local name=$1 port pid pids i left
+  port=$(node_port "$name")
+  # All at once, so every connection drops now. ssh.service has
+  # Restart=on-failure: stop it (inside the node) so nothing listens again,
+  # then kill whatever a restart may have started in between.
+  pids=$(node_sshd_pids "$name")
+  for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  node_exec "$name" 'systemctl stop ssh.service ssh.socket 2>&1' >/dev/null ||
+    log "warning: $name: systemctl stop ssh failed"
+  for ((i = 0; i < 40; i++)); do
+    left=$(node_sshd_pids "$name")
+    for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
+    [[ -z $left ]] && ! port_in_use "$port" && break
+    sleep 0.05
+  done
+  [[ -z $left ]] && ! port_in_use "$port" || die "$name: sshd still runs or 127.0.0.1:$port still listens"
+  log "$name: killed $(wc -w <<<"$pids" | tr -d ' ') sshd process(es); ssh.service stopped, 127.0.0.1:$port refuses connections"
+}
+
+cmd_sshd_start() {
+  require_running_node "$@"
+  local name=$1 out
+  thaw_sshd "$name" >/dev/null
+  out=$(node_exec "$name" 'systemctl reset-failed ssh.service 2>/dev/null; systemctl start ssh.service 2>&1') ||
+    { echo "$out" >&2; die "$name: systemctl start ssh failed"; }
+  wait_sshd "$name" 10 || die "$name: sshd does not answer on 127.0.0.1:$(node_port "$name") after 10 s"
+  log "$name: sshd answers on 127.0.0.1:$(node_port "$name")"
+}
+
+cmd_sshd_freeze() {
+  require_running_node "$@"
+  local name=$1 pids pid i todo=1 n
+  pids=$(node_sshd_pids "$name")
+  [[ -n $pids ]] || die "$name: no sshd is running (lab.sh sshd-start $name)"
+  # Until a pass finds every sshd stopped: a process may fork (a new
+  # connection, privsep) while we go, or not have stopped yet.
+  for ((i = 0; i < 100; i++)); do
+    todo=0
+    for pid in $(node_sshd_pids "$name"); do
+      case $(proc_state "$pid") in
+        T | t | '') ;;
+        *) todo=1; kill -STOP "$pid" 2>/dev/null || true ;;
+      esac
+    done
+    ((todo)) || break
+    sleep 0.02
+  done
+  ((todo == 0)) || die "$name: some sshd processes did not stop"
+  n=$(node_sshd_pids "$name" | wc -l)
+  log "$name: SIGSTOPped $n sshd process(es); connections to 127.0.0.1:$(node_port "$name") hang"
+}
+
+cmd_sshd_thaw() {
+  require_running_node "$@"
+  local name=$1 n
+  n=$(thaw_sshd "$name")
+  ((n > 0)) || die "$name: no sshd is running (lab.sh sshd-start $name)"
+  wait_sshd "$name" 10 || die "$name: sshd does not answer on 127.0.0.1:$(node_port "$name") after 10 s"
+  log "$name: SIGCONTed $n sshd process(es); sshd answers"
+}
+
+cmd_slow_sync() {
+  require_running_node "$@"
+  local name=$1 marker=${2:-} secs=${3:-} pattern=${4:-*} root shim
+  [[ $marker =~ ^/[A-Za-z0-9._/-]+$ && $marker != */../* && $marker != */.. ]] ||
+    die "usage: lab.sh slow-sync kms-I MARKER_PATH SECONDS [GLOB]  (MARKER_PATH absolute, [A-Za-z0-9._/-] only)"
+  [[ $secs =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "SECONDS must be a number (e.g. 30 or 0.5)"
+  [[ $pattern != *"'"* && $pattern != *$'\n'* ]] || die "GLOB must not contain a single quote or a newline"
+  root="$STATE/nodes/$name/root"
+  shim="$root/$SYNC_SHIM"
+  # /usr/local/bin precedes /usr/bin in sshd's PATH for root and in sudo's
+  # secure_path, so "sync" over ssh finds the shim.
+  cat >"$shim.tmp" <<EOF
+#!/bin/sh
+# rollout lab: slow sync shim (lab.sh slow-sync; lab.sh slow-sync-off or reset removes it)
+p='$pattern'
+case "\$*" in
+  \$p)
+    printf '%s %s\\n' "\$\$" "\$*" >'$marker' 2>/dev/null || :
+    sleep $secs ;;
+esac
+exec /usr/bin/sync "\$@"
+EOF
+  chmod 0755 "$shim.tmp"
+  mv -f "$shim.tmp" "$shim"
+  echo "$marker" >"$STATE/nodes/$name/slow-sync-marker"
+  # A marker left from before would fool a test waiting for it. The node's
+  # /run is its own tmpfs (and /var/run a symlink), so do it inside the node.
+  node_exec "$name" "rm -f -- '$marker'" || die "$name: could not remove an old $marker"
+  log "$name: sync now writes $marker and sleeps ${secs}s first$([[ $pattern == '*' ]] || echo " when its arguments match $pattern")"
+}
+
+# Removes node $1's sync shim. With "kill", also SIGKILLs shims still
+# sleeping (then their sleep), so that a caller's rename after sync cannot
+# land later, and removes the marker.
+remove_slow_sync() {
+  local name=$1 kill=${2:-} ndir="$STATE/nodes/$1" pid args shims=() kids=() marker
+  # Nothing to do (the common case for reset): no shim, none ever installed
+  # since the last --kill or reset.
+  [[ -e $ndir/root/$SYNC_SHIM || -e $ndir/slow-sync-marker ]] || return 0
+  rm -f "$ndir/root/$SYNC_SHIM" "$ndir/root/$SYNC_SHIM.tmp"
+  [[ $kill == kill ]] || return 0
+  for pid in $(node_pids "$name"); do
+    { mapfile -d '' -t args <"/proc/$pid/cmdline"; } 2>/dev/null || continue
+    [[ ${args[1]:-} == "/$SYNC_SHIM" ]] && shims+=("$pid")
+  done
+  if ((${#shims[@]} > 0)); then
+    for pid in $(node_pids "$name"); do
+      [[ " ${shims[*]} " == *" $(proc_ppid "$pid") "* ]] && kids+=("$pid")
+    done
+    kill -KILL "${shims[@]}" 2>/dev/null || true
+    ((${#kids[@]} == 0)) || kill -KILL "${kids[@]}" 2>/dev/null || true
+  fi
+  if [[ -f $ndir/slow-sync-marker ]]; then
+    marker=$(cat "$ndir/slow-sync-marker")
+    if [[ $marker =~ ^/[A-Za-z0-9._/-]+$ ]]; then node_exec "$name" "rm -f -- '$marker'" || true; fi
+    rm -f "$ndir/slow-sync-marker"
+  fi
+}
+
+cmd_slow_sync_off() {
+  require_running_node "$@"
+  case ${2:-} in
+    '') remove_slow_sync "$1"
+      log "$1: sync shim removed (a sync already sleeping in it goes on; --kill or reset kills it)" ;;
+    --kill) remove_slow_sync "$1" kill
+      log "$1: sync shim removed, syncs sleeping in it killed, marker removed" ;;
+    *) die "usage: lab.sh slow-sync-off kms-I [--kill]" ;;
+  esac
+}
+
+cmd_minkms_kill() {
+  require_running_node "$@"
+  local name=$1 out
+  out=$(node_exec "$name" '
+    pid=$(systemctl show -p MainPID --value minkms)
+    [ "${pid:-0}" -gt 0 ] || { echo "minkms is not running ($(systemctl show -p ActiveState,SubState --value minkms | paste -sd/))"; exit 3; }
+    kill -KILL "$pid" || exit 1
+    for i in $(seq 1 100); do [ -e /proc/$pid ] || break; sleep 0.02; done
+    echo "$pid"' 2>&1) || die "$name: $out"
+  log "$name: SIGKILLed minkms (pid $out in the node); systemd restarts it (Restart=always)"
+}
+
 # ---------------------------------------------------------------- status / ssh
 
 cmd_status() {
   local name pid any=0 state
   echo "rootfs cache: $(rootfs_dir) $([[ -d $(rootfs_dir) ]] && echo '(built)' || echo '(not built)')"
   echo "state dir:    $STATE"
+  echo "instance:     $LAB_ID (cgroups .../$CGROUP_NAME/kms-i, nspawn machines ${MACHINE_PREFIX}kms-i)"
   for name in $(node_names); do
     any=1
     if pid=$(nspawn_pid "$name"); then
@@ -796,7 +1053,7 @@ cmd_status() {
   done
   ((any)) || echo "no lab is up"
   if pid=$(vault_pid); then
-    echo "vault double: up, pid $pid, https://127.0.0.1:$VAULT_PORT (admin http://127.0.0.1:$VAULT_ADMIN_PORT)"
+    echo "vault double: up, pid $pid, $(sed -n 's/^vault-double: listening on //p' "$STATE/vault-double.log" 2>/dev/null | tail -n1)"
   else
     echo "vault double: not started (lab.sh vault-up)"
   fi
@@ -813,8 +1070,24 @@ cmd_ssh() {
 
 usage() { sed -n '2,/^set -euo/p' "$LAB_SRC_DIR/lab.sh" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
+# The base port a lab was brought up with is recorded in $STATE/base-port;
+# commands on that lab use it, so that a forgotten ROLLOUT_LAB_BASE_PORT
+# cannot point them at another lab's nodes.
+use_recorded_base_port() {
+  local rec
+  [[ -d $STATE/nodes && -f $STATE/base-port ]] || return 0
+  rec=$(cat "$STATE/base-port")
+  [[ $rec =~ ^[0-9]+$ ]] || return 0
+  if [[ -n ${ROLLOUT_LAB_BASE_PORT:-} && $ROLLOUT_LAB_BASE_PORT != "$rec" ]]; then
+    die "the lab in $STATE is up with ROLLOUT_LAB_BASE_PORT=$rec, not $ROLLOUT_LAB_BASE_PORT"
+  fi
+  BASE_PORT=$rec
+}
+
 main() {
   local cmd=${1:-}
+  CMD=$cmd
+  case $cmd in up | build | down | vault-up | vault-down | help | -h | --help | '') ;; *) use_recorded_base_port ;; esac
   [[ $# -gt 0 ]] && shift
   case $cmd in
     build) cmd_build ;;
@@ -825,6 +1098,13 @@ main() {
     status) require_root status; cmd_status ;;
     vault-up) cmd_vault_up "$@" ;;
     vault-down) cmd_vault_down ;;
+    sshd-kill) require_root "$cmd"; cmd_sshd_kill "$@" ;;
+    sshd-start) require_root "$cmd"; cmd_sshd_start "$@" ;;
+    sshd-freeze) require_root "$cmd"; cmd_sshd_freeze "$@" ;;
+    sshd-thaw) require_root "$cmd"; cmd_sshd_thaw "$@" ;;
+    slow-sync) require_root "$cmd"; cmd_slow_sync "$@" ;;
+    slow-sync-off) require_root "$cmd"; cmd_slow_sync_off "$@" ;;
+    minkms-kill) require_root "$cmd"; cmd_minkms_kill "$@" ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

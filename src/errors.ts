@@ -61,16 +61,19 @@ export class NotConfirmedError extends RolloutError {
   override name = 'NotConfirmedError';
 }
 
-/** A node failed its gate; it was restored from its backup and the rollout stopped. */
+/** A node stopped the rollout: failed its gate (and was restored), or was unreachable, or another node was unhealthy. */
 export class RolloutFailedError extends RolloutError {
   override name = 'RolloutFailedError';
   readonly node: string;
-  /** true when the restore itself gated healthy; false means the node needs a human now. */
+  /** true when every node is healthy on its old or new files; false means a node needs a human now. */
   readonly restored: boolean;
-  constructor(node: string, restored: boolean, message: string) {
+  /** The node's state in a word or three, for the run summary. */
+  readonly summary: string;
+  constructor(node: string, restored: boolean, message: string, summary?: string) {
     super(message);
     this.node = node;
     this.restored = restored;
+    this.summary = summary ?? (restored ? 'restored from backup, healthy on its old files' : 'NEEDS ATTENTION (see below)');
   }
 }
 

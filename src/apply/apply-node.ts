@@ -105,12 +105,14 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   } catch (err) {
     if (!touched) {
       // Nothing on the node changed: stopping here leaves it as it was.
-      await record({ status: 'planned', detail: ctx.redact((err as Error).message) });
-      throw new RolloutFailedError(t.name, true, `${t.name}: ${ctx.redact((err as Error).message)}; nothing on it was changed`);
+      const message = ctx.redact((err as Error).message).replace(`${t.name}: `, '');
+      await record({ status: 'planned', detail: message });
+      throw new RolloutFailedError(t.name, true, `${t.name}: ${message}; nothing on it was changed`, 'untouched: old files, as before');
     }
     const restored = await restoreAll(t, files, ctx);
-    await record({ status: restored ? 'rolled-back' : 'unknown', detail: ctx.redact((err as Error).message) });
-    throw new RolloutFailedError(t.name, restored, `${t.name}: ${ctx.redact((err as Error).message)}; ${restored ? 'its files were restored from the backups and it was not restarted' : `RESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`}`);
+    const message = ctx.redact((err as Error).message).replace(`${t.name}: `, '');
+    await record({ status: restored ? 'rolled-back' : 'unknown', detail: message });
+    throw new RolloutFailedError(t.name, restored, `${t.name}: ${message}; ${restored ? 'its files were restored from the backups and it was not restarted' : `RESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`}`);
   }
 
   if (!work.restartUnit) {

@@ -5,7 +5,21 @@ import type { NodePlan } from '../plan/types.js';
 import { journalCursor, readServiceState } from '../rollout/journal.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
+import { readLock } from '../rollout/lock.js';
 import type { Check } from './check.js';
+
+/** Whether another rollout holds the node's lock (`mine`: the run id that may hold it). */
+export async function checkLock(t: Transport, mine: string | null): Promise<Check> {
+  const c = (status: Check['status'], detail: string): Check => ({ scope: t.name, name: 'lock', status, detail });
+  try {
+    const h = await readLock(t);
+    if (!h) return c('pass', 'no other rollout holds this node');
+    if (h.runId === mine) return c('pass', 'held by this run');
+    return c('fail', `locked by run ${h.runId} of ${h.user}@${h.host} (pid ${h.pid}, since ${h.startedAt})`);
+  } catch (err) {
+    return c('fail', (err as Error).message);
+  }
+}
 
 type ReadyNode = Extract<NodePlan, { status: 'ready' }>;
 

@@ -4,10 +4,15 @@ import type { Session } from '../cli/prepare.js';
 import { readRemoteFile } from '../transport/remote-files.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
-import { checkNode, checkVaultFromNode } from './node-checks.js';
+import { checkLock, checkNode, checkVaultFromNode } from './node-checks.js';
 import { runVaultChecks } from './vault-checks.js';
 
-export type PreflightFlags = { skipVaultChecks?: boolean; skipVaultLogin?: boolean };
+export type PreflightFlags = {
+  skipVaultChecks?: boolean;
+  skipVaultLogin?: boolean;
+  /** The run that holds the fleet lock (apply); preflight alone expects every node unlocked. */
+  lockRunId?: string;
+};
 
 /**
  * Every check that can be made without changing anything: Vault from this machine
@@ -46,7 +51,7 @@ export async function runPreflight(session: Session, flags: PreflightFlags): Pro
   }
   const perNode = await mapLimit(ready, session.inventory.parallel, async (n) => {
     const t = session.transports.get(n.node.name)!;
-    const nodeChecks = await checkNode(t, n, session.playbook.service.unit);
+    const nodeChecks = [await checkLock(t, flags.lockRunId ?? null), ...(await checkNode(t, n, session.playbook.service.unit))];
     if (vault && nodeChecks.every((c) => c.status !== 'fail')) nodeChecks.push(await checkVaultFromNode(t, vault.server));
     return nodeChecks;
   });

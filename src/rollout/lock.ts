@@ -44,14 +44,17 @@ export async function releaseLock(t: Transport, runId: string): Promise<void> {
   await t.exec(`grep -q -- ${shellQuote(`"runId":"${runId}"`)} ${LOCK_FILE} 2>/dev/null && rm -f -- ${LOCK_FILE}; true`, { timeoutMs: 30_000 });
 }
 
-/** Pure. How a held lock should be treated. */
-export function judgeLock(holder: LockInfo, me: LockInfo, staleMs: number, now: number, pidAlive: (pid: number) => boolean): 'mine' | 'stale' | 'live' {
+/**
+ * Pure. How a held lock should be treated: `mine` (this run's own, its process
+ * gone: a resume takes it over), `gone` (holder's process provably dead on this
+ * host), `stale` (older than the setting, holder elsewhere), or `live`.
+ */
+export function judgeLock(holder: LockInfo, me: LockInfo, staleMs: number, now: number, pidAlive: (pid: number) => boolean): 'mine' | 'gone' | 'stale' | 'live' {
   const sameHost = holder.host === me.host;
-  const gone = sameHost ? !pidAlive(holder.pid) : false;
-  // A resumed run takes over its own lock once the process that took it is gone.
-  if (holder.runId === me.runId && (gone || holder.pid === me.pid)) return 'mine';
-  const old = now - Date.parse(holder.startedAt) > staleMs;
-  return old && (gone || !sameHost) ? 'stale' : 'live';
+  const gone = sameHost && (holder.pid === me.pid || !pidAlive(holder.pid));
+  if (holder.runId === me.runId && gone) return 'mine';
+  if (gone) return 'gone';
+  return !sameHost && now - Date.parse(holder.startedAt) > staleMs ? 'stale' : 'live';
 }
 
 function describe(node: string, h: LockInfo): string {
@@ -83,14 +86,16 @@ export async function lockFleet(transports: readonly Transport[], me: LockInfo, 
         return void refused.push(`${t.name}: the lock changed hands while rollout looked at it; try again`);
       }
       const verdict = judgeLock(holder, me, opts.staleMs, Date.now(), pidAlive);
-      if (verdict === 'mine' || (verdict === 'stale' && opts.breakLock)) {
+      if (verdict === 'mine' || ((verdict === 'stale' || verdict === 'gone') && opts.breakLock)) {
         await tryCreate(t, me, true);
         return void taken.push(t);
       }
       refused.push(
-        verdict === 'stale'
-          ? `${describe(t.name, holder)}; it looks stale (older than ${Math.round(opts.staleMs / 60000)} min, holder not running): if that run is really gone, run again with --break-lock`
-          : `${describe(t.name, holder)}; wait for it to finish (or, if it died, --resume it or use --break-lock once it is stale)`,
+        verdict === 'gone'
+          ? `${describe(t.name, holder)}; that process is gone: continue its run with \`rollout apply ${holder.inventory} --resume\`, or take the lock with --break-lock`
+          : verdict === 'stale'
+            ? `${describe(t.name, holder)}; it is older than ${Math.round(opts.staleMs / 60000)} min and its host cannot be asked: if that run is really gone, run again with --break-lock`
+            : `${describe(t.name, holder)}; wait for it to finish`,
       );
     }),
   );

@@ -133,7 +133,12 @@ async function checkOthersHealthy(next: string, opts: RolloutOptions): Promise<v
     }),
   );
   if (problems.length > 0) {
-    throw new RolloutFailedError(next, false, `not restarting ${next}: another node is not healthy, and restarting ${next} now could take a second node down:\n${problems.sort().map((p) => `  - ${p}`).join('\n')}\n${next} was not touched. Fix the node(s) above, then \`rollout apply INVENTORY --resume\`.`);
+    throw new RolloutFailedError(
+      next,
+      false,
+      `not restarting ${next}: another node is not healthy, and restarting ${next} now could take a second node down:\n${problems.sort().map((p) => `  - ${p}`).join('\n')}\n${next} was not touched. Fix the node(s) above, then \`rollout apply INVENTORY --resume\`.`,
+      'untouched: another node is unhealthy (see below)',
+    );
   }
 }
 
@@ -150,7 +155,7 @@ export function renderSummary(plan: Plan, result: RolloutResult, work: readonly 
         const g = outcome.gate;
         what = g ? `changed, restarted, ready after ${((g.decidedAt - g.startedAt) / 1000).toFixed(1)} s` : 'changed (no restart needed)';
       } else if (outcome?.status === 'unchanged' || !planned) what = 'up to date, not restarted';
-      else if (result.failure?.node === n.node.name) what = result.failure.restored ? 'STOPPED here: healthy on its old files' : 'NEEDS ATTENTION (see below)';
+      else if (result.failure?.node === n.node.name) what = `STOPPED here: ${result.failure.summary}`;
       else what = 'not started (old files, untouched)';
       lines.push(`  ${n.node.name.padEnd(12)} ${phase.name.padEnd(20)} ${what}`);
     }

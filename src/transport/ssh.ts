@@ -86,9 +86,13 @@ async function openClient(node: NodeTarget): Promise<Client> {
   if (process.env.SSH_AUTH_SOCK) config.agent = process.env.SSH_AUTH_SOCK;
 
   const client = new Client();
+  // ssh2 can emit more than one error for a failed handshake (a timeout, then
+  // the socket closing): every one after the first is expected and swallowed.
+  client.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     client.once('ready', () => resolve());
     client.once('error', (err: Error & { level?: string; code?: string }) => {
+      client.destroy();
       if (hostKeyProblem) return reject(hostKeyProblem);
       if (err.level === 'client-authentication') {
         return reject(new NodeError(node.name, `authentication as ${node.user} on ${where} failed (tried ${node.identityFile ?? 'no identity file'}${config.agent ? ' and ssh-agent' : ''}); check ssh.user and ssh.identityFile`));
@@ -153,14 +157,20 @@ class SshTransport implements Transport {
     return this.#sudo ? `sudo -n -- sh -c ${shellQuote(command)}` : command;
   }
 
+  // Opening a channel runs nothing yet, so a failed open is safe to retry once
+  // on a fresh connection, whatever the command.
   async #open(command: string): Promise<ClientChannel> {
-    const client = await this.#connected();
-    return new Promise((resolve, reject) => {
-      client.exec(this.#wrap(command), (err, channel) => {
-        if (err) reject(new ConnectionLostError(this.name, `cannot open an SSH channel: ${err.message}`));
-        else resolve(channel);
-      });
-    });
+    for (let attempt = 0; ; attempt++) {
+      const client = await this.#connected();
+      try {
+        return await new Promise<ClientChannel>((resolve, reject) => {
+          client.exec(this.#wrap(command), (err, channel) => (err ? reject(err) : resolve(channel)));
+        });
+      } catch (err) {
+        if (client === this.#client) this.#lost = err as Error;
+        if (attempt >= 1) throw new ConnectionLostError(this.name, `unreachable: no SSH channel could be opened (${(err as Error).message})`);
+      }
+    }
   }
 
   async exec(command: string, opts: { stdin?: Buffer; timeoutMs?: number } = {}): Promise<ExecResult> {

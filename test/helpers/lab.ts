@@ -1,7 +1,7 @@
 // Access to the lab fleet from tests: the nodes' real files (through their
 // overlay mounts), their journals over real ssh, knobs, and the rollout CLI.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -214,4 +214,70 @@ export async function fleetSnapshot(): Promise<Record<string, unknown>> {
     };
   }
   return snap;
+}
+
+/** A rollout run in the background, for injecting a fault at a chosen moment. */
+export type LiveRun = {
+  child: ReturnType<typeof spawn>;
+  /** Resolves once the output so far matches (bounded: rejects after `timeoutMs`). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  done: Promise<CliRun>;
+  /** Everything printed so far (stdout then stderr). */
+  output(): string;
+};
+
+/** Starts the CLI like rollout() but returns at once, with a way to wait for its output. */
+export function startRollout(args: readonly string[], env: Record<string, string> = {}): LiveRun {
+  const child = spawn(process.execPath, [path.join(REPO, 'dist/cli/main.js'), ...args], {
+    env: { ...process.env, ROLLOUT_E2E_SECRET: LAB_SECRET, CI: 'true', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const waiters: Array<{ pattern: RegExp; resolve: () => void }> = [];
+  const check = () => {
+    for (const w of [...waiters]) {
+      if (w.pattern.test(stdout + stderr)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  };
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    check();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    check();
+  });
+  const done = new Promise<CliRun>((resolve) => {
+    child.on('close', (code, signal) => {
+      allOutput.push(stdout, stderr);
+      resolve({ code: code ?? (signal ? 128 + (signal === 'SIGKILL' ? 9 : 15) : null), stdout, stderr });
+    });
+  });
+  return {
+    child,
+    done,
+    output: () => `${stdout}\n${stderr}`,
+    waitFor(pattern, timeoutMs = 60_000) {
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`rollout never printed ${pattern}; output so far:\n${stdout}\n${stderr}`)), timeoutMs);
+        waiters.push({ pattern, resolve: () => { clearTimeout(timer); resolve(); } });
+        check();
+        void done.then(() => setTimeout(() => { clearTimeout(timer); reject(new Error(`rollout ended before printing ${pattern}:\n${stdout}\n${stderr}`)); }, 0));
+      });
+    },
+  };
+}
+
+/** Waits (bounded) until a file appears on a node's file system, e.g. a marker a fault shim writes. */
+export async function waitForNodeFile(node: LabNode, file: string, timeoutMs = 60_000): Promise<void> {
+  const full = path.join(LAB_DIR, 'nodes', node, 'root', file);
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(full)) {
+    if (Date.now() > deadline) throw new Error(`${node}:${file} never appeared`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }

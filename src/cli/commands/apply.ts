@@ -79,12 +79,13 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       io.out('Dry run: nothing was changed.');
       return EXIT.ok;
     }
-    await checkSession(session, flags, io);
+    // The lock comes first: two runs must not even preflight (and spend SecretID uses) at once.
     const transports = [...session.transports.values()];
     const me = lockHolder(runId, inventoryFile);
     await lockFleet(transports, me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true });
     let hardStop = false;
     try {
+      await checkSession(session, { ...flags, lockRunId: runId }, io);
       await confirm(flags.yes === true, io);
       const recorder = last
         ? new RunRecorder({ ...last.state, status: 'running' }, last.dir)
