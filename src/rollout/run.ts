@@ -118,7 +118,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
  * Never take a second node down: before restarting `next`, every other node
  * must be running the very invocation it ran when last seen healthy.
  */
-async function checkOthersHealthy(next: string, opts: RolloutOptions): Promise<void> {
+export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'transports' | 'unit'>): Promise<void> {
   const problems: string[] = [];
   await Promise.all(
     [...opts.baseline].map(async ([name, seen]) => {

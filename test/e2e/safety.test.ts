@@ -90,6 +90,16 @@ describe('safety against the lab fleet', () => {
     expect(backups).toContain(`${stat.mode.toString(8)} ${stat.uid}:${stat.gid} /var/backups/rollout/`);
   });
 
+  it('after a successful run, backups older than the newest `backups.keep` runs are pruned', async () => {
+    for (const n of NODES) await onNode(n, 'mkdir -p /var/backups/rollout/20200101T000000Z-aaaaaa/etc && touch /var/backups/rollout/keep-me-not-a-run');
+    const inventory = writeInventory();
+    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace('nodes:\n', 'backups:\n  keep: 1\nnodes:\n'));
+    const r = await rollout(['apply', inventory, '--yes']);
+    expect(r.code).toBe(0);
+    const runId = /Run (\S+): state in/.exec(r.stdout)![1]!;
+    for (const n of NODES) expect((await onNode(n, 'ls -1 /var/backups/rollout')).trim().split('\n')).toEqual([runId, 'keep-me-not-a-run']);
+  });
+
   it('phase 2 removes the local HSM key only after phase 1 was ready on every node', async () => {
     const inventory = writeInventory({ disableLocalHsm: true });
     const startUs = Date.now() * 1000;

@@ -5,6 +5,7 @@ import { compileGate } from '../../rollout/gate.js';
 import { readServiceState } from '../../rollout/journal.js';
 import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { renderGateEvidence, restartAndGate } from '../../rollout/restart-gate.js';
+import { checkOthersHealthy } from '../../rollout/run.js';
 import { loadLastRun, RunRecorder, type StepFile } from '../../state/run-state.js';
 import { readRemoteFile } from '../../transport/remote-files.js';
 import { EXIT } from '../exit-codes.js';
@@ -62,9 +63,12 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
       const recorder = new RunRecorder(state, last.dir);
       const unit = session.playbook.service.unit;
       const gate = compileGate(session.playbook.gate);
+      const baseline = new Map(await Promise.all([...session.transports].map(async ([name, t]) => [name, await readServiceState(t, unit)] as const)));
       for (const node of nodes) {
         const t = session.transports.get(node)!;
         const progress = (text: string) => io.out(`  ${node}: ${session.redact(text)}`);
+        // Same rule as a rollout: never restart a node while another is down.
+        await checkOthersHealthy(node, { baseline, transports: session.transports, unit });
         if (!(await restoreAll(t, filesOf(node), { progress }))) {
           throw new RolloutFailedError(node, false, `${node}: restoring its backups failed; check it by hand (backups under /var/backups/rollout/${state.runId})`);
         }
@@ -77,6 +81,7 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
         }
         for (const s of touched.filter((x) => x.node === node)) await recorder.update(s.node, s.phase, { status: 'rolled-back' });
         const st = await readServiceState(t, unit);
+        baseline.set(node, st);
         io.out(`  ${node}: restored and healthy (${unit} ${st.activeState}/${st.subState})`);
       }
       if (state.steps.every((s) => s.status === 'rolled-back' || s.status === 'planned')) await recorder.finish('rolled-back');
