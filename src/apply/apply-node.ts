@@ -7,7 +7,7 @@ import type { FileChange } from '../plan/types.js';
 import { renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
-import { backupFile, backupPath, readRemoteFile, restoreFile, writeFileAtomic } from '../transport/remote-files.js';
+import { applyFileChange, backupPath, readRemoteFile, restoreFile } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
@@ -20,6 +20,8 @@ export type ApplyContext = {
   recorder: RunRecorder;
   /** Short human text of the current step (shown by the progress view, already redacted). */
   progress: (text: string) => void;
+  /** Must resolve before the unit is restarted (the cluster health check, run while the files are written). */
+  beforeRestart?: () => Promise<void>;
 };
 
 /**
@@ -46,32 +48,26 @@ export type PhaseOutcome = {
   gate: GateRun | null;
 };
 
-/** Re-reads each file a change touches: refuses when it is not what the plan read. */
-export async function checkNotStale(t: Transport, changes: readonly FileChange[]): Promise<void> {
-  for (const c of changes) {
-    const now = await readRemoteFile(t, c.path);
-    if (now?.sha256 !== c.beforeSha256) throw new StalePlanError(t.name, c.path);
-  }
-}
-
 /** The record of a change's file, before its backup exists. */
 export function stepFile(runId: string, c: FileChange): StepFile {
   return { path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, backup: backupPath(runId, c.path), uid: c.uid, gid: c.gid, mode: c.mode };
 }
 
-// Writes one file; if the connection drops under the write, looks at what the
-// node holds now: the new content means the write landed, the old one means it
+// Writes one change; if the connection drops under it, the node is asked what
+// it holds now: the new content means the write landed, the old one means it
 // did not (one more try), anything else is a state rollout cannot vouch for.
-async function writeChecked(t: Transport, c: FileChange): Promise<void> {
+async function writeChecked(t: Transport, c: FileChange, backup: string): Promise<void> {
+  let result: Awaited<ReturnType<typeof applyFileChange>>;
   try {
-    await writeFileAtomic(t, c.path, Buffer.from(c.after, 'utf8'), c);
+    result = await applyFileChange(t, c, backup);
   } catch (err) {
-    if (!(err instanceof ConnectionLostError)) throw err;
+    if (!(err instanceof ConnectionLostError) || !err.started) throw err;
     const now = await readRemoteFile(t, c.path);
     if (now?.sha256 === c.afterSha256) return;
-    if (now?.sha256 === c.beforeSha256) return writeFileAtomic(t, c.path, Buffer.from(c.after, 'utf8'), c);
-    throw new NodeError(t.name, `${c.path} holds neither the old nor the new content after a lost connection`);
+    if (now?.sha256 !== c.beforeSha256) throw new NodeError(t.name, `${c.path} holds neither the old nor the new content after a lost connection`);
+    result = await applyFileChange(t, c, backup);
   }
+  if (result === 'stale') throw new StalePlanError(t.name, c.path);
 }
 
 /**
@@ -85,24 +81,21 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   const files = work.mode === 'full' ? work.changes.map((c) => stepFile(ctx.runId, c)) : work.files;
   const outcome: PhaseOutcome = { node: t.name, phase: work.phase, status: 'applied', files, gate: null };
   let touched = work.mode === 'restart-only';
+  let written = 0;
 
   try {
     if (work.mode === 'full') {
-      ctx.progress('checking the files are as planned');
-      await checkNotStale(t, work.changes);
-      for (const c of work.changes) {
-        ctx.progress(`backing up ${c.path}`);
-        await backupFile(t, ctx.runId, c.path, c.beforeSha256);
-      }
-      await record({ status: 'backed-up', files });
-      for (const c of work.changes) {
-        ctx.progress(`writing ${c.path}`);
+      for (const [i, c] of work.changes.entries()) {
+        ctx.progress(`backing up and writing ${c.path}`);
         touched = true;
-        await writeChecked(t, c);
+        await writeChecked(t, c, files[i]!.backup);
+        written++;
       }
-      await record({ status: 'written' });
+      await record({ status: 'written', files });
     }
   } catch (err) {
+    // A stale file, or a first command that never ran, leaves the node exactly as it was.
+    if (written === 0 && (err instanceof StalePlanError || (err instanceof ConnectionLostError && !err.started))) touched = false;
     if (!touched) {
       // Nothing on the node changed: stopping here leaves it as it was.
       const message = ctx.redact((err as Error).message).replace(`${t.name}: `, '');
@@ -120,6 +113,17 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
     return outcome;
   }
   const unit = work.restartUnit;
+  if (ctx.beforeRestart) {
+    try {
+      await ctx.beforeRestart();
+    } catch (err) {
+      // Not restarting after all: the new files must not wait for some later restart.
+      const restored = await restoreAll(t, files, ctx);
+      await record({ status: restored ? 'rolled-back' : 'unknown' });
+      if (restored || !(err instanceof RolloutFailedError)) throw err;
+      throw new RolloutFailedError(t.name, false, `${err.message}\nRestoring ${t.name}'s files also failed: check it by hand (backups under /var/backups/rollout/${ctx.runId}).`);
+    }
+  }
   const run = await restartAndGate(t, unit, ctx.gate, ctx.progress, ctx.redact);
   outcome.gate = run;
   if (run.verdict.status === 'passed') {

@@ -3,10 +3,6 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InputError, InterruptedError, NotConfirmedError, PreflightError, RolloutError, RolloutFailedError, UsageError } from '../errors.js';
 import { LockHeldError } from '../rollout/lock.js';
-import { applyCommand } from './commands/apply.js';
-import { planCommand } from './commands/plan.js';
-import { preflightCommand } from './commands/preflight.js';
-import { rollbackCommand } from './commands/rollback.js';
 import { EXIT } from './exit-codes.js';
 import { Output } from './output.js';
 
@@ -114,15 +110,24 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
     }
     const p = parallel ? { parallel } : {};
     const skips = { skipVaultChecks: values['skip-vault-checks'] === true, skipVaultLogin: values['skip-vault-login'] === true };
+    // Commands load on demand: each pulls in only the libraries it needs (startup is felt on every run).
     switch (command) {
-      case 'plan':
+      case 'plan': {
+        const { planCommand } = await import('./commands/plan.js');
         return await planCommand(target, { ...p, ...(values.out ? { out: values.out } : {}) }, io);
-      case 'preflight':
+      }
+      case 'preflight': {
+        const { preflightCommand } = await import('./commands/preflight.js');
         return await preflightCommand(target, { ...p, ...skips }, io);
-      case 'rollback':
+      }
+      case 'rollback': {
+        const { rollbackCommand } = await import('./commands/rollback.js');
         return await rollbackCommand(target, { ...p, ...(values.node ? { node: values.node } : {}), force: values.force === true, yes: values.yes === true, breakLock: values['break-lock'] === true }, io);
-      default:
+      }
+      default: {
+        const { applyCommand } = await import('./commands/apply.js');
         return await applyCommand(target, { ...p, ...skips, yes: values.yes === true, dryRun: values['dry-run'] === true, resume: values.resume === true, breakLock: values['break-lock'] === true }, io);
+      }
     }
   } catch (err) {
     return report(err, io);

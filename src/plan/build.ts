@@ -51,6 +51,22 @@ export type FileReader = (path: string) => Promise<RemoteFile | null>;
  */
 export async function computePhases(readFile: FileReader, node: NodeTarget, playbook: Playbook, vars: ResolvedVars): Promise<PhasePlan[]> {
   const files = new Map<string, WorkingFile>();
+  // Every path known up front is read at once, each on its own channel: a node
+  // costs one round trip, not one per file (a path found in another file, such
+  // as --config in the env file, is read when known, if it differs).
+  const reads = new Map<string, ReturnType<FileReader>>();
+  const readOnce = (path: string) => {
+    let r = reads.get(path);
+    if (!r) {
+      r = readFile(path);
+      reads.set(path, r);
+    }
+    return r;
+  };
+  for (const spec of Object.values(playbook.files)) {
+    const override = spec.nodeOverride ? node[spec.nodeOverride] : undefined;
+    void readOnce(override ?? spec.path).catch(() => undefined);
+  }
   // Resolves a playbook file to its path on this node and reads it once.
   const open = async (name: string): Promise<WorkingFile> => {
     const known = files.get(name);
@@ -71,7 +87,7 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
         how = `${spec.fromEnv.option} in ${spec.fromEnv.key} of ${source.path}`;
       }
     }
-    const read = await readFile(path);
+    const read = await readOnce(path);
     const text = read === null ? null : decodeUtf8(read.content, path);
     const file = { path, read, text, how };
     files.set(name, file);

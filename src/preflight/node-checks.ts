@@ -1,70 +1,89 @@
 import path from 'node:path';
-import { checkNotStale } from '../apply/apply-node.js';
-import { RolloutError } from '../errors.js';
 import type { NodePlan } from '../plan/types.js';
-import { journalCursor, readServiceState } from '../rollout/journal.js';
+import { parseServiceState } from '../rollout/journal.js';
+import { LOCK_FILE, type LockInfo } from '../rollout/lock.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
-import { readLock } from '../rollout/lock.js';
 import type { Check } from './check.js';
-
-/** Whether another rollout holds the node's lock (`mine`: the run id that may hold it). */
-export async function checkLock(t: Transport, mine: string | null): Promise<Check> {
-  const c = (status: Check['status'], detail: string): Check => ({ scope: t.name, name: 'lock', status, detail });
-  try {
-    const h = await readLock(t);
-    if (!h) return c('pass', 'no other rollout holds this node');
-    if (h.runId === mine) return c('pass', 'held by this run');
-    return c('fail', `locked by run ${h.runId} of ${h.user}@${h.host} (pid ${h.pid}, since ${h.startedAt})`);
-  } catch (err) {
-    return c('fail', (err as Error).message);
-  }
-}
 
 type ReadyNode = Extract<NodePlan, { status: 'ready' }>;
 
-/**
- * Checks one node can be changed safely, changing nothing: root (directly or by
- * `sudo -n`), the planned files unchanged and their directories writable, the
- * journal readable, and the unit running now.
- */
-export async function checkNode(t: Transport, plan: ReadyNode, unit: string): Promise<Check[]> {
-  const checks: Check[] = [];
-  const attempt = async (name: string, check: () => Promise<string>) => {
-    try {
-      checks.push({ scope: t.name, name, status: 'pass', detail: await check() });
-    } catch (err) {
-      const detail = err instanceof RolloutError ? err.message.replace(`${t.name}: `, '') : String(err);
-      checks.push({ scope: t.name, name, status: 'fail', detail });
-    }
-  };
-  await attempt('root', async () => {
-    const r = await t.exec('id -u', { timeoutMs: 30_000 });
-    if (r.code === 0 && r.stdout.toString().trim() === '0') return 'commands run as root';
-    throw new RolloutError(`cannot act as root (${r.stderr.trim().split('\n').pop() || `uid ${r.stdout.toString().trim()}`}); log in as root or give the user passwordless sudo`);
-  });
-  if (checks[0]?.status === 'fail') return checks;
-  const changes = plan.phases.flatMap((p) => p.changes);
-  if (changes.length > 0) {
-    await attempt('files', async () => {
-      await checkNotStale(t, changes);
-      const dirs = [...new Set(changes.map((c) => path.posix.dirname(c.path)))];
-      const r = await t.exec(dirs.map((d) => `test -w ${shellQuote(d)} || echo ${shellQuote(d)}`).join('; '), { timeoutMs: 30_000 });
-      const bad = r.stdout.toString().trim();
-      if (bad) throw new RolloutError(`cannot write in ${bad.split('\n').join(', ')} (read-only file system?)`);
-      return `${changes.length} file change(s) still match the plan; directories writable`;
-    });
+/** Pure. The lock check from the lock file's text (empty: free). */
+export function lockCheck(node: string, text: string, mine: string | null): Check {
+  const c = (status: Check['status'], detail: string): Check => ({ scope: node, name: 'lock', status, detail });
+  if (!text.trim()) return c('pass', 'no other rollout holds this node');
+  let h: LockInfo;
+  try {
+    h = JSON.parse(text) as LockInfo;
+  } catch {
+    return c('fail', `${LOCK_FILE} is unreadable; remove it by hand if no rollout runs`);
   }
-  await attempt('journal', async () => {
-    await journalCursor(t);
-    return 'journal readable';
-  });
-  await attempt('service', async () => {
-    const s = await readServiceState(t, unit);
-    if (s.activeState === 'active' && s.subState === 'running') return `${unit} is running`;
-    throw new RolloutError(`${unit} is not running now (${s.activeState}/${s.subState}, ${s.nRestarts} restarts); rollout only changes a healthy cluster: fix this node first`);
-  });
+  if (h.runId === mine) return c('pass', 'held by this run');
+  return c('fail', `locked by run ${h.runId} of ${h.user}@${h.host} (pid ${h.pid}, since ${h.startedAt})`);
+}
+
+/**
+ * Checks one node can be changed safely, changing nothing, in one command:
+ * root (directly or by `sudo -n`), the lock, the planned files unchanged and
+ * their directories writable, the journal readable, the unit running now, and
+ * (given a Vault server) the node's own path to Vault.
+ */
+export async function checkNode(t: Transport, plan: ReadyNode, unit: string, opts: { lockRunId: string | null; vaultServer?: string }): Promise<Check[]> {
+  const changes = plan.phases.flatMap((p) => p.changes);
+  const dirs = [...new Set(changes.map((c) => path.posix.dirname(c.path)))];
+  const q = shellQuote;
+  const vault = opts.vaultServer ? vaultTarget(opts.vaultServer) : null;
+  const script = [
+    'echo "@uid $(id -u)"',
+    `echo "@lock $(cat -- ${LOCK_FILE} 2>/dev/null | tr -d '\\n')"`,
+    ...changes.map((c, i) => `echo "@sha ${i} $(sha256sum < ${q(c.path)} 2>/dev/null | cut -d' ' -f1)"`),
+    ...dirs.map((d, i) => `test -w ${q(d)} && echo "@dir ${i} ok" || echo "@dir ${i} no"`),
+    'journalctl --no-pager -n 1 -o json >/dev/null 2>&1 && echo "@journal ok" || echo "@journal no"',
+    `systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID -- ${q(unit)} | sed 's/^/@svc /'`,
+    ...(vault ? [`echo "@reach $(sh -c ${q(REACH_SCRIPT)} rollout-reach ${[vault.host, String(vault.port), vault.tls ? 'https' : 'http'].map(q).join(' ')})"`] : []),
+  ].join('\n');
+  const fail = (name: string, detail: string): Check[] => [{ scope: t.name, name, status: 'fail', detail }];
+  let out: string;
+  try {
+    const r = await t.exec(script, { timeoutMs: 60_000 });
+    out = r.stdout.toString('utf8');
+    if (!out.includes('@uid ')) return fail('root', `cannot run commands as root (${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}); log in as root or give the user passwordless sudo`);
+  } catch (err) {
+    return fail('reachable', (err as Error).message.replace(`${t.name}: `, ''));
+  }
+  const lines = out.split('\n');
+  const value = (tag: string) => lines.filter((l) => l.startsWith(`@${tag} `)).map((l) => l.slice(tag.length + 2));
+  const checks: Check[] = [];
+  const add = (name: string, ok: boolean, pass: string, failText: string) => checks.push({ scope: t.name, name, status: ok ? 'pass' : 'fail', detail: ok ? pass : failText });
+  const uid = value('uid')[0];
+  add('root', uid === '0', 'commands run as root', `commands run as uid ${uid}, not root; log in as root or give the user passwordless sudo`);
+  if (uid !== '0') return checks;
+  checks.push(lockCheck(t.name, value('lock')[0] ?? '', opts.lockRunId));
+  if (changes.length > 0) {
+    const shas = new Map(value('sha').map((v) => [Number(v.split(' ')[0]), v.split(' ')[1] ?? ''] as const));
+    const stale = changes.filter((c, i) => shas.get(i) !== c.beforeSha256).map((c) => c.path);
+    const unwritable = value('dir').filter((v) => v.endsWith(' no')).map((v) => dirs[Number(v.split(' ')[0])]);
+    add(
+      'files',
+      stale.length === 0 && unwritable.length === 0,
+      `${changes.length} file change(s) still match the plan; directories writable`,
+      stale.length > 0
+        ? `${stale.join(', ')} changed after the plan was made; run \`rollout plan\` again and review the new diff`
+        : `cannot write in ${unwritable.join(', ')} (read-only file system?)`,
+    );
+  }
+  add('journal', value('journal')[0] === 'ok', 'journal readable', 'journalctl cannot read the journal');
+  const s = parseServiceState(value('svc').join('\n'));
+  add('service', s.activeState === 'active' && s.subState === 'running', `${unit} is running`,
+    `${unit} is not running now (${s.activeState}/${s.subState}, ${s.nRestarts} restarts); rollout only changes a healthy cluster: fix this node first`);
+  if (vault && checks.every((c) => c.status !== 'fail')) checks.push(parseReach(t.name, vault.host, vault.port, vault.tls, value('reach')[0] ?? ''));
   return checks;
+}
+
+function vaultTarget(server: string): { host: string; port: number; tls: boolean } {
+  const url = new URL(server);
+  const tls = url.protocol === 'https:';
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || (tls ? 443 : 80)), tls };
 }
 
 // Reports one machine-readable line: how far the node got towards Vault.
@@ -107,19 +126,4 @@ export function parseReach(node: string, host: string, port: number, tls: boolea
     '51': `the TLS certificate does not name ${host}`,
   };
   return c('fail', `from this node: ${reasons[rc!] ?? `curl exit ${rc}`}${err ? ` (${err.trim()})` : ''}`);
-}
-
-/** From the node itself (it must reach Vault at startup): the name resolves and TLS works. */
-export async function checkVaultFromNode(t: Transport, server: string): Promise<Check> {
-  const url = new URL(server);
-  const tls = url.protocol === 'https:';
-  const port = Number(url.port || (tls ? 443 : 80));
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  try {
-    const args = [host, String(port), tls ? 'https' : 'http'].map(shellQuote).join(' ');
-    const r = await t.exec(`sh -c ${shellQuote(REACH_SCRIPT)} rollout-reach ${args}`, { timeoutMs: 30_000 });
-    return parseReach(t.name, host, port, tls, r.stdout.toString('utf8').trim().split('\n').pop() ?? '');
-  } catch (err) {
-    return { scope: t.name, name: 'reaches vault', status: 'fail', detail: (err as Error).message };
-  }
 }

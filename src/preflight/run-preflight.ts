@@ -4,7 +4,7 @@ import type { Session } from '../cli/prepare.js';
 import { readRemoteFile } from '../transport/remote-files.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
-import { checkLock, checkNode, checkVaultFromNode } from './node-checks.js';
+import { checkNode } from './node-checks.js';
 import { runVaultChecks } from './vault-checks.js';
 
 export type PreflightFlags = {
@@ -51,9 +51,7 @@ export async function runPreflight(session: Session, flags: PreflightFlags): Pro
   }
   const perNode = await mapLimit(ready, session.inventory.parallel, async (n) => {
     const t = session.transports.get(n.node.name)!;
-    const nodeChecks = [await checkLock(t, flags.lockRunId ?? null), ...(await checkNode(t, n, session.playbook.service.unit))];
-    if (vault && nodeChecks.every((c) => c.status !== 'fail')) nodeChecks.push(await checkVaultFromNode(t, vault.server));
-    return nodeChecks;
+    return checkNode(t, n, session.playbook.service.unit, { lockRunId: flags.lockRunId ?? null, ...(vault ? { vaultServer: vault.server } : {}) });
   });
   checks.push(...perNode.flat());
   return checks.map((c) => ({ ...c, detail: session.redact(c.detail) }));

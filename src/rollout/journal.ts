@@ -51,14 +51,6 @@ export function parseJournalLine(line: string): JournalEntry | null {
   };
 }
 
-/** The cursor of the newest journal entry: everything after it happened after this call. */
-export async function journalCursor(t: Transport): Promise<string> {
-  const r = await t.exec('journalctl --no-pager -n 1 -o json', { timeoutMs: 30_000 });
-  const entry = parseJournalLine(r.stdout.toString('utf8').trim().split('\n').pop() ?? '');
-  if (r.code !== 0 || !entry) throw new RemoteCommandError(t.name, 'reading a journal cursor', r.code, r.stderr);
-  return entry.cursor;
-}
-
 /**
  * Follows the unit's journal from just after `cursor` on one long-lived channel.
  * `timeout` on the node ends the follower even if this side vanishes.
@@ -86,6 +78,18 @@ export async function readServiceState(t: Transport, unit: string): Promise<Serv
   const r = await t.exec(`systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID -- ${shellQuote(unit)}`, { timeoutMs: 30_000 });
   if (r.code !== 0) throw new RemoteCommandError(t.name, `systemctl show ${unit}`, r.code, r.stderr);
   return parseServiceState(r.stdout.toString('utf8'));
+}
+
+/**
+ * The unit's state and a journal cursor "now", in one command: what a restart
+ * needs to know beforehand (the old invocation, where the new lines begin).
+ */
+export async function readStateAndCursor(t: Transport, unit: string): Promise<{ state: ServiceState; cursor: string }> {
+  const r = await t.exec(`systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID -- ${shellQuote(unit)} && echo ROLLOUT-CURSOR && journalctl --no-pager -n 1 -o json`, { timeoutMs: 30_000 });
+  const [show, journal] = r.stdout.toString('utf8').split('ROLLOUT-CURSOR\n');
+  const entry = parseJournalLine((journal ?? '').trim().split('\n').pop() ?? '');
+  if (r.code !== 0 || !entry) throw new RemoteCommandError(t.name, `reading ${unit}'s state and a journal cursor`, r.code, r.stderr);
+  return { state: parseServiceState(show ?? ''), cursor: entry.cursor };
 }
 
 /**

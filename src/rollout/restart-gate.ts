@@ -4,7 +4,7 @@ import type { Redactor } from '../util/redact.js';
 import { evaluateGate, type CompiledGate, type GateVerdict } from './gate.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { LineStream } from '../transport/transport.js';
-import { followJournal, journalCursor, parseJournalLine, readServiceState, restartService, type JournalEntry } from './journal.js';
+import { followJournal, parseJournalLine, readServiceState, readStateAndCursor, restartService, type JournalEntry } from './journal.js';
 
 /** How long to keep reading the rest of an error after a failure line. */
 const FAILURE_GRACE_MS = 2000;
@@ -25,8 +25,7 @@ export type GateRun = {
  * line must come from the new invocation, which must still be the running one.
  */
 export async function restartAndGate(t: Transport, unit: string, gate: CompiledGate, progress: (text: string) => void, redact: Redactor): Promise<GateRun> {
-  const before = await readServiceState(t, unit);
-  const cursor = await journalCursor(t);
+  const { state: before, cursor } = await readStateAndCursor(t, unit);
   const entries: JournalEntry[] = [];
   const startedAt = Date.now();
   let verdict: GateVerdict = { status: 'pending', reason: 'waiting for the ready line', evidence: [] };

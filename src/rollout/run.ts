@@ -68,8 +68,12 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                 }
                 const started = Date.now();
                 try {
-                  if (item.restartUnit) await checkOthersHealthy(name, opts);
+                  // The health check of the other nodes runs while this node's files are written;
+                  // the restart waits for it.
+                  const health = item.restartUnit ? checkOthersHealthy(name, opts) : Promise.resolve();
+                  health.catch(() => undefined);
                   const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
+                    beforeRestart: () => health,
                     runId: opts.runId,
                     gate: opts.gate,
                     redact: opts.redact,

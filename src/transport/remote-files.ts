@@ -23,62 +23,9 @@ export async function readRemoteFile(t: Transport, path: string): Promise<Remote
   return { path, content, sha256: sha256(content), uid: uid!, gid: gid!, mode: mode! };
 }
 
-// Writes stdin to a temp file beside the target (0600 while it holds the new
-// bytes), checks the bytes arrived whole, gives it the owner and mode, fsyncs,
-// renames over the target and fsyncs the directory. A dropped connection makes
-// `cat` end early: the checksum then fails and the target is never replaced.
-const WRITE_SCRIPT = `set -eu
-dst=$1; sum=$2; owner=$3; mode=$4
-dir=$(dirname -- "$dst")
-tmp=$(mktemp -- "$dir/.rollout-tmp.XXXXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-printf '%s  %s\\n' "$sum" "$tmp" | sha256sum -c --status - || { echo "content arrived incomplete" >&2; exit 3; }
-chown -- "$owner" "$tmp"
-chmod -- "$mode" "$tmp"
-sync -- "$tmp"
-mv -f -- "$tmp" "$dst"
-trap - EXIT
-sync -- "$dir"`;
-
-/** Replaces `path` atomically with `content`, owned and moded as given; then reads it back. */
-export async function writeFileAtomic(
-  t: Transport,
-  path: string,
-  content: Buffer,
-  like: { uid: number; gid: number; mode: number },
-): Promise<void> {
-  const sum = sha256(content);
-  const args = [path, sum, `${like.uid}:${like.gid}`, like.mode.toString(8)].map(shellQuote).join(' ');
-  const r = await t.exec(`sh -c ${shellQuote(WRITE_SCRIPT)} rollout-write ${args}`, { stdin: content, timeoutMs: 60_000 });
-  if (r.code !== 0) throw new RemoteCommandError(t.name, `writing ${path}`, r.code, r.stderr);
-  const back = await readRemoteFile(t, path);
-  if (back?.sha256 !== sum || back.uid !== like.uid || back.gid !== like.gid || back.mode !== like.mode) {
-    throw new RemoteCommandError(t.name, `verifying ${path} after writing it (content, owner or mode differ)`, null, '');
-  }
-}
-
 /** Where the backup of `path` from run `runId` lives on the node (root-only directory). */
 export function backupPath(runId: string, path: string): string {
   return `/var/backups/rollout/${runId}${path}`;
-}
-
-/**
- * Copies `path` to its backup (owner, mode and times kept, in a 0700 directory)
- * and checks the copy's checksum against what the plan read.
- */
-export async function backupFile(t: Transport, runId: string, path: string, expectedSha256: string): Promise<string> {
-  const dst = backupPath(runId, path);
-  const d = shellQuote(dst);
-  const r = await t.exec(
-    `set -eu; umask 077; mkdir -p -- /var/backups/rollout && chmod 0700 /var/backups/rollout; mkdir -p -- "$(dirname -- ${d})"; cp -p -- ${shellQuote(path)} ${d}; sync -- ${d}; sha256sum -- ${d}`,
-  );
-  if (r.code !== 0) throw new RemoteCommandError(t.name, `backing up ${path}`, r.code, r.stderr);
-  const sum = r.stdout.toString('utf8').split(' ')[0];
-  if (sum !== expectedSha256) {
-    throw new RemoteCommandError(t.name, `backing up ${path}: the file changed since the plan read it`, null, '');
-  }
-  return dst;
 }
 
 /** Puts a backup back in place atomically (copy beside the target, then rename). */
@@ -101,4 +48,57 @@ export async function pruneBackups(t: Transport, keep: number): Promise<void> {
     { timeoutMs: 60_000 },
   );
   if (r.code !== 0) throw new RemoteCommandError(t.name, 'pruning old backups', r.code, r.stderr);
+}
+
+// The whole write of one planned change in one command (one round trip): check
+// the file is what the plan read, back it up (owner, mode, times kept; 0700
+// directory; checksum checked), write the new bytes from stdin into a 0600 temp
+// file, check their checksum, give owner and mode, fsync, rename, fsync the
+// directory, and report what the file now is. A cut connection can leave the
+// temp file unrenamed, never a partial target.
+const CHANGE_SCRIPT = `set -eu
+dst=$1; before=$2; after=$3; owner=$4; mode=$5; bak=$6
+cur=$(sha256sum < "$dst" 2>/dev/null | cut -d' ' -f1) || cur=missing
+if [ "$cur" = "$after" ]; then echo "ROLLOUT already"; exit 0; fi
+if [ "$cur" != "$before" ]; then echo "ROLLOUT stale"; exit 0; fi
+umask 077
+mkdir -p -- /var/backups/rollout "$(dirname -- "$bak")"; chmod 0700 /var/backups/rollout
+cp -p -- "$dst" "$bak"; sync -- "$bak"
+[ "$(sha256sum < "$bak" | cut -d' ' -f1)" = "$before" ] || { echo "backup does not match the file" >&2; exit 3; }
+dir=$(dirname -- "$dst")
+tmp=$(mktemp -- "$dir/.rollout-tmp.XXXXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+printf '%s  %s\\n' "$after" "$tmp" | sha256sum -c --status - || { echo "content arrived incomplete" >&2; exit 3; }
+chown -- "$owner" "$tmp"
+chmod -- "$mode" "$tmp"
+sync -- "$tmp"
+mv -f -- "$tmp" "$dst"
+trap - EXIT
+sync -- "$dir"
+echo "ROLLOUT written $(stat -L -c '%u %g %a' -- "$dst") $(sha256sum < "$dst" | cut -d' ' -f1)"`;
+
+/** What applyFileChange found or did. */
+export type ChangeResult = 'written' | 'already' | 'stale';
+
+/**
+ * Applies one planned file change atomically in one command (stale check,
+ * backup, write, verify); `already` when the file holds the new content,
+ * `stale` when it is neither (nothing touched).
+ */
+export async function applyFileChange(
+  t: Transport,
+  c: { path: string; after: string; beforeSha256: string; afterSha256: string; uid: number; gid: number; mode: number },
+  backup: string,
+): Promise<ChangeResult> {
+  const args = [c.path, c.beforeSha256, c.afterSha256, `${c.uid}:${c.gid}`, c.mode.toString(8), backup].map(shellQuote).join(' ');
+  const r = await t.exec(`sh -c ${shellQuote(CHANGE_SCRIPT)} rollout-write ${args}`, { stdin: Buffer.from(c.after, 'utf8'), timeoutMs: 60_000 });
+  const line = r.stdout.toString('utf8').trim().split('\n').pop() ?? '';
+  if (r.code !== 0 || !line.startsWith('ROLLOUT ')) throw new RemoteCommandError(t.name, `writing ${c.path}`, r.code, r.stderr);
+  const [, what, uid, gid, mode, sum] = line.split(' ');
+  if (what === 'already' || what === 'stale') return what;
+  if (sum !== c.afterSha256 || Number(uid) !== c.uid || Number(gid) !== c.gid || parseInt(mode ?? '', 8) !== c.mode) {
+    throw new RemoteCommandError(t.name, `verifying ${c.path} after writing it (content, owner or mode differ)`, null, '');
+  }
+  return 'written';
 }

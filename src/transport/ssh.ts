@@ -32,9 +32,17 @@ export async function connectSsh(node: NodeTarget): Promise<Transport> {
   return new SshTransport(node, client, () => openClient(node));
 }
 
-/** The SSH connection dropped while a command ran: whether the command took effect is unknown. */
+/**
+ * The SSH connection is gone. `started`: the command had begun, so whether it
+ * took effect is unknown; false: it never ran (no channel could be opened).
+ */
 export class ConnectionLostError extends NodeError {
   override name = 'ConnectionLostError';
+  readonly started: boolean;
+  constructor(node: string, message: string, started: boolean) {
+    super(node, message);
+    this.started = started;
+  }
 }
 
 async function openClient(node: NodeTarget): Promise<Client> {
@@ -134,7 +142,7 @@ class SshTransport implements Transport {
   // backoff). Callers decide whether the command that was cut may be repeated.
   async #connected(): Promise<Client> {
     if (!this.#lost) return this.#client;
-    if (this.#closed) throw new ConnectionLostError(this.name, 'the connection was closed');
+    if (this.#closed) throw new ConnectionLostError(this.name, 'the connection was closed', false);
     let last: unknown = this.#lost;
     for (const delay of [0, 500, 1500]) {
       if (delay) await new Promise((r) => setTimeout(r, delay));
@@ -148,7 +156,7 @@ class SshTransport implements Transport {
         last = err;
       }
     }
-    throw new ConnectionLostError(this.name, `unreachable: the SSH connection was lost and reconnecting failed (${last instanceof Error ? last.message.replace(`${this.name}: `, '') : String(last)})`);
+    throw new ConnectionLostError(this.name, `unreachable: the SSH connection was lost and reconnecting failed (${last instanceof Error ? last.message.replace(`${this.name}: `, '') : String(last)})`, false);
   }
 
   // Non-root logins run every command through sudo without a prompt; a password
@@ -168,7 +176,7 @@ class SshTransport implements Transport {
         });
       } catch (err) {
         if (client === this.#client) this.#lost = err as Error;
-        if (attempt >= 1) throw new ConnectionLostError(this.name, `unreachable: no SSH channel could be opened (${(err as Error).message})`);
+        if (attempt >= 1) throw new ConnectionLostError(this.name, `unreachable: no SSH channel could be opened (${(err as Error).message})`, false);
       }
     }
   }
@@ -190,7 +198,7 @@ class SshTransport implements Transport {
         if (timer) clearTimeout(timer);
         // No exit status: the connection went away under the command.
         if (code === undefined || code === null && this.#lost) {
-          reject(new ConnectionLostError(this.name, `SSH connection lost while a command ran${this.#lost ? `: ${this.#lost.message}` : ''}`));
+          reject(new ConnectionLostError(this.name, `SSH connection lost while a command ran${this.#lost ? `: ${this.#lost.message}` : ''}`, true));
           return;
         }
         resolve({ code: code ?? null, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });

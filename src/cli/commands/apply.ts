@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline/promises';
 import { stepFile, type NodeWork } from '../../apply/apply-node.js';
-import { InterruptedError, NotConfirmedError, PreflightError, UsageError } from '../../errors.js';
+import { InterruptedError, PreflightError, UsageError } from '../../errors.js';
 import type { PreflightFlags } from '../../preflight/run-preflight.js';
 import { compareWithPlanFile, readPlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
@@ -14,10 +12,10 @@ import { renderSummary, runRollout, type ProgressStyle, type StopSignal } from '
 import { planResume, workFromPlan } from '../../state/resume.js';
 import { loadLastRun, newRunState, RunRecorder, stateDirFor } from '../../state/run-state.js';
 import { pruneBackups } from '../../transport/remote-files.js';
-import { sha256 } from '../../util/sha256.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession, type Session } from '../prepare.js';
+import { confirm } from '../confirm.js';
 import { checkSession } from './preflight.js';
 
 export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean };
@@ -157,25 +155,3 @@ async function readBaseline(session: Session): Promise<Map<string, ServiceState>
 function progressStyle(): ProgressStyle {
   return process.stdout.isTTY && process.env.CI !== 'true' ? 'tty' : 'plain';
 }
-
-/** Asks on a terminal; without one requires --yes. Throws NotConfirmedError otherwise. */
-export async function confirm(yes: boolean, io: Output): Promise<void> {
-  if (yes) return;
-  if (!process.stdin.isTTY || !process.stdout.isTTY) {
-    throw new NotConfirmedError('no terminal to confirm on: review the plan above, then run again with --yes. Nothing was changed.');
-  }
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
-  try {
-    const answer = await rl.question('Apply these changes, restarting the nodes one at a time? Type "yes" to go on: ');
-    if (answer.trim() !== 'yes') throw new NotConfirmedError('not confirmed: nothing was changed.');
-  } finally {
-    rl.close();
-  }
-  io.out('Confirmed.');
-}
-
-/** sha256 of a local file (inventory, playbook) for saved plans and reports. */
-export async function fileSha256(file: string): Promise<string> {
-  return sha256(await readFile(file));
-}
-

@@ -6,7 +6,7 @@ import { planHasChanges } from '../../plan/types.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
-import { fileSha256 } from './apply.js';
+import { fileSha256 } from '../../util/sha256.js';
 
 export type PlanFlags = { parallel?: number; out?: string };
 

@@ -11,7 +11,7 @@ import { readRemoteFile } from '../../transport/remote-files.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
-import { confirm } from './apply.js';
+import { confirm } from '../confirm.js';
 
 export type RollbackFlags = { node?: string; force?: boolean; yes?: boolean; parallel?: number; breakLock?: boolean };
 
