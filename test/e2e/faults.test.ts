@@ -5,19 +5,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  LAB_SECRET, NODES, clearKnob, journal, labScript, nodeFile, onNode, resetLab, rollout, seedFile, serviceState, setKnob, startRollout, waitForNodeFile, writeInventory,
+  LAB_SECRET, VAULT_BLOCK, NODES, clearKnob, journal, labScript, nodeFile, onNode, resetLab, rollout, seedFile, serviceState, setKnob, startRollout, waitForNodeFile, writeInventory,
   type LabNode,
 } from '../helpers/lab.js';
 
-const VAULT_BLOCK = `hsm:
-  vault:
-    server: https://localhost:8200
-    approle:
-      id: 3f1c2a9e-lab-role
-      secret: ${LAB_SECRET}
-    transit:
-      key: aistor-key-manager-hsm
-`;
 
 /** Which state a node's config is in; anything else (a partial file) fails the test. */
 function configState(node: LabNode): 'old' | 'new' {

@@ -1,18 +1,9 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
-  LAB_SECRET, NODES, allOutput, clearKnob, onNode, fleetSnapshot, journal, labHsmKey, nodeFile, nodeFileStat, resetLab, rollout, seedFile, serviceState, setKnob, writeInventory,
+  LAB_SECRET, VAULT_BLOCK, NODES, allOutput, clearKnob, onNode, fleetSnapshot, journal, labHsmKey, nodeFile, nodeFileStat, resetLab, rollout, seedFile, serviceState, setKnob, writeInventory,
   type JournalLine, type LabNode,
 } from '../helpers/lab.js';
 
-const VAULT_BLOCK = `hsm:
-  vault:
-    server: https://localhost:8200
-    approle:
-      id: 3f1c2a9e-lab-role
-      secret: ${LAB_SECRET}
-    transit:
-      key: aistor-key-manager-hsm
-`;
 
 // The restart of a node as its journal tells it: when systemd stopped the old
 // process, and the first ready line of the invocation running now.

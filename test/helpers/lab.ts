@@ -107,6 +107,17 @@ export type InventoryOptions = {
   auth?: 'approle' | 'kubernetes' | 'both' | 'none';
 };
 
+/** The section rollout appends to every lab node's config (the secret is the tests' own). */
+export const VAULT_BLOCK = `hsm:
+  vault:
+    server: https://localhost:8200
+    approle:
+      id: 3f1c2a9e-lab-role
+      secret: ${LAB_SECRET}
+    transit:
+      key: aistor-key-manager-hsm
+`;
+
 /** The Vault double's address as the nodes and rollout see it, and the CA that signed it. */
 export const VAULT_SERVER = 'https://localhost:8200';
 export const VAULT_ADMIN = 'http://127.0.0.1:8201';
