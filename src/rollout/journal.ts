@@ -1,6 +1,6 @@
 // The only journalctl and systemctl calls: a cursor before a restart, a follow
 // from it, and the unit's state. Parsing is pure and tested from fixtures.
-import { NodeError, RemoteCommandError } from '../errors.js';
+import { RemoteCommandError } from '../errors.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 
@@ -51,14 +51,39 @@ export function parseJournalLine(line: string): JournalEntry | null {
   };
 }
 
+// Prints the unit's journal entries after cursor $C as they come, polling every
+// 50 ms on the node (journalctl -f wakes up only when journald posts a change,
+// which it batches: up to 250 ms late). A heartbeat line per poll ends the loop
+// as soon as rollout closes the channel (the write fails); `timeout` bounds it.
+const POLL_LOOP = `f=$(mktemp); trap 'rm -f -- "$f"' EXIT; printf '%s' "$C" > "$f"
+while :; do
+  journalctl -u "$u" --cursor-file="$f" -o json --no-pager -q || exit 1
+  echo .
+  sleep 0.05
+done`;
+
 /**
- * Follows the unit's journal from just after `cursor` on one long-lived channel.
- * `timeout` on the node ends the follower even if this side vanishes.
+ * The remote half of a restart, one command on one channel: the unit's state
+ * and a journal cursor (`@svc`, `@cursor` lines), the restart bounded by a
+ * timeout (`@restarted CODE`), then every journal entry of the unit after the
+ * cursor, as JSON lines, until rollout closes the channel.
  */
-export function followJournal(t: Transport, unit: string, cursor: string, maxSeconds: number): LineStream {
-  return t.stream(
-    `exec timeout ${Math.ceil(maxSeconds)} journalctl --no-pager -o json -f -u ${shellQuote(unit)} --after-cursor=${shellQuote(cursor)}`,
-  );
+export function restartAndFollow(t: Transport, unit: string, restartTimeoutSeconds: number, maxSeconds: number): LineStream {
+  const script = `u=$1
+systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID -- "$u" | sed 's/^/@svc /'
+C=$(journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p')
+[ -n "$C" ] || { echo "@error no journal cursor"; exit 1; }
+echo "@cursor $C"
+systemctl reset-failed -- "$u" 2>/dev/null
+timeout ${Math.ceil(restartTimeoutSeconds)} systemctl restart -- "$u"; echo "@restarted $?"
+${POLL_LOOP}`;
+  return t.stream(`exec timeout ${Math.ceil(maxSeconds)} sh -c ${shellQuote(script)} rollout-restart ${shellQuote(unit)}`);
+}
+
+/** Journal entries of the unit after `cursor`, as restartAndFollow prints them (a follow reopened after a lost link). */
+export function followFrom(t: Transport, unit: string, cursor: string, maxSeconds: number): LineStream {
+  const script = `u=$1; C=$2\n${POLL_LOOP}`;
+  return t.stream(`exec timeout ${Math.ceil(maxSeconds)} sh -c ${shellQuote(script)} rollout-follow ${shellQuote(unit)} ${shellQuote(cursor)}`);
 }
 
 /** Pure. Parses `systemctl show -p ...` output. */
@@ -78,29 +103,4 @@ export async function readServiceState(t: Transport, unit: string): Promise<Serv
   const r = await t.exec(`systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID -- ${shellQuote(unit)}`, { timeoutMs: 30_000 });
   if (r.code !== 0) throw new RemoteCommandError(t.name, `systemctl show ${unit}`, r.code, r.stderr);
   return parseServiceState(r.stdout.toString('utf8'));
-}
-
-/**
- * The unit's state and a journal cursor "now", in one command: what a restart
- * needs to know beforehand (the old invocation, where the new lines begin).
- */
-export async function readStateAndCursor(t: Transport, unit: string): Promise<{ state: ServiceState; cursor: string }> {
-  const r = await t.exec(`systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID -- ${shellQuote(unit)} && echo ROLLOUT-CURSOR && journalctl --no-pager -n 1 -o json`, { timeoutMs: 30_000 });
-  const [show, journal] = r.stdout.toString('utf8').split('ROLLOUT-CURSOR\n');
-  const entry = parseJournalLine((journal ?? '').trim().split('\n').pop() ?? '');
-  if (r.code !== 0 || !entry) throw new RemoteCommandError(t.name, `reading ${unit}'s state and a journal cursor`, r.code, r.stderr);
-  return { state: parseServiceState(show ?? ''), cursor: entry.cursor };
-}
-
-/**
- * `systemctl restart` bounded by a timeout: with TimeoutStopSec=infinity and
- * SendSIGKILL=no it can otherwise block for ever. A failed start-limit is reset first.
- */
-export async function restartService(t: Transport, unit: string, timeoutSeconds: number): Promise<void> {
-  const u = shellQuote(unit);
-  const r = await t.exec(`systemctl reset-failed -- ${u} 2>/dev/null; timeout ${Math.ceil(timeoutSeconds)} systemctl restart -- ${u}`, {
-    timeoutMs: (timeoutSeconds + 15) * 1000,
-  });
-  if (r.code === 124) throw new NodeError(t.name, `systemctl restart ${unit} did not return within ${timeoutSeconds} s (the old process may ignore SIGTERM)`);
-  if (r.code !== 0) throw new RemoteCommandError(t.name, `systemctl restart ${unit}`, r.code, r.stderr);
 }

@@ -141,7 +141,7 @@ describe('Vault preflight against the lab and the Vault double', () => {
     }
     const ps = seen.join('\n');
     // The sampler really watched rollout's remote commands.
-    expect(ps).toContain('journalctl --no-pager -o json -f -u minkms');
+    expect(ps).toContain('rollout-restart minkms');
     expect(ps).toContain('/var/backups/rollout/');
     const hsmKey = seedFile('kms-1', 'minkms.env').toString().match(/MINIO_KMS_HSM_KEY=(\S+)/)![1]!;
     for (const text of [ps, ...allOutput]) {
