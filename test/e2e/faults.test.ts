@@ -1,11 +1,11 @@
 // Fault injection against the lab: each test names the fault it injects and the
 // outcome it asserts. Whatever happens, every file on every node must be
 // byte-equal to its content before the run or to the planned content after it.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  LAB_SECRET, VAULT_BLOCK, NODES, clearKnob, journal, labScript, nodeFile, onNode, resetLab, rollout, seedFile, serviceState, setKnob, startRollout, waitForNodeFile, writeInventory,
+  LAB_DIR, LAB_SECRET, VAULT_BLOCK, NODES, clearKnob, journal, labScript, nodeFile, onNode, resetLab, rollout, seedFile, serviceState, setKnob, startRollout, waitForNodeFile, writeInventory,
   type LabNode,
 } from '../helpers/lab.js';
 
@@ -24,6 +24,16 @@ const fleetStates = () => NODES.map(configState);
 async function runningOnVault(node: LabNode): Promise<boolean> {
   const s = await serviceState(node);
   return s.ActiveState === 'active' && (await journal(node)).some((l) => l.invocation === s.InvocationID && /^HSM\s+vault/.test(l.message));
+}
+
+/** Waits (bounded) until no rollout temp file is left in a node's directory: no write is in flight. */
+async function waitForNoTempFile(node: LabNode, dir: string): Promise<void> {
+  const full = path.join(LAB_DIR, 'nodes', node, 'root', dir);
+  const deadline = Date.now() + 30_000;
+  while (readdirSync(full).some((f) => f.startsWith('.rollout-tmp.'))) {
+    if (Date.now() > deadline) throw new Error(`${node}:${dir} still has a rollout temp file`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** An inventory whose runs keep their state beside it, with quick loss detection for fault tests. */
@@ -74,6 +84,8 @@ describe('faults injected during a rollout', () => {
       await waitForNodeFile('kms-2', 'var/tmp/lab-sync-called');
       run.child.kill('SIGKILL');
       await run.done;
+      // The write on the node outlives rollout (it is past its checksum): let it end, then look.
+      await waitForNoTempFile('kms-2', 'etc/minkms');
       // The write may or may not have reached its rename: either way the file is whole.
       const states = fleetStates();
       expect(states[0]).toBe('new');
