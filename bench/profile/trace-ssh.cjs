@@ -1,0 +1,59 @@
+// Diagnostic preload for the bench (no change to rollout's code): timestamps
+// every SSH handshake and every remote command rollout runs through ssh2, and
+// the Vault HTTPS requests it makes, as JSON lines in $TRACE_SSH_FILE.
+//
+//   TRACE_SSH_FILE=/tmp/trace.jsonl node -r ./bench/profile/trace-ssh.cjs dist/cli/main.js apply INV --yes
+//   node bench/profile/summarize-trace.mjs /tmp/trace.jsonl
+//
+// Each line: { kind: "connect"|"exec"|"https", node, start_ms, end_ms, cmd }
+// (times in ms since the process started; cmd is the command's first 120 characters).
+'use strict';
+const { writeSync, openSync } = require('node:fs');
+const { performance } = require('node:perf_hooks');
+const file = process.env.TRACE_SSH_FILE;
+if (file) {
+  const fd = openSync(file, 'w');
+  const t = () => Number(performance.now().toFixed(2));
+  const emit = (o) => writeSync(fd, JSON.stringify(o) + '\n');
+  emit({ kind: 'start', start_ms: 0, end_ms: t(), node: '', cmd: process.argv.slice(2).join(' ') });
+  process.on('exit', () => emit({ kind: 'exit', start_ms: t(), end_ms: t(), node: '', cmd: '' }));
+
+  const ssh2 = require('ssh2');
+  const { Client } = ssh2;
+  const origConnect = Client.prototype.connect;
+  Client.prototype.connect = function (cfg) {
+    const start = t();
+    this.__traceNode = `${cfg.host}:${cfg.port}`;
+    this.once('ready', () => emit({ kind: 'connect', node: this.__traceNode, start_ms: start, end_ms: t(), cmd: '' }));
+    return origConnect.call(this, cfg);
+  };
+  const origExec = Client.prototype.exec;
+  Client.prototype.exec = function (command, opts, cb) {
+    if (typeof opts === 'function') {
+      cb = opts;
+      opts = {};
+    }
+    const start = t();
+    const node = this.__traceNode;
+    return origExec.call(this, command, opts, (err, channel) => {
+      if (!err && channel) {
+        let opened = t();
+        channel.once('close', () => emit({ kind: 'exec', node, start_ms: start, open_ms: opened, end_ms: t(), cmd: String(command).replace(/\s+/g, ' ').slice(0, 120) }));
+      }
+      cb(err, channel);
+    });
+  };
+
+  const https = require('node:https');
+  const { syncBuiltinESMExports } = require('node:module');
+  const origRequest = https.request;
+  https.request = function (...args) {
+    const start = t();
+    const req = origRequest.apply(this, args);
+    const u = args[0];
+    const what = typeof u === 'string' ? u : u instanceof URL ? u.href : `${u?.method ?? 'GET'} ${u?.path ?? ''}`;
+    req.once('response', (res) => res.once('end', () => emit({ kind: 'https', node: 'vault', start_ms: start, end_ms: t(), cmd: what })));
+    return req;
+  };
+  syncBuiltinESMExports();
+}

@@ -1,0 +1,173 @@
+// Turns the bench's raw samples into bench/results.json and bench/results.md,
+// and prints the table. Called by bench/run.sh:
+//   node bench/report.mjs SAMPLES.tsv META.tsv OUT_DIR
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+const [samplesFile, metaFile, outDir] = process.argv.slice(2);
+if (!samplesFile || !metaFile || !outDir) {
+  console.error('usage: node bench/report.mjs SAMPLES.tsv META.tsv OUT_DIR');
+  process.exit(2);
+}
+
+const meta = Object.fromEntries(
+  readFileSync(metaFile, 'utf8').split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('\t')), l.slice(l.indexOf('\t') + 1)]),
+);
+const [header, ...rows] = readFileSync(samplesFile, 'utf8').trim().split('\n');
+const cols = header.split('\t');
+const samples = rows.filter(Boolean).map((l) => {
+  const o = Object.fromEntries(l.split('\t').map((v, i) => [cols[i], v]));
+  return { n: Number(o.n), op: o.op, tool: o.tool, run: Number(o.run), seconds: Number(o.seconds), rssKb: Number(o.rss_kb), vitest: o.vitest === '1' };
+});
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const round = (x, d = 3) => (x === null || x === undefined || Number.isNaN(x) ? null : Number(x.toFixed(d)));
+
+const TOOL_ORDER = ['rollout', 'rollout (parallel 16)', 'ansible', 'openssh floor'];
+const OPS = ['plan', 'apply'];
+const sizes = [...new Set(samples.map((s) => s.n))].sort((a, b) => a - b);
+
+// One row per size, operation and tool.
+const results = [];
+for (const op of OPS) {
+  for (const n of sizes) {
+    const here = samples.filter((s) => s.op === op && s.n === n);
+    if (here.length === 0) continue;
+    const stat = (tool) => {
+      const xs = here.filter((s) => s.tool === tool).map((s) => s.seconds);
+      return xs.length ? median(xs) : null;
+    };
+    const ro = stat('rollout');
+    const floor = stat('openssh floor');
+    for (const tool of TOOL_ORDER) {
+      const mine = here.filter((s) => s.tool === tool);
+      if (mine.length === 0) continue;
+      const secs = mine.map((s) => s.seconds);
+      const med = median(secs);
+      results.push({
+        n,
+        op,
+        tool,
+        runs: mine.length,
+        seconds: secs.map((x) => round(x)),
+        median_s: round(med),
+        min_s: round(Math.min(...secs)),
+        max_s: round(Math.max(...secs)),
+        spread_pct: round((100 * (Math.max(...secs) - Math.min(...secs))) / med, 1),
+        ratio_to_rollout: ro ? round(med / ro, 2) : null,
+        overhead_per_node_ms: floor !== null ? round((1000 * (med - floor)) / n, 1) : null,
+        peak_rss_mb: round(Math.max(...mine.map((s) => s.rssKb)) / 1024, 1),
+        vitest_during_runs: mine.filter((s) => s.vitest).length,
+      });
+    }
+  }
+}
+
+const row = (op, n, tool) => results.find((r) => r.op === op && r.n === n && r.tool === tool);
+
+// The issue's targets, each decided from this run's numbers (or "not measured").
+const targets = [];
+const target = (name, goal, measured, pass, rows = []) => {
+  const disturbed = rows.some((r) => r?.vitest_during_runs > 0);
+  const m = measured === null ? null : `${measured}${disturbed ? ' (from disturbed samples)' : ''}`;
+  targets.push({ target: name, goal, measured: m, status: measured === null ? 'not measured' : pass ? 'met' : 'MISSED' });
+};
+for (const n of [50, 100]) {
+  const ro = row('plan', n, 'rollout');
+  const fl = row('plan', n, 'openssh floor');
+  const ratio = ro && fl ? ro.median_s / fl.median_s : null;
+  target(`plan N=${n}: rollout vs raw OpenSSH floor`, '<= 1.5x', ratio === null ? null : `${ratio.toFixed(2)}x (${ro.median_s} s vs ${fl.median_s} s)`, ratio !== null && ratio <= 1.5, [ro, fl]);
+}
+{
+  const ro = row('apply', 10, 'rollout');
+  const an = row('apply', 10, 'ansible');
+  const ov = ro?.overhead_per_node_ms ?? null;
+  target('apply N=10: rollout overhead per node over the floor', '< 100 ms', ov === null ? null : `${ov} ms/node`, ov !== null && ov < 100, [ro, row('apply', 10, 'openssh floor')]);
+  const factor = ro && an && ro.overhead_per_node_ms > 0 ? an.overhead_per_node_ms / ro.overhead_per_node_ms : null;
+  const measured = ro && an ? `Ansible ${an.overhead_per_node_ms} ms/node vs rollout ${ro.overhead_per_node_ms} ms/node${factor === null ? '' : ` (${factor.toFixed(1)}x)`}` : null;
+  target('apply N=10: rollout overhead per node vs Ansible\'s', '>= 6x less', measured, ro && an && (ro.overhead_per_node_ms <= 0 || factor >= 6), [ro, an, row('apply', 10, 'openssh floor')]);
+}
+{
+  const a = row('plan', 10, 'rollout');
+  const b = row('plan', 100, 'rollout');
+  const r = a && b ? b.median_s / a.median_s : null;
+  target('plan N=10 -> 100: rollout time grows no worse than linearly', 't(100)/t(10) <= 10', r === null ? null : `${r.toFixed(2)} (${a.median_s} s -> ${b.median_s} s)`, r !== null && r <= 10, [a, b]);
+}
+{
+  const at100 = results.filter((r) => r.n === 100 && r.tool.startsWith('rollout'));
+  const peak = at100.length ? Math.max(...at100.map((r) => r.peak_rss_mb)) : null;
+  target('peak RSS of rollout at N=100', '< 200 MB', peak === null ? null : `${peak} MB`, peak !== null && peak < 200, at100);
+}
+
+// Marginal cost per extra node of rollout's plan between consecutive sizes (a
+// superlinear tool shows it growing).
+const slopes = [];
+for (const tool of TOOL_ORDER) {
+  const pts = sizes.map((n) => row('plan', n, tool)).filter(Boolean);
+  for (let i = 1; i < pts.length; i++) {
+    slopes.push({ tool, from: pts[i - 1].n, to: pts[i].n, ms_per_extra_node: round((1000 * (pts[i].median_s - pts[i - 1].median_s)) / (pts[i].n - pts[i - 1].n), 1) });
+  }
+}
+
+const reference = {
+  note: "the issue's reference measurements on this kind of machine (Ansible and floor only)",
+  plan: { 10: { ansible: 2.9, floor: 0.6 }, 50: { ansible: 12.0, floor: 2.8 }, 100: { ansible: 27.6, floor: 6.2 } },
+  apply: { 10: { ansible: 25.2, floor: 18.8 } },
+};
+
+const json = { meta, results, targets, plan_marginal_cost: slopes, reference, samples };
+writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(json, null, 2) + '\n');
+
+// ---------------------------------------------------------------- markdown
+const fmt = (x, d = 2) => (x === null || x === undefined ? '–' : x.toFixed(d));
+const lines = [];
+lines.push('# rollout benchmark results', '');
+lines.push(`Generated by \`npm run bench\` (bench/run.sh) from ${meta.started} to ${meta.finished ?? '(unfinished)'}.`);
+lines.push(
+  `Machine: ${meta.cpus} CPU (${meta.cpu_model}), ${meta.mem_mib} MiB, Linux ${meta.kernel}; ${meta.node}, ${meta.ansible}, ${meta.openssh}.`,
+);
+lines.push(`rollout under test: ${meta.rollout}.`);
+lines.push(
+  `Lab: real systemd-nspawn nodes (sshd, systemd 252, journald; simulated minkms with start-delay-ms=${meta.start_delay_ms}); ${meta.runs} timed run(s) per tool and size after an untimed warm-up, the tool order rotated between runs; \`lab.sh reset all\` (untimed) before every apply run.`,
+);
+const boots = sizes.map((n) => (meta[`boot_s_${n}`] ? `N=${n} ${Number(meta[`boot_s_${n}`]).toFixed(1)} s` : null)).filter(Boolean);
+if (boots.length) lines.push(`Lab boot (lab.sh up N, not part of any timing): ${boots.join(', ')}.`);
+lines.push(samples.some((s) => s.vitest) ? '**The test suite (vitest) ran during some samples, even after retries (column "disturbed"): those timings are not reliable.**' : 'The test suite (vitest, tsc) did not run during any kept sample (disturbed samples were taken again).');
+lines.push('');
+lines.push('| N | op | tool | runs | median s | spread (min–max s) | ratio to rollout | overhead/node vs floor (ms) | peak RSS (MB)¹ | disturbed |');
+lines.push('|---:|---|---|---:|---:|---|---:|---:|---:|---:|');
+for (const r of results) {
+  lines.push(
+    `| ${r.n} | ${r.op} | ${r.tool} | ${r.runs} | ${fmt(r.median_s)} | ${fmt(r.min_s)}–${fmt(r.max_s)} (${fmt(r.spread_pct, 0)}%) | ${fmt(r.ratio_to_rollout)}x | ${r.tool === 'openssh floor' ? '–' : fmt(r.overhead_per_node_ms, 0)} | ${fmt(r.peak_rss_mb, 1)} | ${r.vitest_during_runs || ''} |`,
+  );
+}
+lines.push('');
+lines.push('¹ GNU time `%M`: for rollout (one process) its peak RSS; for Ansible and the floor only the largest single process (an Ansible fork, one `ssh`), not their total.');
+lines.push('');
+lines.push('- plan: `rollout plan --parallel N` (both phases, `disableLocalHsm: true`), and with its default parallelism 16 where N > 16; `ansible-playbook --check --diff -f N` of bench/ansible/plan.yml (blockinfile + lineinfile state=absent, pipelining, no facts); the floor is bench/floor-plan.sh (`xargs -P N ssh … cat` of both files).');
+lines.push('- apply: `rollout apply --yes --parallel N` (phase 1 only: one edit and one gated restart per node, with plan, lock, preflight, backups and checks); bench/ansible/apply.yml (serial: 1; cursor, `systemctl restart minkms`, wait for the ready line); the floor is bench/floor-apply.sh (one `ssh` per node: cursor, restart, poll for the ready line every 50 ms).');
+lines.push('- Every tool connects fresh (OpenSSH and Ansible: `ControlMaster=no`, no ControlPersist; `KexAlgorithms=curve25519-sha256`, which the nodes and rollout\'s ssh2 use too).');
+lines.push('- overhead/node = (median − floor median) / N.');
+lines.push('');
+lines.push('## Targets (from the issue)', '');
+lines.push('| target | goal | measured | status |', '|---|---|---|---|');
+for (const t of targets) lines.push(`| ${t.target} | ${t.goal} | ${t.measured ?? '–'} | ${t.status} |`);
+lines.push('');
+if (slopes.length) {
+  lines.push('## plan: cost of each extra node', '');
+  lines.push('| tool | from N | to N | ms per extra node |', '|---|---:|---:|---:|');
+  for (const s of slopes) lines.push(`| ${s.tool} | ${s.from} | ${s.to} | ${fmt(s.ms_per_extra_node, 0)} |`);
+  lines.push('');
+}
+lines.push('## Reference (the issue\'s measurements on this kind of machine)', '');
+lines.push('| N | op | Ansible s | floor s |', '|---:|---|---:|---:|');
+for (const op of OPS) for (const [n, v] of Object.entries(reference[op])) lines.push(`| ${n} | ${op} | ${v.ansible} | ${v.floor} |`);
+lines.push('');
+lines.push('Every sample is in results.json (`samples`).');
+const md = lines.join('\n') + '\n';
+writeFileSync(path.join(outDir, 'results.md'), md);
+process.stdout.write(md);

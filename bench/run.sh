@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# npm run bench: rollout against Ansible and against the raw OpenSSH floor, on
+# real lab fleets (systemd-nspawn nodes with real sshd and systemd, see
+# lab/README.md) of N = 10, 50 and 100 nodes. See bench/README.md.
+#
+# Measures, several runs each (median and spread), in one invocation:
+#   plan   rollout plan            | ansible-playbook --check --diff (forks N)  | ssh x N in parallel, cat both files
+#   apply  rollout apply --yes     | ansible-playbook serial: 1                 | ssh node after node: cursor, restart, wait
+#   peak RSS of rollout at each N (GNU time %M)
+# and writes bench/results.json and bench/results.md.
+#
+# Environment:
+#   BENCH_SIZES="10 50 100"   fleet sizes (plan at each)
+#   BENCH_APPLY_SIZES="10"    sizes that also run the apply comparison (must be in BENCH_SIZES)
+#   BENCH_RUNS=3              timed runs per tool and size (at least 1; 3+ for a median and spread)
+#   BENCH_START_DELAY_MS=200  the lab sim's start-delay-ms knob on every node
+#   BENCH_REF=REF             bench this git commit (built into the temp dir) instead of a snapshot
+#                             of the current dist/ (e.g. BENCH_REF=HEAD)
+#   BENCH_VITEST_WAIT=900     seconds to wait before a sample while the test suite (vitest, tsc) runs
+#   BENCH_RETRIES=2           a sample the test suite disturbed anyway is taken again (after waiting)
+#                             up to this many times; the last try is kept and marked
+#   BENCH_OUT_DIR=bench       where results.json / results.md go
+#   BENCH_KEEP_TMP=1          keep the temp dir (inventories, logs of every run)
+#   BENCH_PROFILE_DIR=DIR     after the timed runs of each size, one more (untimed) rollout plan, and
+#                             apply where measured, with --cpu-prof and bench/profile/trace-ssh.cjs,
+#                             into DIR/n<N>/ (see bench/README.md, "Profiling rollout")
+#   BENCH_LAB_DIR, BENCH_LAB_CACHE, BENCH_BASE_PORT, BENCH_VAULT_PORT, BENCH_VAULT_ADMIN_PORT
+#                             the bench's own lab instance (default /var/lib/rollout-lab-bench,
+#                             /var/cache/rollout-lab-bench, 2400, 8400, 8401); never the default lab.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+REPO="$(dirname "$BENCH_DIR")"
+LAB="$REPO/lab/lab.sh"
+CLI="$REPO/dist/cli/main.js"
+
+SIZES=${BENCH_SIZES:-10 50 100}
+APPLY_SIZES=${BENCH_APPLY_SIZES:-10}
+RUNS=${BENCH_RUNS:-3}
+START_DELAY_MS=${BENCH_START_DELAY_MS:-200}
+VITEST_WAIT=${BENCH_VITEST_WAIT:-900}
+RETRIES=${BENCH_RETRIES:-2}
+OUT_DIR=${BENCH_OUT_DIR:-$BENCH_DIR}
+BENCH_STATE=${BENCH_LAB_DIR:-/var/lib/rollout-lab-bench}
+BENCH_CACHE=${BENCH_LAB_CACHE:-/var/cache/rollout-lab-bench}
+BASE_PORT=${BENCH_BASE_PORT:-2400}
+VAULT_PORT=${BENCH_VAULT_PORT:-8400}
+VAULT_ADMIN_PORT=${BENCH_VAULT_ADMIN_PORT:-8401}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- checks
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (the lab needs it): sudo npm run bench"
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a whole number >= 1"
+[[ $RETRIES =~ ^[0-9]+$ && $VITEST_WAIT =~ ^[0-9]+$ ]] || die "BENCH_RETRIES and BENCH_VITEST_WAIT must be whole numbers"
+[[ $START_DELAY_MS =~ ^[0-9]+$ ]] || die "BENCH_START_DELAY_MS must be a whole number"
+for n in $SIZES $APPLY_SIZES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "fleet sizes must be whole numbers >= 1 (got '$n')"; done
+for n in $APPLY_SIZES; do [[ " $SIZES " == *" $n "* ]] || die "BENCH_APPLY_SIZES: $n is not in BENCH_SIZES ($SIZES)"; done
+# Never the default lab (the tests' and the demo's): its state dir, its ports.
+[[ $(realpath -m -- "$BENCH_STATE") != /var/lib/rollout-lab ]] || die "BENCH_LAB_DIR must not be the default lab's /var/lib/rollout-lab"
+[[ $(realpath -m -- "$BENCH_CACHE") != /var/cache/rollout-lab ]] || die "BENCH_LAB_CACHE must not be the default lab's cache (the bench adds python3 to its rootfs)"
+max_n=0
+for n in $SIZES; do ((n > max_n)) && max_n=$n; done
+[[ $BASE_PORT =~ ^[0-9]+$ && $BASE_PORT != 2200 ]] || die "BENCH_BASE_PORT must be a port number other than the default lab's 2200"
+for ((p = BASE_PORT + 1; p <= BASE_PORT + max_n; p++)); do
+  if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+    [[ -f $BENCH_STATE/base-port ]] || die "127.0.0.1:$p is already in use (another lab?); set BENCH_BASE_PORT"
+  fi
+done
+for p in "$VAULT_PORT" "$VAULT_ADMIN_PORT"; do
+  [[ $p != 8200 && $p != 8201 ]] || die "the bench's Vault double must not use the default lab's ports 8200/8201"
+done
+
+export ROLLOUT_LAB_DIR=$BENCH_STATE ROLLOUT_LAB_CACHE=$BENCH_CACHE ROLLOUT_LAB_BASE_PORT=$BASE_PORT \
+  ROLLOUT_LAB_VAULT_PORT=$VAULT_PORT ROLLOUT_LAB_VAULT_ADMIN_PORT=$VAULT_ADMIN_PORT
+# lab.sh waits for all nodes at once; on 2 cores 100 nodes need more than its default 60 s.
+export ROLLOUT_LAB_BOOT_TIMEOUT=${ROLLOUT_LAB_BOOT_TIMEOUT:-$((60 + 3 * max_n))}
+PROFILE_DIR=${BENCH_PROFILE_DIR:-}
+[[ -z $PROFILE_DIR ]] || PROFILE_DIR=$(realpath -m -- "$PROFILE_DIR")
+# Every tool authenticates with the lab key only.
+unset SSH_AUTH_SOCK
+
+# Tools: the lab's, Ansible (Debian's ansible-core), GNU time.
+for t in systemd-nspawn debootstrap ssh openssl node; do
+  command -v "$t" >/dev/null 2>&1 || die "$t is missing (see lab/README.md: apt-get install -y systemd-container debootstrap openssh-client openssl; Node 20)"
+done
+pkgs=()
+command -v ansible-playbook >/dev/null 2>&1 || pkgs+=(ansible-core)
+[[ -x /usr/bin/time ]] || pkgs+=(time)
+if ((${#pkgs[@]} > 0)); then
+  log "installing ${pkgs[*]} (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null ||
+    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; } ||
+    die "could not install ${pkgs[*]}"
+fi
+[[ -d $REPO/node_modules/ssh2 ]] || die "node_modules is missing: run npm ci first"
+
+# Big fleets need more inotify instances than the default 128 (about 7 per node; lab-notes).
+for kv in max_user_instances:2048 max_user_watches:524288; do
+  k=${kv%%:*} v=${kv#*:}
+  (($(cat /proc/sys/fs/inotify/$k) >= v)) || echo "$v" >/proc/sys/fs/inotify/$k
+done
+
+# shellcheck source=lib/rootfs.sh
+source "$BENCH_DIR/lib/rootfs.sh"
+
+# ---------------------------------------------------------------- temp dir, teardown
+
+TMP=$(mktemp -d /tmp/rollout-bench.XXXXXX)
+mkdir -p "$TMP/logs" "$TMP/state" "$TMP/ansible-tmp"
+
+# The rollout under test, frozen for the whole bench: npm test rebuilds dist/
+# (tsc) whenever someone runs the suite, which must not change the CLI between
+# two samples. Either a snapshot of dist/ as it is now, or BENCH_REF built from
+# git (nothing in the repo is written either way).
+ROLLOUT_DIR="$TMP/rollout"
+mkdir -p "$ROLLOUT_DIR"
+if [[ -n ${BENCH_REF:-} ]]; then
+  git -C "$REPO" rev-parse --verify -q "${BENCH_REF}^{commit}" >/dev/null || die "BENCH_REF=$BENCH_REF is not a commit"
+  git -C "$REPO" archive "$BENCH_REF" | tar -x -C "$ROLLOUT_DIR"
+  ln -s "$REPO/node_modules" "$ROLLOUT_DIR/node_modules"
+  node "$REPO/node_modules/typescript/bin/tsc" -p "$ROLLOUT_DIR/tsconfig.build.json" >"$TMP/logs/build.log" 2>&1 ||
+    { cat "$TMP/logs/build.log" >&2; die "building $BENCH_REF failed"; }
+  ROLLOUT_VERSION="commit $(git -C "$REPO" rev-parse --short "$BENCH_REF") (BENCH_REF=$BENCH_REF, built for the bench)"
+else
+  [[ -f $CLI ]] || die "dist/ is missing: npm run build (or set BENCH_REF=HEAD)"
+  cp -a "$REPO/dist" "$REPO/package.json" "$ROLLOUT_DIR/"
+  cp -a "$REPO/playbooks" "$ROLLOUT_DIR/"
+  ln -s "$REPO/node_modules" "$ROLLOUT_DIR/node_modules"
+  ROLLOUT_VERSION="dist/ built $(date -u -r "$CLI" +%FT%TZ) from the working tree at commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') ($(git -C "$REPO" status --porcelain -- src 2>/dev/null | wc -l | tr -d ' ') file(s) in src/ differ from it)"
+fi
+CLI="$ROLLOUT_DIR/dist/cli/main.js"
+[[ -f $CLI ]] || die "no $CLI"
+SAMPLES="$TMP/samples.tsv"
+META="$TMP/meta.tsv"
+printf 'n\top\ttool\trun\tseconds\trss_kb\tvitest\n' >"$SAMPLES"
+: >"$META"
+LAB_UP=0
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if ((LAB_UP)); then
+    log "taking the bench lab down"
+    bash "$LAB" down >"$TMP/logs/lab-down.log" 2>&1 || { log "warning: lab.sh down failed:"; tail -n 5 "$TMP/logs/lab-down.log" >&2; }
+  fi
+  if [[ ${BENCH_KEEP_TMP:-} == 1 || $rc -ne 0 ]]; then
+    log "logs and inventories kept in $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+# ---------------------------------------------------------------- measuring
+
+# The test suite (npm test: tsc, then vitest with its e2e runs against the default lab).
+vitest_running() { pgrep -f 'vitest|tsc -p tsconfig' >/dev/null 2>&1; }
+VITEST_SEEN=0
+
+# Waits (bounded) while another engineer's test run loads the machine.
+wait_quiet() {
+  local waited=0
+  while vitest_running && ((waited < VITEST_WAIT)); do
+    ((waited == 0)) && log "a vitest run is going on; waiting up to ${VITEST_WAIT}s before measuring"
+    sleep 2
+    waited=$((waited + 2))
+  done
+}
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# measure N OP TOOL RUN VALIDATOR -- CMD...
+# Times CMD (wall clock) under GNU time (peak RSS), checks the run did its job
+# (VALIDATOR LOG N; a failed run stops the bench), and leaves the sample in
+# LAST_SAMPLE and whether the test suite ran meanwhile in LAST_BUSY.
+measure() {
+  local n=$1 op=$2 tool=$3 run=$4 validate=$5
+  shift 6
+  local logf="$TMP/logs/$op-${tool// /_}-n$n-r$run.log" t0 t1 rc=0 rss busy=0 secs
+  wait_quiet
+  # Watch for the test suite during the sample, twice a second.
+  rm -f "$TMP/busy"
+  (while :; do vitest_running && : >"$TMP/busy"; sleep 0.5; done) &
+  local watcher=$!
+  t0=$(now)
+  /usr/bin/time -o "$TMP/time.out" -f '%M' "$@" >"$logf" 2>&1 || rc=$?
+  t1=$(now)
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
+  [[ -e $TMP/busy ]] && busy=1
+  ((busy)) && VITEST_SEEN=1
+  secs=$(elapsed "$t0" "$t1")
+  rss=$(tail -n 1 "$TMP/time.out")
+  if ((rc != 0)) || ! "$validate" "$logf" "$n"; then
+    log "$op/$tool at N=$n (run $run) failed (exit $rc); last lines of $logf:"
+    tail -n 25 "$logf" >&2
+    exit 1
+  fi
+  LAST_SAMPLE=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$n" "$op" "$tool" "$run" "$secs" "$rss" "$busy")
+  LAST_BUSY=$busy
+  printf 'bench:   N=%-4s %-5s %-22s run %-6s %7.2f s  peak RSS %6.1f MB%s\n' "$n" "$op" "$tool" "$run" "$secs" \
+    "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')" "$( ((busy)) && echo '  (the test suite was running)')" >&2
+}
+
+count() { grep -cE "$1" "$2" || true; }
+
+# What each tool must have printed for a run to count.
+ok_plan_rollout() { # a diff of both files for every node
+  [[ $(count '^=== kms-' "$1") == "$2" && $(count '^\+hsm:' "$1") == "$2" && $(count '^-MINIO_KMS_HSM_KEY=' "$1") == "$2" ]]
+}
+ok_plan_ansible() { # both tasks "changed" (in check mode) on every node, none failed
+  [[ $(count '^kms-[0-9]+ +: ok=2 +changed=2 +unreachable=0 +failed=0' "$1") == "$2" && $(count '^\+hsm:' "$1") == "$2" ]]
+}
+ok_plan_floor() { # both files of every node
+  [[ $(count '^MINIO_KMS_OPTS=' "$1") == "$2" && $(count '^version: v1' "$1") == "$2" ]]
+}
+ok_apply_rollout() { # every node written, restarted and gated; the new section really is in each file
+  local i
+  grep -q '^Rollout complete' "$1" || return 1
+  [[ $(count '^  kms-[0-9]+ +vault-hsm +changed, restarted, ready' "$1") == "$2" ]] || return 1
+  for ((i = 1; i <= $2; i++)); do grep -q '^hsm:' "$BENCH_STATE/nodes/kms-$i/root/etc/minkms/config.yaml" || return 1; done
+}
+ok_apply_ansible() {
+  [[ $(count '^kms-[0-9]+ +: ok=3 +changed=1 +unreachable=0 +failed=0' "$1") == "$2" ]]
+}
+ok_apply_floor() {
+  [[ $(count '^kms-[0-9]+ READY$' "$1") == "$2" ]]
+}
+
+set_start_delay() { # the knob on every node (reset removes knobs)
+  local n=$1 i
+  for ((i = 1; i <= n; i++)); do echo "$START_DELAY_MS" >"$BENCH_STATE/nodes/kms-$i/knobs/start-delay-ms"; done
+}
+
+reset_fleet() {
+  local n=$1
+  bash "$LAB" reset all >>"$TMP/logs/lab-reset.log" 2>&1 || { tail -n 20 "$TMP/logs/lab-reset.log" >&2; die "lab.sh reset all failed"; }
+  set_start_delay "$n"
+}
+
+# The tools, as run for a fleet of N (inventories in $INV).
+run_tool() { # OP TOOL N RUN
+  local op=$1 tool=$2 n=$3 run=$4
+  local ro=(env CI=true ROLLOUT_STATE_DIR="$TMP/state" node "$CLI")
+  local an=(env ANSIBLE_CONFIG="$BENCH_DIR/ansible/ansible.cfg" ANSIBLE_LOCAL_TEMP="$TMP/ansible-tmp" ANSIBLE_FORCE_COLOR=0
+    ansible-playbook -i "$INV/ansible-hosts.ini" -f "$n")
+  case $op/$tool in
+    plan/rollout) measure "$n" plan "$tool" "$run" ok_plan_rollout -- "${ro[@]}" plan "$INV/rollout-plan.yaml" --parallel "$n" ;;
+    "plan/rollout (parallel 16)") measure "$n" plan "$tool" "$run" ok_plan_rollout -- "${ro[@]}" plan "$INV/rollout-plan.yaml" ;;
+    plan/ansible) measure "$n" plan "$tool" "$run" ok_plan_ansible -- "${an[@]}" --check --diff "$BENCH_DIR/ansible/plan.yml" ;;
+    "plan/openssh floor") measure "$n" plan "$tool" "$run" ok_plan_floor -- bash "$BENCH_DIR/floor-plan.sh" "$BENCH_STATE" "$BASE_PORT" "$n" ;;
+    apply/rollout) measure "$n" apply "$tool" "$run" ok_apply_rollout -- "${ro[@]}" apply "$INV/rollout-apply.yaml" --yes --parallel "$n" ;;
+    apply/ansible) measure "$n" apply "$tool" "$run" ok_apply_ansible -- "${an[@]}" "$BENCH_DIR/ansible/apply.yml" ;;
+    "apply/openssh floor") measure "$n" apply "$tool" "$run" ok_apply_floor -- bash "$BENCH_DIR/floor-apply.sh" "$BENCH_STATE" "$BASE_PORT" "$n" ;;
+    *) die "no such tool: $op/$tool" ;;
+  esac
+}
+
+# One more rollout run, untimed, with a CPU profile and a trace of every SSH
+# step (BENCH_PROFILE_DIR).
+profile_run() { # OP N
+  local op=$1 n=$2 dir="$PROFILE_DIR/n$2" inv rc=0
+  mkdir -p "$dir"
+  wait_quiet
+  [[ $op == plan ]] && inv="$INV/rollout-plan.yaml" || inv="$INV/rollout-apply.yaml"
+  env CI=true ROLLOUT_STATE_DIR="$TMP/state" TRACE_SSH_FILE="$dir/$op-trace.jsonl" \
+    node --cpu-prof --cpu-prof-dir="$dir" --cpu-prof-name="$op.cpuprofile" -r "$BENCH_DIR/profile/trace-ssh.cjs" \
+    "$CLI" "$op" "$inv" --parallel "$n" $([[ $op == apply ]] && echo --yes) >"$dir/$op.log" 2>&1 || rc=$?
+  ((rc == 0)) || log "warning: the profiled $op at N=$n exited $rc (see $dir/$op.log)"
+  node "$BENCH_DIR/profile/summarize-cpuprofile.mjs" "$dir/$op.cpuprofile" >"$dir/$op-cpu.txt" 2>&1 || true
+  node "$BENCH_DIR/profile/summarize-trace.mjs" "$dir/$op-trace.jsonl" >"$dir/$op-trace.txt" 2>&1 || true
+  log "N=$n: profiled $op: $dir/$op-cpu.txt, $dir/$op-trace.txt"
+}
+
+# Runs every tool RUNS times, the order rotated from one run to the next so
+# that no tool always comes first (or right after the heaviest one).
+rotate_runs() { # OP N BEFORE_EACH TOOL...
+  local op=$1 n=$2 before=$3 r k i tools
+  shift 3
+  tools=("$@")
+  k=${#tools[@]}
+  for ((r = 1; r <= RUNS; r++)); do
+    for ((i = 0; i < k; i++)); do
+      local try
+      for ((try = 0; try <= RETRIES; try++)); do
+        [[ -n $before ]] && $before "$n"
+        run_tool "$op" "${tools[$(((i + r - 1) % k))]}" "$n" "$r"
+        ((LAST_BUSY && try < RETRIES)) || break
+        log "the test suite disturbed that sample; taking it again"
+      done
+      printf '%s\n' "$LAST_SAMPLE" >>"$SAMPLES"
+    done
+  done
+}
+
+# ---------------------------------------------------------------- the bench
+
+log "bench lab: $BENCH_STATE, nodes on 127.0.0.1:$((BASE_PORT + 1)).., Vault double on $VAULT_PORT/$VAULT_ADMIN_PORT"
+log "sizes: $SIZES (apply at: $APPLY_SIZES), $RUNS run(s) each, start-delay-ms=$START_DELAY_MS; logs in $TMP"
+ensure_bench_rootfs
+
+export MINKMS_VAULT_SECRET_ID="bench-$(openssl rand -hex 16)"
+meta started "$(date -u +%FT%TZ)"
+meta sizes "$SIZES"
+meta apply_sizes "$APPLY_SIZES"
+meta runs "$RUNS"
+meta start_delay_ms "$START_DELAY_MS"
+meta cpus "$(nproc)"
+meta cpu_model "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
+meta mem_mib "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
+meta kernel "$(uname -r)"
+meta node "$(node --version)"
+meta ansible "$(ansible-playbook --version | head -n1)"
+meta openssh "$(ssh -V 2>&1)"
+meta rollout "$ROLLOUT_VERSION"
+
+warmed_ansible=0
+for n in $SIZES; do
+  log "N=$n: booting the bench lab (lab.sh up $n)"
+  t0=$(now)
+  LAB_UP=1
+  bash "$LAB" up "$n" >"$TMP/logs/lab-up-$n.log" 2>&1 || { tail -n 20 "$TMP/logs/lab-up-$n.log" >&2; die "lab.sh up $n failed"; }
+  meta "boot_s_$n" "$(elapsed "$t0" "$(now)")"
+  log "N=$n: up in $(elapsed "$t0" "$(now)") s"
+  bash "$LAB" vault-up >"$TMP/logs/vault-up-$n.log" 2>&1 || { cat "$TMP/logs/vault-up-$n.log" >&2; die "lab.sh vault-up failed"; }
+  set_start_delay "$n"
+  INV="$TMP/inventories/n$n"
+  bash "$BENCH_DIR/gen-inventories.sh" "$INV" "$n" "$BENCH_STATE" "$BASE_PORT" "$VAULT_PORT"
+
+  plan_tools=(rollout ansible "openssh floor")
+  ((n > 16)) && plan_tools=(rollout "rollout (parallel 16)" ansible "openssh floor")
+
+  # Untimed warm-up: page cache, sshd's first logins on fresh nodes; Ansible's
+  # (slow) warm-up only once.
+  log "N=$n: plan warm-up (untimed)"
+  run_tool plan "openssh floor" "$n" warmup
+  run_tool plan rollout "$n" warmup
+  if ((!warmed_ansible)); then run_tool plan ansible "$n" warmup; warmed_ansible=1; fi
+
+  log "N=$n: plan, $RUNS run(s) of ${#plan_tools[@]} tools"
+  rotate_runs plan "$n" "" "${plan_tools[@]}"
+  [[ -z $PROFILE_DIR ]] || profile_run plan "$n"
+
+  if [[ " $APPLY_SIZES " == *" $n "* ]]; then
+    log "N=$n: apply, $RUNS run(s) of 3 tools (lab.sh reset all before each, untimed)"
+    rotate_runs apply "$n" reset_fleet rollout ansible "openssh floor"
+    reset_fleet "$n"
+    if [[ -n $PROFILE_DIR ]]; then profile_run apply "$n"; reset_fleet "$n"; fi
+  fi
+done
+meta finished "$(date -u +%FT%TZ)"
+meta vitest_seen "$VITEST_SEEN"
+
+mkdir -p "$OUT_DIR"
+node "$BENCH_DIR/report.mjs" "$SAMPLES" "$META" "$OUT_DIR"
