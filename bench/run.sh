@@ -164,6 +164,7 @@ meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 # The test suite (npm test: tsc, then vitest with its e2e runs against the default lab).
 vitest_running() { pgrep -f 'vitest|tsc -p tsconfig' >/dev/null 2>&1; }
 VITEST_SEEN=0
+FAILURES=0
 
 # Waits (bounded) while another engineer's test run loads the machine.
 wait_quiet() {
@@ -202,8 +203,11 @@ measure() {
   rss=$(tail -n 1 "$TMP/time.out")
   if ((rc != 0)) || ! "$validate" "$logf" "$n"; then
     log "$op/$tool at N=$n (run $run) failed (exit $rc); last lines of $logf:"
-    tail -n 25 "$logf" >&2
-    exit 1
+    tail -n 15 "$logf" >&2
+    local failed="$TMP/logs/failed-$((++FAILURES))-$(basename "$logf")"
+    cp "$logf" "$failed"
+    meta "failed_attempt_$FAILURES" "$op/$tool N=$n run $run: exit $rc ($(grep -m1 -iE 'error|fatal|failed' "$logf" | cut -c1-160))"
+    return 1
   fi
   LAST_SAMPLE=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$n" "$op" "$tool" "$run" "$secs" "$rss" "$busy")
   LAST_BUSY=$busy
@@ -290,10 +294,16 @@ rotate_runs() { # OP N BEFORE_EACH TOOL...
   k=${#tools[@]}
   for ((r = 1; r <= RUNS; r++)); do
     for ((i = 0; i < k; i++)); do
-      local try
+      local try fails=0
       for ((try = 0; try <= RETRIES; try++)); do
         [[ -n $before ]] && $before "$n"
-        run_tool "$op" "${tools[$(((i + r - 1) % k))]}" "$n" "$r"
+        if ! run_tool "$op" "${tools[$(((i + r - 1) % k))]}" "$n" "$r"; then
+          # A failed run is taken again once (the lab is reset first where the op needs it); twice stops the bench.
+          ((fails++ == 0)) || die "$op/${tools[$(((i + r - 1) % k))]} at N=$n failed twice; logs in $TMP/logs"
+          log "taking it again"
+          try=$((try - 1))
+          continue
+        fi
         ((LAST_BUSY && try < RETRIES)) || break
         log "the test suite disturbed that sample; taking it again"
       done
@@ -342,9 +352,12 @@ for n in $SIZES; do
   # Untimed warm-up: page cache, sshd's first logins on fresh nodes; Ansible's
   # (slow) warm-up only once.
   log "N=$n: plan warm-up (untimed)"
-  run_tool plan "openssh floor" "$n" warmup
-  run_tool plan rollout "$n" warmup
-  if ((!warmed_ansible)); then run_tool plan ansible "$n" warmup; warmed_ansible=1; fi
+  run_tool plan "openssh floor" "$n" warmup || run_tool plan "openssh floor" "$n" warmup || die "the floor failed twice at N=$n"
+  run_tool plan rollout "$n" warmup || run_tool plan rollout "$n" warmup || die "rollout plan failed twice at N=$n"
+  if ((!warmed_ansible)); then
+    run_tool plan ansible "$n" warmup || run_tool plan ansible "$n" warmup || die "ansible failed twice at N=$n"
+    warmed_ansible=1
+  fi
 
   log "N=$n: plan, $RUNS run(s) of ${#plan_tools[@]} tools"
   rotate_runs plan "$n" "" "${plan_tools[@]}"
@@ -359,6 +372,7 @@ for n in $SIZES; do
 done
 meta finished "$(date -u +%FT%TZ)"
 meta vitest_seen "$VITEST_SEEN"
+meta failed_attempts "$FAILURES"
 
 mkdir -p "$OUT_DIR"
 node "$BENCH_DIR/report.mjs" "$SAMPLES" "$META" "$OUT_DIR"
