@@ -207,13 +207,15 @@ class SshTransport implements Transport {
     });
   }
 
-  stream(command: string): LineStream {
+  stream(command: string, opts: { input?: boolean } = {}): LineStream {
     const queue: string[] = [];
     let wake: (() => void) | null = null;
     let ended = false;
     let channel: ClientChannel | null = null;
     let closeRequested = false;
     let partial = '';
+    let failure: Error | null = null;
+    const pending: string[] = [];
     const finish = () => {
       ended = true;
       wake?.();
@@ -230,9 +232,16 @@ class SshTransport implements Transport {
         });
         ch.stderr.resume();
         ch.on('close', finish);
-        ch.end();
+        if (opts.input) {
+          for (const text of pending.splice(0)) ch.write(text);
+        } else {
+          ch.end();
+        }
       },
-      finish,
+      (err: Error) => {
+        failure = err;
+        finish();
+      },
     );
     return {
       lines: {
@@ -244,6 +253,13 @@ class SshTransport implements Transport {
             wake = null;
           }
         },
+      },
+      started: () => channel !== null,
+      failure: () => failure,
+      send: (text: string) => {
+        if (!opts.input || ended || closeRequested) return;
+        if (channel) channel.write(text);
+        else pending.push(text);
       },
       close: () => {
         closeRequested = true;

@@ -5,6 +5,16 @@ export type ExecResult = { code: number | null; stdout: Buffer; stderr: string }
 export type LineStream = {
   /** Each stdout line, without its newline, until the command ends or close() is called. */
   lines: AsyncIterable<string>;
+  /**
+   * Writes to the command's stdin (streams opened with `{ input: true }`; text
+   * written before the channel opened is sent once it does). Never a secret:
+   * control words only.
+   */
+  send(text: string): void;
+  /** Whether the remote command was started (its channel opened); false while opening and when it never could be. */
+  started(): boolean;
+  /** Why the channel could not be opened (a ConnectionLostError that says it never ran), else null. */
+  failure(): Error | null;
   close(): void;
 };
 
@@ -17,6 +27,7 @@ export interface Transport {
   readonly name: string;
   /** Resolves on any exit status; `stdin` carries file contents so they never reach a command line. */
   exec(command: string, opts?: { stdin?: Buffer; timeoutMs?: number }): Promise<ExecResult>;
-  stream(command: string): LineStream;
+  /** Without `input` the command's stdin is closed at once; with it, `send` feeds it until close(). */
+  stream(command: string, opts?: { input?: boolean }): LineStream;
   close(): void;
 }

@@ -5,6 +5,10 @@ export class FakeTransport implements Transport {
   readonly name: string;
   readonly streams: string[] = [];
   readonly execs: string[] = [];
+  /** When set, every stream fails to open with this error (a node that cannot be reached). */
+  neverStarts: Error | null = null;
+  /** What was sent to each stream's stdin, by stream index. */
+  readonly sent: string[][] = [];
   #scripts: string[][];
   #exec: (command: string) => ExecResult;
 
@@ -21,7 +25,9 @@ export class FakeTransport implements Transport {
 
   stream(command: string): LineStream {
     this.streams.push(command);
-    const lines = this.#scripts.shift() ?? [];
+    const sent: string[] = [];
+    this.sent.push(sent);
+    const lines = this.neverStarts ? [] : (this.#scripts.shift() ?? []);
     let closed = false;
     return {
       lines: {
@@ -32,6 +38,11 @@ export class FakeTransport implements Transport {
           }
         },
       },
+      send: (text: string) => {
+        sent.push(text);
+      },
+      started: () => this.neverStarts === null,
+      failure: () => this.neverStarts,
       close: () => {
         closed = true;
       },
