@@ -6,7 +6,8 @@ import type { RunRecorder } from '../state/run-state.js';
 import type { Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import type { CompiledGate } from './gate.js';
-import { readServiceState, type ServiceState } from './journal.js';
+import type { ServiceState } from './journal.js';
+import type { StateReader } from './service-probe.js';
 
 /** How progress is shown: live tree on a TTY, plain timestamped lines elsewhere, or nothing. */
 export type ProgressStyle = 'tty' | 'plain' | 'silent';
@@ -34,6 +35,8 @@ export type RolloutOptions = {
   stop: StopSignal;
   /** Each node's service as preflight saw it: before a restart every other node must still be so. */
   baseline: Map<string, ServiceState>;
+  /** Reads a node's unit state now (the state probes). */
+  readState: StateReader;
 };
 
 /**
@@ -68,12 +71,10 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                 }
                 const started = Date.now();
                 try {
-                  // The health check of the other nodes runs while this node's files are written;
-                  // the restart waits for it.
-                  const health = item.restartUnit ? checkOthersHealthy(name, opts) : Promise.resolve();
-                  health.catch(() => undefined);
+                  // The health check of the other nodes runs while this node's channel opens;
+                  // nothing on the node changes before it passed.
                   const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
-                    beforeRestart: () => health,
+                    beforeRestart: () => checkOthersHealthy(name, opts),
                     runId: opts.runId,
                     gate: opts.gate,
                     redact: opts.redact,
@@ -122,13 +123,13 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
  * Never take a second node down: before restarting `next`, every other node
  * must be running the very invocation it ran when last seen healthy.
  */
-export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'transports' | 'unit'>): Promise<void> {
+export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'readState' | 'unit'>): Promise<void> {
   const problems: string[] = [];
   await Promise.all(
     [...opts.baseline].map(async ([name, seen]) => {
       if (name === next) return;
       try {
-        const now = await readServiceState(opts.transports.get(name)!, opts.unit);
+        const now = await opts.readState(name);
         if (now.activeState !== 'active' || now.subState !== 'running') problems.push(`${name}: ${opts.unit} is ${now.activeState}/${now.subState}`);
         else if (now.invocationId !== seen.invocationId) problems.push(`${name}: ${opts.unit} restarted since it was last seen healthy (${now.nRestarts} restarts)`);
       } catch (err) {

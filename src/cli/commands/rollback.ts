@@ -68,7 +68,7 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
         const t = session.transports.get(node)!;
         const progress = (text: string) => io.out(`  ${node}: ${session.redact(text)}`);
         // Same rule as a rollout: never restart a node while another is down.
-        await checkOthersHealthy(node, { baseline, transports: session.transports, unit });
+        await checkOthersHealthy(node, { baseline, readState: (n) => readServiceState(session.transports.get(n)!, unit), unit });
         if (!(await restoreAll(t, filesOf(node), { progress }))) {
           throw new RolloutFailedError(node, false, `${node}: restoring its backups failed; check it by hand (backups under /var/backups/rollout/${state.runId})`);
         }
