@@ -1,15 +1,18 @@
-// One node, one phase: check, back up, write, restart, gate; on a failed gate
-// restore the backups, restart and gate again. Every step is recorded before the
+// One node, one phase: move the staged files into place, restart, gate (all on
+// one channel, after the cluster health check); on a failed gate restore the
+// backups, restart and gate again. Every step is recorded before the
 // next starts, and a step cut by a lost connection is re-checked, never repeated
 // blindly. Knows nothing of listr2.
 import { NodeError, RolloutFailedError, StalePlanError } from '../errors.js';
 import type { FileChange } from '../plan/types.js';
+import { commitStaged, type StagedCommit } from '../rollout/journal.js';
 import { renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
-import { applyFileChange, backupPath, readRemoteFile, restoreFile } from '../transport/remote-files.js';
+import { backupPath, readRemoteFile, restoreFile, stagedPath, stageFileChange } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
+import { mapLimit } from '../util/map-limit.js';
 import type { Redactor } from '../util/redact.js';
 
 /** What an applier needs besides the node: run id, gate, redactor, the run record, where progress goes. */
@@ -20,7 +23,7 @@ export type ApplyContext = {
   recorder: RunRecorder;
   /** Short human text of the current step (shown by the progress view, already redacted). */
   progress: (text: string) => void;
-  /** Must resolve before the unit is restarted (the cluster health check, run while the files are written). */
+  /** Must resolve before anything on the node changes (the cluster health check, run while the channel opens). */
   beforeRestart?: () => Promise<void>;
 };
 
@@ -53,21 +56,28 @@ export function stepFile(runId: string, c: FileChange): StepFile {
   return { path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, backup: backupPath(runId, c.path), uid: c.uid, gid: c.gid, mode: c.mode };
 }
 
-// Writes one change; if the connection drops under it, the node is asked what
-// it holds now: the new content means the write landed, the old one means it
-// did not (one more try), anything else is a state rollout cannot vouch for.
-async function writeChecked(t: Transport, c: FileChange, backup: string): Promise<void> {
-  let result: Awaited<ReturnType<typeof applyFileChange>>;
-  try {
-    result = await applyFileChange(t, c, backup);
-  } catch (err) {
-    if (!(err instanceof ConnectionLostError) || !err.started) throw err;
-    const now = await readRemoteFile(t, c.path);
-    if (now?.sha256 === c.afterSha256) return;
-    if (now?.sha256 !== c.beforeSha256) throw new NodeError(t.name, `${c.path} holds neither the old nor the new content after a lost connection`);
-    result = await applyFileChange(t, c, backup);
-  }
-  if (result === 'stale') throw new StalePlanError(t.name, c.path);
+/** What the restart channel moves into place for a change staged by stageWork. */
+export function commitOf(runId: string, c: FileChange): StagedCommit {
+  return { path: c.path, staged: stagedPath(runId, c.path), beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, uid: c.uid, gid: c.gid, mode: c.mode };
+}
+
+/**
+ * Before the first restart, on every node at once: backs up each file a `full`
+ * item changes and stages its new content beside it (the files themselves are
+ * untouched), so a node's turn only moves files and restarts. Returns why a
+ * node could not be staged, one line each; empty when all were.
+ */
+export async function stageWork(transports: ReadonlyMap<string, Transport>, work: readonly NodeWork[], runId: string, parallel: number): Promise<string[]> {
+  const jobs = work.filter((w) => w.mode === 'full').flatMap((w) => w.changes.map((c) => ({ node: w.node, c })));
+  const problems = await mapLimit(jobs, parallel, async ({ node, c }) => {
+    try {
+      const r = await stageFileChange(transports.get(node)!, c, backupPath(runId, c.path), stagedPath(runId, c.path));
+      return r === 'stale' ? [`${node}: ${c.path} changed after the plan was made; run \`rollout plan\` again and review the new diff`] : [];
+    } catch (err) {
+      return [`${node}: staging ${c.path} failed: ${(err as Error).message.replace(`${node}: `, '')}`];
+    }
+  });
+  return problems.flat();
 }
 
 /**
@@ -80,51 +90,50 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   const record = (patch: Parameters<RunRecorder['update']>[2]) => ctx.recorder.update(work.node, work.phase, patch);
   const files = work.mode === 'full' ? work.changes.map((c) => stepFile(ctx.runId, c)) : work.files;
   const outcome: PhaseOutcome = { node: t.name, phase: work.phase, status: 'applied', files, gate: null };
-  let touched = work.mode === 'restart-only';
-  let written = 0;
-
-  try {
-    if (work.mode === 'full') {
-      for (const [i, c] of work.changes.entries()) {
-        ctx.progress(`backing up and writing ${c.path}`);
-        touched = true;
-        await writeChecked(t, c, files[i]!.backup);
-        written++;
-      }
-      await record({ status: 'written', files });
-    }
-  } catch (err) {
-    // A stale file, or a first command that never ran, leaves the node exactly as it was.
-    if (written === 0 && (err instanceof StalePlanError || (err instanceof ConnectionLostError && !err.started))) touched = false;
-    if (!touched) {
-      // Nothing on the node changed: stopping here leaves it as it was.
-      const message = ctx.redact((err as Error).message).replace(`${t.name}: `, '');
-      await record({ status: 'planned', detail: message });
-      throw new RolloutFailedError(t.name, true, `${t.name}: ${message}; nothing on it was changed`, 'untouched: old files, as before');
-    }
+  const commits = work.mode === 'full' ? work.changes.map((c) => commitOf(ctx.runId, c)) : [];
+  // Until `go` is sent, nothing on the node has changed.
+  let went = work.mode === 'restart-only';
+  const untouched = async (err: unknown): Promise<never> => {
+    if (err instanceof RolloutFailedError) throw err; // the cluster health check says why, and that nothing changed
+    const message = ctx.redact((err as Error).message).replace(`${t.name}: `, '');
+    await record({ status: 'planned', detail: message });
+    throw new RolloutFailedError(t.name, true, `${t.name}: ${message}; nothing on it was changed`, 'untouched: old files, as before');
+  };
+  const writeFailed = async (err: unknown): Promise<never> => {
     const restored = await restoreAll(t, files, ctx);
     const message = ctx.redact((err as Error).message).replace(`${t.name}: `, '');
     await record({ status: restored ? 'rolled-back' : 'unknown', detail: message });
     throw new RolloutFailedError(t.name, restored, `${t.name}: ${message}; ${restored ? 'its files were restored from the backups and it was not restarted' : `RESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`}`);
-  }
+  };
 
   if (!work.restartUnit) {
-    await record({ status: 'done' });
+    ctx.progress(`writing ${commits.map((c) => c.path).join(', ')}`);
+    let r: 'committed' | 'stale';
+    try {
+      r = await commitStaged(t, commits);
+    } catch (err) {
+      if (err instanceof ConnectionLostError && !err.started) return untouched(err);
+      return writeFailed(err);
+    }
+    if (r === 'stale') return untouched(new StalePlanError(t.name, commits.map((c) => c.path).join(', ')));
+    await record({ status: 'done', files });
     return outcome;
   }
   const unit = work.restartUnit;
-  if (ctx.beforeRestart) {
-    try {
-      await ctx.beforeRestart();
-    } catch (err) {
-      // Not restarting after all: the new files must not wait for some later restart.
-      const restored = await restoreAll(t, files, ctx);
-      await record({ status: restored ? 'rolled-back' : 'unknown' });
-      if (restored || !(err instanceof RolloutFailedError)) throw err;
-      throw new RolloutFailedError(t.name, false, `${err.message}\nRestoring ${t.name}'s files also failed: check it by hand (backups under /var/backups/rollout/${ctx.runId}).`);
-    }
+  let run: GateRun;
+  try {
+    run = await restartAndGate(t, unit, ctx.gate, ctx.progress, ctx.redact, {
+      commits,
+      beforeGo: async () => {
+        await ctx.beforeRestart?.();
+        went = true;
+      },
+      onCommitted: () => record({ status: 'written', files }),
+    });
+  } catch (err) {
+    if (!went || err instanceof StalePlanError || (err instanceof ConnectionLostError && !err.started)) return untouched(err);
+    return writeFailed(err);
   }
-  const run = await restartAndGate(t, unit, ctx.gate, ctx.progress, ctx.redact);
   outcome.gate = run;
   if (run.verdict.status === 'passed') {
     await record({ status: 'done', gatedInvocation: run.verdict.evidence[0]?.invocationId ?? '' });

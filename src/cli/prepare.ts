@@ -17,6 +17,8 @@ export type Session = {
   vars: ResolvedVars;
   redact: Redactor;
   plan: Plan;
+  /** How many nodes are worked on at once where order does not matter (--parallel, else the inventory's). */
+  parallel: number;
   transports: Map<string, Transport>;
   close(): void;
 };
@@ -46,7 +48,7 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
   const close = () => transports.forEach((t) => t.close());
   try {
     const plan = await buildPlan(connections, playbook, vars, parallel);
-    return { inventory, playbook, vars, redact, plan, transports, close };
+    return { inventory, playbook, vars, redact, plan, parallel, transports, close };
   } catch (err) {
     close();
     throw err;

@@ -39,9 +39,24 @@ async function tryCreate(t: Transport, info: LockInfo, replace: boolean): Promis
   return r.code === 0;
 }
 
-/** Removes a node's lock if `runId` holds it. */
-export async function releaseLock(t: Transport, runId: string): Promise<void> {
-  await t.exec(`grep -q -- ${shellQuote(`"runId":"${runId}"`)} ${LOCK_FILE} 2>/dev/null && rm -f -- ${LOCK_FILE}; true`, { timeoutMs: 30_000 });
+/**
+ * Removes a node's lock if `runId` holds it, together with what must not
+ * outlive it, in one command with at most two processes: `remove` (this run's
+ * staged copies never moved into place) and, with `pruneKeep`, all but the
+ * newest that many run directories of backups (run ids sort by time).
+ */
+export async function releaseLock(t: Transport, runId: string, opts: { remove?: readonly string[]; pruneKeep?: number } = {}): Promise<void> {
+  const keep = opts.pruneKeep ? Math.max(1, Math.floor(opts.pruneKeep)) : 0;
+  const script = `${keep ? `prune() {
+  [ -e "$1" ] || return 0; k=$#; n=$(($# - ${keep}))
+  for d do [ $n -gt 0 ] || break; set -- "$@" "$d"; n=$((n - 1)); done
+  shift $k; [ $# = 0 ] || rm -rf -- "$@"
+}
+prune /var/backups/rollout/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-*
+` : ''}l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true
+case $l in *${shellQuote(`"runId":"${runId}"`)}*) set -- "$@" ${LOCK_FILE};; esac
+[ $# = 0 ] || rm -rf -- "$@"`;
+  await t.exec(`sh -c ${shellQuote(script)} rollout-release ${(opts.remove ?? []).map(shellQuote).join(' ')}`, { timeoutMs: 60_000 });
 }
 
 /**

@@ -1,8 +1,10 @@
+import { NodeError, RemoteCommandError, StalePlanError } from '../errors.js';
+import { readRemoteFile } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import { evaluateGate, type CompiledGate, type GateVerdict } from './gate.js';
-import { followFrom, parseJournalLine, parseServiceState, readServiceState, restartAndFollow, type JournalEntry, type ServiceState } from './journal.js';
+import { followFrom, parseJournalLine, parseServiceState, readServiceState, restartAndFollow, type JournalEntry, type ServiceState, type StagedCommit } from './journal.js';
 
 /** How long to keep reading the rest of an error after a failure line. */
 const FAILURE_GRACE_MS = 2000;
@@ -18,17 +20,40 @@ export type GateRun = {
 };
 
 /** What one channel of restartAndFollow/followFrom told before it ended or was closed. */
-type Attempt = { before: ServiceState | null; cursor: string | null; restarted: number | null; error: string | null; ended: boolean };
+type Attempt = {
+  before: ServiceState | null;
+  cursor: string | null;
+  restarted: number | null;
+  error: string | null;
+  ended: boolean;
+  /** A file that no longer holds what the plan read: nothing was touched. */
+  stale: string | null;
+  committed: boolean;
+  /** The unit's state read on the node right after the batch holding the ready line. */
+  stateAfterReady: ServiceState | null;
+};
+
+/** Besides the restart: staged files to move into place first, and what must hold before anything is touched. */
+export type RestartOptions = {
+  commits?: readonly StagedCommit[];
+  /** Resolves before the node is touched (the cluster health check); a rejection is rethrown, nothing touched. */
+  beforeGo?: () => Promise<void>;
+  /** Called once every commit is in place, before the restart is judged (to record the write). */
+  onCommitted?: () => Promise<void>;
+};
 
 /**
- * Restarts `unit` and waits for its gate. One channel carries the unit's state
- * and a journal cursor taken before the restart, the restart, and then the
- * journal after the cursor, so only lines logged after it count; the ready line
- * must come from the new invocation, which must still be the running one.
- * If the link drops, the node is asked whether the restart happened before
- * anything is repeated, and the journal is read again from the same cursor.
+ * Moves the staged files into place, restarts `unit` and waits for its gate.
+ * One channel is opened at once and carries, after `beforeGo` resolved, the
+ * moves, the unit's state and a journal cursor taken before the restart, the
+ * restart, and then the journal after the cursor, so only lines logged after
+ * it count; the ready line must come from the new invocation, which must still
+ * be the running one. If the link drops, the node is asked what already
+ * happened (files, restart) before anything is repeated, and the journal is
+ * read again from the same cursor. Throws StalePlanError (nothing touched),
+ * `beforeGo`'s error (nothing touched) or a NodeError when the moves failed.
  */
-export async function restartAndGate(t: Transport, unit: string, gate: CompiledGate, progress: (text: string) => void, redact: Redactor): Promise<GateRun> {
+export async function restartAndGate(t: Transport, unit: string, gate: CompiledGate, progress: (text: string) => void, redact: Redactor, opts: RestartOptions = {}): Promise<GateRun> {
   const startedAt = Date.now();
   const deadline = startedAt + gate.timeoutMs + gate.restartTimeoutMs;
   const maxSeconds = (gate.timeoutMs + gate.restartTimeoutMs) / 1000 + 30;
@@ -40,20 +65,54 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   let restartFailure: string | null = null;
 
   const done = (v: GateVerdict, lost = false): GateRun => ({ verdict: v, unreachable: lost, startedAt, decidedAt: Date.now() });
+  let commits = [...(opts.commits ?? [])];
+  let committed = commits.length === 0;
+  const markCommitted = async () => {
+    if (committed) return;
+    committed = true;
+    await opts.onCommitted?.();
+  };
+  let stateAfterReady: ServiceState | null = null;
+  let anyStarted = false;
 
   for (let attempt = 0; attempt < 3 && verdict.status === 'pending' && Date.now() < deadline; attempt++) {
     let stream: LineStream;
     if (cursor === null) {
-      progress(`restarting ${unit}`);
-      stream = restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds);
+      stream = restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds, committed ? [] : commits);
+      if (opts.beforeGo) progress('checking the other nodes');
+      try {
+        await opts.beforeGo?.();
+      } catch (err) {
+        stream.send('stop\n');
+        stream.close();
+        throw err;
+      }
+      progress(!committed ? `writing ${commits.map((c) => c.path).join(', ')} and restarting ${unit}` : `restarting ${unit}`);
+      stream.send('go\n');
     } else {
       progress(`reading the journal again from the cursor (${elapsed()} s)`);
       stream = followFrom(t, unit, cursor, maxSeconds);
     }
-    const seen = await watch(stream, before?.invocationId ?? null, gate, deadline, (line) => progress(`waiting for the ready line (${elapsed()} s): ${redact(line)}`));
+    const seen = await watch(stream, before?.invocationId ?? null, gate, deadline, (line) => progress(`waiting for the ready line (${elapsed()} s): ${redact(line)}`), markCommitted);
+    // A first channel that never opened ran nothing: the node is as it was.
+    if (stream.started()) anyStarted = true;
+    else if (!anyStarted && !committed && cursor === null) throw stream.failure() ?? new ConnectionLostError(t.name, 'unreachable: no SSH channel could be opened', false);
+    if (seen.attempt.stale) throw new StalePlanError(t.name, seen.attempt.stale);
+    if (seen.attempt.error && !committed && !seen.attempt.ended) throw new RemoteCommandError(t.name, 'moving the staged files into place', 1, seen.attempt.error);
     before ??= seen.attempt.before;
     cursor ??= seen.attempt.cursor;
     verdict = seen.verdict;
+    stateAfterReady = seen.attempt.stateAfterReady;
+    if (seen.attempt.ended && !committed) {
+      // The link dropped before the moves were confirmed: ask the node which landed.
+      try {
+        commits = await remainingCommits(t, commits);
+      } catch (err) {
+        if (!(err instanceof ConnectionLostError)) throw err;
+        return done({ status: 'failed', reason: `the node stopped answering while its files were moved into place (${redact(err.message)})`, evidence: [] }, true);
+      }
+      if (commits.length === 0) await markCommitted();
+    }
     if (seen.attempt.error) restartFailure = seen.attempt.error;
     if (seen.attempt.restarted !== null && seen.attempt.restarted !== 0) {
       restartFailure = seen.attempt.restarted === 124
@@ -86,10 +145,11 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
     }, lost);
   }
   if (verdict.status === 'passed') {
-    // The ready line must belong to the process that is running now, not one that died since.
+    // The ready line must belong to the process that is running now, not one that died since:
+    // the node read the state right after the ready line; only a channel cut before that asks again.
     let now: ServiceState;
     try {
-      now = await readServiceState(t, unit);
+      now = stateAfterReady ?? (await readServiceState(t, unit));
     } catch (err) {
       if (!(err instanceof ConnectionLostError)) throw err;
       return done({ status: 'failed', reason: redact(err.message), evidence: verdict.evidence }, true);
@@ -113,9 +173,12 @@ async function watch(
   gate: CompiledGate,
   deadline: number,
   onLine: (message: string) => void,
+  onCommitted: () => Promise<void>,
 ): Promise<{ attempt: Attempt; verdict: GateVerdict }> {
-  const attempt: Attempt = { before: null, cursor: null, restarted: null, error: null, ended: false };
+  const attempt: Attempt = { before: null, cursor: null, restarted: null, error: null, ended: false, stale: null, committed: false, stateAfterReady: null };
   const svc: string[] = [];
+  const now: string[] = [];
+  let block: 'svc' | 'now' | null = null;
   const entries: JournalEntry[] = [];
   let verdict: GateVerdict = { status: 'pending', reason: 'waiting for the ready line', evidence: [] };
   let graceUntil = 0;
@@ -123,13 +186,37 @@ async function watch(
   let graceTimer: NodeJS.Timeout | undefined;
   try {
     for await (const line of stream.lines) {
-      if (line === '.' || line === '') continue;
-      if (line.startsWith('@svc ')) {
-        svc.push(line.slice(5));
+      if (line === '.' || line === '' || line.startsWith('@file ')) continue;
+      if (line.startsWith('@stale ')) {
+        attempt.stale = line.slice(7);
+        return { attempt, verdict };
+      }
+      if (line === '@committed') {
+        attempt.committed = true;
+        await onCommitted();
+        continue;
+      }
+      if (block) {
+        const lines = block === 'svc' ? svc : now;
+        if (line !== `@${block}-end`) {
+          lines.push(line);
+          continue;
+        }
+        const state = parseServiceState(lines.splice(0).join('\n'));
+        if (block === 'svc') attempt.before = state;
+        block = null;
+        // The state read right after the batch that held the ready line decides.
+        if (line === '@now-end' && verdict.status === 'passed') {
+          attempt.stateAfterReady = state;
+          return { attempt, verdict };
+        }
+        continue;
+      }
+      if (line === '@svc-begin' || line === '@now-begin') {
+        block = line === '@svc-begin' ? 'svc' : 'now';
         continue;
       }
       if (line.startsWith('@cursor ')) {
-        attempt.before = parseServiceState(svc.join('\n'));
         attempt.cursor = line.slice(8);
         continue;
       }
@@ -150,9 +237,10 @@ async function watch(
         if (entry.fromManager || Date.now() > graceUntil) return { attempt, verdict };
         continue;
       }
+      if (verdict.status === 'passed') continue; // the rest of the batch; its state follows
       entries.push(entry);
       verdict = evaluateGate(entries, gate, prior);
-      if (verdict.status === 'passed') return { attempt, verdict };
+      if (verdict.status === 'passed') continue;
       if (verdict.status === 'failed') {
         if (verdict.evidence.at(-1)?.fromManager) return { attempt, verdict };
         graceUntil = Date.now() + FAILURE_GRACE_MS;
@@ -161,7 +249,8 @@ async function watch(
       }
       onLine(entry.message);
     }
-    // The channel ended by itself (not by a decision): unless a failure is being read out, the link dropped.
+    // The channel ended by itself (not by a decision): unless a failure is being read out
+    // or the ready line already came, the link dropped.
     attempt.ended = verdict.status === 'pending' && Date.now() < deadline;
     return { attempt, verdict };
   } finally {
@@ -177,4 +266,18 @@ export function renderGateEvidence(run: GateRun, redact: Redactor): string {
   return run.verdict.evidence
     .map((e) => `    ${new Date(e.realtimeUs / 1000).toISOString()} ${redact(e.message)}`)
     .join('\n');
+}
+
+// After a cut channel: which staged files still have to be moved (their target
+// still old); a target holding neither old nor new content is a state rollout
+// cannot vouch for.
+async function remainingCommits(t: Transport, commits: readonly StagedCommit[]): Promise<StagedCommit[]> {
+  const left: StagedCommit[] = [];
+  for (const c of commits) {
+    const f = await readRemoteFile(t, c.path);
+    if (f?.sha256 === c.afterSha256) continue;
+    if (f?.sha256 !== c.beforeSha256) throw new NodeError(t.name, `${c.path} holds neither the old nor the new content after a lost connection`);
+    left.push(c);
+  }
+  return left;
 }

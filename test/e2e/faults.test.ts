@@ -26,11 +26,11 @@ async function runningOnVault(node: LabNode): Promise<boolean> {
   return s.ActiveState === 'active' && (await journal(node)).some((l) => l.invocation === s.InvocationID && /^HSM\s+vault/.test(l.message));
 }
 
-/** Waits (bounded) until no rollout temp file is left in a node's directory: no write is in flight. */
+/** Waits (bounded) until no rollout temp or staged file is left in a node's directory: no write is in flight. */
 async function waitForNoTempFile(node: LabNode, dir: string): Promise<void> {
   const full = path.join(LAB_DIR, 'nodes', node, 'root', dir);
   const deadline = Date.now() + 30_000;
-  while (readdirSync(full).some((f) => f.startsWith('.rollout-tmp.'))) {
+  while (readdirSync(full).some((f) => f.startsWith('.rollout-tmp.') || f.startsWith('.rollout-staged.'))) {
     if (Date.now() > deadline) throw new Error(`${node}:${dir} still has a rollout temp file`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -78,18 +78,21 @@ describe('faults injected during a rollout', () => {
 
   it('SIGKILL of rollout mid-write on kms-2: its config is whole, and --resume detects the state and completes the fleet', async () => {
     const inv = inventory();
-    await labScript('slow-sync', 'kms-2', '/var/tmp/lab-sync-called', '3', '*/.rollout-tmp.*');
+    // The directory fsync right after the staged copy was renamed into place, before the restart.
+    await labScript('slow-sync', 'kms-2', '/var/tmp/lab-sync-called', '3', '-- /etc/minkms/');
     try {
       const run = startRollout(['apply', inv, '--yes']);
       await waitForNodeFile('kms-2', 'var/tmp/lab-sync-called');
+      const restartsBefore = (await serviceState('kms-2')).NRestarts;
+      const invocationBefore = (await serviceState('kms-2')).InvocationID;
       run.child.kill('SIGKILL');
       await run.done;
-      // The write on the node outlives rollout (it is past its checksum): let it end, then look.
+      // The remote half outlives rollout until its sync returns: let it end, then look.
       await waitForNoTempFile('kms-2', 'etc/minkms');
-      // The write may or may not have reached its rename: either way the file is whole.
-      const states = fleetStates();
-      expect(states[0]).toBe('new');
-      expect(states[2]).toBe('old');
+      // The rename came first: kms-2 holds the whole new file, and was not restarted by the orphan.
+      expect(fleetStates()).toEqual(['new', 'new', 'old']);
+      expect((await serviceState('kms-2')).InvocationID).toBe(invocationBefore);
+      expect((await serviceState('kms-2')).NRestarts).toBe(restartsBefore);
     } finally {
       await labScript('slow-sync-off', 'kms-2');
     }

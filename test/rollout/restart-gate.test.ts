@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { compileGate } from '../../src/rollout/gate.js';
 import { restartAndGate } from '../../src/rollout/restart-gate.js';
+import { StalePlanError } from '../../src/errors.js';
+import { ConnectionLostError } from '../../src/transport/ssh.js';
+import type { StagedCommit } from '../../src/rollout/journal.js';
 import { FakeTransport, showRunning } from '../helpers/fake-transport.js';
 
 const gate = compileGate({ ready: '=> Server is up and running', failOn: ['^Error:'], timeoutSeconds: 5, restartTimeoutSeconds: 5 });
 const redact = (s: string) => s;
-const svc = (inv: string) => [`@svc ActiveState=active`, `@svc SubState=running`, `@svc NRestarts=0`, `@svc InvocationID=${inv}`, `@svc MainPID=1`];
+const svc = (inv: string) => ['@svc-begin', 'ActiveState=active', 'SubState=running', 'NRestarts=0', `InvocationID=${inv}`, 'MainPID=1', '@svc-end'];
 const entry = (message: string, inv: string, pid = '42') => JSON.stringify({ __CURSOR: `c-${message}`, __REALTIME_TIMESTAMP: '1', MESSAGE: message, _PID: pid, ...(pid === '1' ? { INVOCATION_ID: inv } : { _SYSTEMD_INVOCATION_ID: inv }) });
 
 describe('restartAndGate over one channel', () => {
@@ -50,5 +53,55 @@ describe('restartAndGate over one channel', () => {
     expect(t.streams.map((s) => (s.includes('rollout-restart') ? 'restart' : 'follow'))).toEqual(['restart', 'follow']);
     expect(t.streams[1]).toMatch(/rollout-follow minkms C1$/);
     expect(run.verdict.status).toBe('passed');
+  });
+
+  const commit: StagedCommit = { path: '/etc/minkms/config.yaml', staged: '/etc/minkms/.rollout-staged.R.config.yaml', beforeSha256: 'a'.repeat(64), afterSha256: 'b'.repeat(64), uid: 0, gid: 0, mode: 0o640 };
+  const now = (inv: string) => ['@now-begin', 'ActiveState=active', 'SubState=running', 'NRestarts=0', `InvocationID=${inv}`, 'MainPID=2', '@now-end'];
+
+  it('sends go only after beforeGo resolved, records the commit, and judges the ready line by the state the node read right after it', async () => {
+    const order: string[] = [];
+    const t = new FakeTransport('kms-1', [['@file /etc/minkms/config.yaml', '@committed', ...svc('old'), '@cursor C1', '@restarted 0', entry('=> Server is up and running...', 'new'), ...now('new')]], () => {
+      throw new Error('no command may be needed');
+    });
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact, {
+      commits: [commit],
+      beforeGo: async () => {
+        order.push(`health checked, sent so far: ${JSON.stringify(t.sent[0])}`);
+      },
+      onCommitted: async () => {
+        order.push('committed');
+      },
+    });
+    expect(run.verdict.status).toBe('passed');
+    expect(order).toEqual(['health checked, sent so far: []', 'committed']);
+    expect(t.sent[0]).toEqual(['go\n']);
+    expect(t.streams[0]).toMatch(/rollout-restart minkms '?\/etc\/minkms\/config\.yaml'? '?\/etc\/minkms\/\.rollout-staged\.R\.config\.yaml/);
+    expect(t.execs).toEqual([]);
+  });
+
+  it('fails when the state read right after the ready line is another invocation', async () => {
+    const t = new FakeTransport('kms-1', [[...svc('old'), '@cursor C1', '@restarted 0', entry('=> Server is up and running...', 'new'), ...now('newer')]], () => showRunning('new'));
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact);
+    expect(run.verdict.status).toBe('failed');
+    expect(run.verdict.reason).toContain('invocation newer');
+  });
+
+  it('a failed health check sends stop and is rethrown: nothing on the node was touched', async () => {
+    const t = new FakeTransport('kms-1', [[]], () => showRunning('old'));
+    const unhealthy = new Error('kms-2 is down');
+    await expect(restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], beforeGo: () => Promise.reject(unhealthy) })).rejects.toBe(unhealthy);
+    expect(t.sent[0]).toEqual(['stop\n']);
+  });
+
+  it('a file changed since the plan is reported stale by the node', async () => {
+    const t = new FakeTransport('kms-1', [['@stale /etc/minkms/config.yaml']], () => showRunning('old'));
+    await expect(restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit] })).rejects.toBeInstanceOf(StalePlanError);
+  });
+
+  it('a channel that never opened ran nothing: the not-started connection error is thrown', async () => {
+    const t = new FakeTransport('kms-1', [[]], () => showRunning('old'));
+    const lost = new ConnectionLostError('kms-1', 'unreachable: the SSH connection was lost and reconnecting failed', false);
+    t.neverStarts = lost;
+    await expect(restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit] })).rejects.toBe(lost);
   });
 });

@@ -1,17 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { stepFile, type NodeWork } from '../../apply/apply-node.js';
+import { stageWork, stepFile, type NodeWork } from '../../apply/apply-node.js';
 import { InterruptedError, PreflightError, UsageError } from '../../errors.js';
 import type { PreflightFlags } from '../../preflight/run-preflight.js';
 import { compareWithPlanFile, readPlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
 import { compileGate } from '../../rollout/gate.js';
-import { readServiceState, type ServiceState } from '../../rollout/journal.js';
+import type { ServiceState } from '../../rollout/journal.js';
+import { openServiceProbes, type StateReader } from '../../rollout/service-probe.js';
 import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { renderSummary, runRollout, type ProgressStyle, type StopSignal } from '../../rollout/run.js';
 import { planResume, workFromPlan } from '../../state/resume.js';
 import { loadLastRun, newRunState, RunRecorder, stateDirFor } from '../../state/run-state.js';
-import { pruneBackups } from '../../transport/remote-files.js';
+import { stagedPath } from '../../transport/remote-files.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession, type Session } from '../prepare.js';
@@ -82,17 +83,30 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
     const me = lockHolder(runId, inventoryFile);
     await lockFleet(transports, me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true });
     let hardStop = false;
+    const unit = session.playbook.service.unit;
+    let probes: ReturnType<typeof openServiceProbes> | null = null;
+    let pruneKeep = 0;
+    let recorder: RunRecorder | null = null;
     try {
       await checkSession(session, { ...flags, lockRunId: runId }, io);
       await confirm(flags.yes === true, io);
-      const recorder = last
+      // Every node's new files are staged (and backed up) at once, and the state
+      // probes opened; a node's turn is then one channel: move, restart, gate.
+      probes = openServiceProbes(session.transports, unit);
+      const [staging, baseline] = await Promise.all([
+        stageWork(session.transports, work, runId, session.parallel),
+        readBaseline(session, probes.read),
+      ]);
+      if (staging.length > 0) throw new PreflightError(staging, 'staging the new files failed; no file a service reads was changed');
+      const rec = last
         ? new RunRecorder({ ...last.state, status: 'running' }, last.dir)
         : new RunRecorder(
             newRunState(runId, inventoryFile, me.user, me.host, work.map((w) => ({ node: w.node, phase: w.phase, restartUnit: w.restartUnit, files: w.changes.map((c) => stepFile(runId, c)) }))),
             stateDirFor(inventoryFile),
           );
-      await recorder.save();
-      io.out(`Run ${runId}: state in ${recorder.file}; backups in /var/backups/rollout/${runId}/ on each node.`);
+      recorder = rec;
+      await rec.save();
+      io.out(`Run ${runId}: state in ${rec.file}; backups in /var/backups/rollout/${runId}/ on each node.`);
       const stop: StopSignal = { requested: false };
       const onSignal = () => {
         if (!stop.requested) {
@@ -101,54 +115,66 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           return;
         }
         hardStop = true;
-        const node = recorder.markInterruptedSync();
+        const node = rec.markInterruptedSync();
         io.err(`\nStopped at once.${node ? ` ${node} is in an unknown state (recorded).` : ''} Every file is whole (writes are atomic). Check, then: rollout apply ${inventoryFile} --resume`);
         process.exit(EXIT.interrupted);
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
-        const baseline = await readBaseline(session);
         const result = await runRollout(plan, work, {
           runId,
-          unit: session.playbook.service.unit,
+          unit,
+          readState: probes.read,
           gate: compileGate(session.playbook.gate),
           redact: session.redact,
           transports: session.transports,
-          recorder,
+          recorder: rec,
           progress: progressStyle(),
           stop,
           baseline,
         });
         io.out(`\n${renderSummary(plan, result, work)}`);
         if (result.interrupted) {
-          await recorder.finish('interrupted');
+          await rec.finish('interrupted');
           throw new InterruptedError(`interrupted: the run stopped between nodes, every node is in its old or new state and healthy. Continue with: rollout apply ${inventoryFile} --resume`);
         }
         if (result.failure) {
-          await recorder.finish(result.failure.restored ? 'stopped' : 'failed');
+          await rec.finish(result.failure.restored ? 'stopped' : 'failed');
           throw result.failure;
         }
-        await recorder.finish('done');
+        await rec.finish('done');
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
-      await Promise.all(transports.map((t) => pruneBackups(t, session.inventory.backupsKeep).catch(() => undefined)));
+      pruneKeep = session.inventory.backupsKeep;
       io.out(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
       return EXIT.ok;
     } finally {
-      if (!hardStop) await Promise.all(transports.map((t) => releaseLock(t, runId).catch(() => undefined)));
+      probes?.close();
+      if (!hardStop) {
+        // Staged copies never moved into place go with the lock; backups are pruned only after a complete run.
+        // A node this run never wrote to keeps no backup of it either (staging took one on every node).
+        const steps = recorder?.state.steps ?? [];
+        const staged = new Map<string, string[]>();
+        for (const w of work) staged.set(w.node, [...(staged.get(w.node) ?? []), ...w.changes.map((c) => stagedPath(runId, c.path))]);
+        for (const [name, paths] of staged) {
+          const mine = steps.filter((s) => s.node === name);
+          if (mine.every((s) => s.status === 'planned')) paths.push(`/var/backups/rollout/${runId}`);
+        }
+        await Promise.all(
+          [...session.transports].map(([name, t]) => releaseLock(t, runId, { remove: staged.get(name) ?? [], pruneKeep }).catch(() => undefined)),
+        );
+      }
     }
   } finally {
     session.close();
   }
 }
 
-async function readBaseline(session: Session): Promise<Map<string, ServiceState>> {
-  const entries = await Promise.all(
-    [...session.transports].map(async ([name, t]) => [name, await readServiceState(t, session.playbook.service.unit)] as const),
-  );
+async function readBaseline(session: Session, read: StateReader): Promise<Map<string, ServiceState>> {
+  const entries = await Promise.all([...session.transports.keys()].map(async (name) => [name, await read(name)] as const));
   return new Map(entries);
 }
 

@@ -1,0 +1,123 @@
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { commitStaged, type StagedCommit } from '../../src/rollout/journal.js';
+import { batchedReader, readRemoteFiles, stagedPath, stageFileChange } from '../../src/transport/remote-files.js';
+import { sha256 } from '../../src/util/sha256.js';
+import { LocalTransport } from '../helpers/local-transport.js';
+
+// The node-side scripts run here with the real sh and coreutils, on files in a temp dir.
+let dir: string;
+let t: LocalTransport;
+const uid = process.getuid!();
+const gid = process.getgid!();
+const OLD = 'version: v1\n# keep me\n';
+const NEW = `${OLD}hsm:\n  vault: {}\n`;
+
+function change(file: string, mode = 0o640) {
+  return { path: file, after: NEW, beforeSha256: sha256(Buffer.from(OLD)), afterSha256: sha256(Buffer.from(NEW)), uid, gid, mode };
+}
+function commitOf(file: string, runId: string, mode = 0o640): StagedCommit {
+  const c = change(file, mode);
+  return { path: file, staged: stagedPath(runId, file), beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, uid, gid, mode };
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'rollout-files-'));
+  t = new LocalTransport();
+});
+
+describe('readRemoteFiles', () => {
+  it('reads several files with owner and mode in one command, null for a missing one', async () => {
+    writeFileSync(path.join(dir, 'a'), 'alpha\n');
+    writeFileSync(path.join(dir, 'b c'), Buffer.from([0, 1, 2, 10, 255]));
+    chmodSync(path.join(dir, 'b c'), 0o600);
+    const files = await readRemoteFiles(t, [path.join(dir, 'a'), path.join(dir, 'missing'), path.join(dir, 'b c')]);
+    expect(t.commands).toHaveLength(1);
+    expect(files.get(path.join(dir, 'a'))?.content.toString()).toBe('alpha\n');
+    expect(files.get(path.join(dir, 'missing'))).toBeNull();
+    const bc = files.get(path.join(dir, 'b c'))!;
+    expect([...bc.content]).toEqual([0, 1, 2, 10, 255]);
+    expect(bc).toMatchObject({ mode: 0o600, uid, gid, sha256: sha256(Buffer.from([0, 1, 2, 10, 255])) });
+  });
+
+  it('batchedReader sends the paths asked for in one tick as one command', async () => {
+    writeFileSync(path.join(dir, 'a'), 'A');
+    writeFileSync(path.join(dir, 'b'), 'B');
+    const read = batchedReader(t);
+    const [a, b, again] = await Promise.all([read(path.join(dir, 'a')), read(path.join(dir, 'b')), read(path.join(dir, 'a'))]);
+    expect([a?.content.toString(), b?.content.toString(), again?.content.toString()]).toEqual(['A', 'B', 'A']);
+    expect(t.commands).toHaveLength(1);
+  });
+});
+
+describe('stageFileChange and commitStaged', () => {
+  const runId = '20261126T000000Z-abcdef';
+
+  it('stages beside the file and backs it up, leaving the file itself untouched; the commit moves it into place', async () => {
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, OLD);
+    chmodSync(file, 0o640);
+    const before = statSync(file);
+    // A staged copy left by an older run is removed.
+    writeFileSync(stagedPath('20250101T000000Z-000000', file), 'stale leftover');
+    const backup = path.join(dir, 'backups', runId, 'config.yaml');
+
+    expect(await stageFileChange(t, change(file), backup, stagedPath(runId, file), path.join(dir, 'backups'))).toBe('staged');
+    expect(readFileSync(file, 'utf8')).toBe(OLD);
+    expect(statSync(file).mtimeMs).toBe(before.mtimeMs);
+    expect(readFileSync(backup, 'utf8')).toBe(OLD);
+    expect(statSync(path.join(dir, 'backups')).mode & 0o777).toBe(0o700);
+    const staged = statSync(stagedPath(runId, file));
+    expect(readFileSync(stagedPath(runId, file), 'utf8')).toBe(NEW);
+    expect(staged.mode & 0o777).toBe(0o640);
+    expect(readdirSync(dir).sort()).toEqual(['.rollout-staged.20261126T000000Z-abcdef.config.yaml', 'backups', 'config.yaml']);
+
+    expect(await commitStaged(t, [commitOf(file, runId)])).toBe('committed');
+    expect(readFileSync(file, 'utf8')).toBe(NEW);
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    expect(existsSync(stagedPath(runId, file))).toBe(false);
+    // Committing again finds the new content: nothing to move, still fine.
+    expect(await commitStaged(t, [commitOf(file, runId)])).toBe('committed');
+  });
+
+  it('a file changed since the plan is stale: nothing staged, nothing backed up, nothing committed', async () => {
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, 'edited by hand\n');
+    const backup = path.join(dir, 'backups', runId, 'config.yaml');
+    expect(await stageFileChange(t, change(file), backup, stagedPath(runId, file), path.join(dir, 'backups'))).toBe('stale');
+    expect(existsSync(backup)).toBe(false);
+    expect(existsSync(stagedPath(runId, file))).toBe(false);
+
+    writeFileSync(stagedPath(runId, file), NEW);
+    chmodSync(stagedPath(runId, file), 0o640);
+    expect(await commitStaged(t, [commitOf(file, runId)])).toBe('stale');
+    expect(readFileSync(file, 'utf8')).toBe('edited by hand\n');
+  });
+
+  it('a file already holding the new content needs no staging', async () => {
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, NEW);
+    expect(await stageFileChange(t, change(file), path.join(dir, 'b', 'x'), stagedPath(runId, file), path.join(dir, 'b'))).toBe('already');
+    expect(existsSync(stagedPath(runId, file))).toBe(false);
+  });
+
+  it('refuses a staged copy that is not the planned content or mode, before moving any file', async () => {
+    const first = path.join(dir, 'a.yaml');
+    const second = path.join(dir, 'b.yaml');
+    for (const f of [first, second]) {
+      writeFileSync(f, OLD);
+      writeFileSync(stagedPath(runId, f), NEW);
+      chmodSync(stagedPath(runId, f), 0o640);
+    }
+    writeFileSync(stagedPath(runId, second), `${NEW}tampered\n`);
+    await expect(commitStaged(t, [commitOf(first, runId), commitOf(second, runId)])).rejects.toThrow(/staged copy of .*b\.yaml is missing or not the planned content/);
+    expect(readFileSync(first, 'utf8')).toBe(OLD);
+
+    writeFileSync(stagedPath(runId, second), NEW);
+    chmodSync(stagedPath(runId, second), 0o644);
+    await expect(commitStaged(t, [commitOf(first, runId), commitOf(second, runId)])).rejects.toThrow(/does not have the planned owner and mode/);
+    expect(readFileSync(first, 'utf8')).toBe(OLD);
+  });
+});
