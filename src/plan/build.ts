@@ -5,7 +5,7 @@ import type { Playbook, TaskSpec } from '../playbook/schema.js';
 import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
 import { FileContentError } from '../tasks/file-content-error.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
-import { readRemoteFile, type RemoteFile } from '../transport/remote-files.js';
+import { batchedReader, type RemoteFile } from '../transport/remote-files.js';
 import { mapLimit } from '../util/map-limit.js';
 import { sha256 } from '../util/sha256.js';
 import type { Transport } from '../transport/transport.js';
@@ -29,7 +29,7 @@ export async function planNode(connection: Connection, playbook: Playbook, vars:
   const { node } = connection;
   if ('error' in connection) return { node, status: 'error', error: connection.error };
   try {
-    const read = (path: string) => readRemoteFile(connection.transport, path);
+    const read = batchedReader(connection.transport);
     return { node, status: 'ready', phases: await computePhases(read, node, playbook, vars) };
   } catch (err) {
     if (err instanceof RolloutError || err instanceof FileContentError) {
@@ -51,9 +51,9 @@ export type FileReader = (path: string) => Promise<RemoteFile | null>;
  */
 export async function computePhases(readFile: FileReader, node: NodeTarget, playbook: Playbook, vars: ResolvedVars): Promise<PhasePlan[]> {
   const files = new Map<string, WorkingFile>();
-  // Every path known up front is read at once, each on its own channel: a node
-  // costs one round trip, not one per file (a path found in another file, such
-  // as --config in the env file, is read when known, if it differs).
+  // Every path known up front is asked for at once (a batched reader makes that
+  // one command): a node costs one round trip, not one per file (a path found in
+  // another file, such as --config in the env file, is read when known, if it differs).
   const reads = new Map<string, ReturnType<FileReader>>();
   const readOnce = (path: string) => {
     let r = reads.get(path);

@@ -21,8 +21,21 @@ export type PreflightFlags = {
  */
 export async function runPreflight(session: Session, flags: PreflightFlags): Promise<Check[]> {
   const vault = session.vars.values.vault;
-  const checks: Check[] = [];
   const ready = session.plan.nodes.filter((n) => n.status === 'ready');
+  // The nodes check themselves while this machine checks Vault.
+  const perNode = mapLimit(ready, session.parallel, async (n) => {
+    const t = session.transports.get(n.node.name)!;
+    return checkNode(t, n, session.playbook.service.unit, { lockRunId: flags.lockRunId ?? null, ...(vault ? { vaultServer: vault.server } : {}) });
+  });
+  perNode.catch(() => undefined);
+  const checks = await vaultChecks(session, flags, ready);
+  checks.push(...(await perNode).flat());
+  return checks.map((c) => ({ ...c, detail: session.redact(c.detail) }));
+}
+
+async function vaultChecks(session: Session, flags: PreflightFlags, ready: Session['plan']['nodes']): Promise<Check[]> {
+  const vault = session.vars.values.vault;
+  const checks: Check[] = [];
   if (vault) {
     if (flags.skipVaultChecks) {
       checks.push({ scope: 'vault', name: 'checks', status: 'skip', detail: '--skip-vault-checks: this machine did not contact Vault; each node still checks it can reach it' });
@@ -49,10 +62,5 @@ export async function runPreflight(session: Session, flags: PreflightFlags): Pro
       })));
     }
   }
-  const perNode = await mapLimit(ready, session.inventory.parallel, async (n) => {
-    const t = session.transports.get(n.node.name)!;
-    return checkNode(t, n, session.playbook.service.unit, { lockRunId: flags.lockRunId ?? null, ...(vault ? { vaultServer: vault.server } : {}) });
-  });
-  checks.push(...perNode.flat());
-  return checks.map((c) => ({ ...c, detail: session.redact(c.detail) }));
+  return checks;
 }
