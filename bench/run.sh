@@ -245,10 +245,17 @@ set_start_delay() { # the knob on every node (reset removes knobs)
   for ((i = 1; i <= n; i++)); do echo "$START_DELAY_MS" >"$BENCH_STATE/nodes/kms-$i/knobs/start-delay-ms"; done
 }
 
-reset_fleet() {
-  local n=$1
+reset_fleet() { # N [TOOL]
+  local n=$1 tool=${2:-}
   bash "$LAB" reset all >>"$TMP/logs/lab-reset.log" 2>&1 || { tail -n 20 "$TMP/logs/lab-reset.log" >&2; die "lab.sh reset all failed"; }
   set_start_delay "$n"
+  if [[ $tool == "openssh floor (new config)" ]]; then
+    # The nodes' own restart-and-ready time once they hold the new config (the
+    # KMS then logs in to Vault and unseals through it at every start): the
+    # fleet gets the config from an untimed rollout apply first.
+    env CI=true ROLLOUT_STATE_DIR="$TMP/state" node "$CLI" apply "$INV/rollout-apply.yaml" --yes --parallel "$n" >"$TMP/logs/new-config-prep.log" 2>&1 &&
+      ok_apply_rollout "$TMP/logs/new-config-prep.log" "$n" || { tail -n 20 "$TMP/logs/new-config-prep.log" >&2; die "preparing the new-config floor failed"; }
+  fi
 }
 
 # The tools, as run for a fleet of N (inventories in $INV).
@@ -264,7 +271,7 @@ run_tool() { # OP TOOL N RUN
     "plan/openssh floor") measure "$n" plan "$tool" "$run" ok_plan_floor -- bash "$BENCH_DIR/floor-plan.sh" "$BENCH_STATE" "$BASE_PORT" "$n" ;;
     apply/rollout) measure "$n" apply "$tool" "$run" ok_apply_rollout -- "${ro[@]}" apply "$INV/rollout-apply.yaml" --yes --parallel "$n" ;;
     apply/ansible) measure "$n" apply "$tool" "$run" ok_apply_ansible -- "${an[@]}" "$BENCH_DIR/ansible/apply.yml" ;;
-    "apply/openssh floor") measure "$n" apply "$tool" "$run" ok_apply_floor -- bash "$BENCH_DIR/floor-apply.sh" "$BENCH_STATE" "$BASE_PORT" "$n" ;;
+    "apply/openssh floor" | "apply/openssh floor (new config)") measure "$n" apply "$tool" "$run" ok_apply_floor -- bash "$BENCH_DIR/floor-apply.sh" "$BENCH_STATE" "$BASE_PORT" "$n" ;;
     *) die "no such tool: $op/$tool" ;;
   esac
 }
@@ -296,7 +303,7 @@ rotate_runs() { # OP N BEFORE_EACH TOOL...
     for ((i = 0; i < k; i++)); do
       local try fails=0
       for ((try = 0; try <= RETRIES; try++)); do
-        [[ -n $before ]] && $before "$n"
+        [[ -n $before ]] && $before "$n" "${tools[$(((i + r - 1) % k))]}"
         if ! run_tool "$op" "${tools[$(((i + r - 1) % k))]}" "$n" "$r"; then
           # A failed run is taken again once (the lab is reset first where the op needs it); twice stops the bench.
           ((fails++ == 0)) || die "$op/${tools[$(((i + r - 1) % k))]} at N=$n failed twice; logs in $TMP/logs"
@@ -364,8 +371,8 @@ for n in $SIZES; do
   [[ -z $PROFILE_DIR ]] || profile_run plan "$n"
 
   if [[ " $APPLY_SIZES " == *" $n "* ]]; then
-    log "N=$n: apply, $RUNS run(s) of 3 tools (lab.sh reset all before each, untimed)"
-    rotate_runs apply "$n" reset_fleet rollout ansible "openssh floor"
+    log "N=$n: apply, $RUNS run(s) of 4 tools (lab.sh reset all before each, untimed)"
+    rotate_runs apply "$n" reset_fleet rollout ansible "openssh floor" "openssh floor (new config)"
     reset_fleet "$n"
     if [[ -n $PROFILE_DIR ]]; then profile_run apply "$n"; reset_fleet "$n"; fi
   fi
