@@ -1,0 +1,165 @@
+// `rollout check`: everything about an inventory and its playbook that can be
+// known without the network, every problem at once, each with file, line and
+// key path, so a CI job can gate an inventory change before anyone runs it.
+import { readFile } from 'node:fs/promises';
+import ssh2 from 'ssh2';
+import { InputError } from '../errors.js';
+import { loadPlaybook } from '../playbook/load.js';
+import type { Playbook } from '../playbook/schema.js';
+import { knownKeyTypes, knownHostsName, parseKnownHosts } from '../transport/known-hosts.js';
+import { parseLocated } from '../util/yaml-location.js';
+import { loadInventory, type Inventory } from './load.js';
+import { resolveSecret } from './secrets.js';
+import type { SecretRef } from './schema.js';
+
+/** One problem (or note) found offline. */
+export type CheckFinding = { level: 'error' | 'warn'; file: string; line: number | null; key: string; message: string };
+
+/** What `checkOffline` found: problems, and what was understood when the inputs are valid. */
+export type OfflineCheck = { findings: CheckFinding[]; inventory: Inventory | null; playbook: Playbook | null };
+
+// InputError lines read "line N: key.path: message" (or "key.path: message").
+function fromInputError(err: InputError): CheckFinding[] {
+  return err.problems.map((p) => {
+    const m = /^line (\d+|\?): ([^:]*): (.*)$/s.exec(p) ?? /^()([\w.[\]]+): (.*)$/s.exec(p);
+    return m
+      ? { level: 'error', file: err.file, line: m[1] && m[1] !== '?' ? Number(m[1]) : null, key: m[2] ?? '', message: m[3] ?? p }
+      : { level: 'error', file: err.file, line: null, key: '', message: p };
+  });
+}
+
+/**
+ * Validates an inventory and its playbook without any network: schemas, the
+ * playbook's references, the vars it uses, every secret reference resolvable
+ * (its value never read into a message), identity files readable keys, a
+ * known_hosts entry for every node, the Vault CA file a certificate.
+ */
+export async function checkOffline(file: string): Promise<OfflineCheck> {
+  const findings: CheckFinding[] = [];
+  let inventory: Inventory;
+  try {
+    inventory = await loadInventory(file);
+  } catch (err) {
+    if (err instanceof InputError) return { findings: fromInputError(err), inventory: null, playbook: null };
+    throw err;
+  }
+  const { lineOf } = parseLocated(await readFile(inventory.file, 'utf8'));
+  const at = (key: string, path: PropertyKey[], message: string, level: CheckFinding['level'] = 'error') =>
+    findings.push({ level, file: inventory.file, line: lineOf(path), key, message });
+
+  let playbook: Playbook | null = null;
+  try {
+    playbook = await loadPlaybook(inventory.playbookFile);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    findings.push(...fromInputError(err));
+  }
+  if (playbook) {
+    playbook.phases.forEach((phase, i) => {
+      if (phase.when !== undefined && !(phase.when in inventory.vars)) {
+        findings.push({ level: 'error', file: inventory.playbookFile, line: null, key: `phases[${i}].when`, message: `"${phase.when}" is not a var of the inventory` });
+      }
+    });
+  }
+
+  // Placeholders `rollout init` left.
+  const walk = (v: unknown, path: PropertyKey[]): void => {
+    if (typeof v === 'string' && /REPLACE/.test(v)) at(path.map((k) => (typeof k === 'number' ? `[${k}]` : String(k))).join('.').replace(/\.\[/g, '['), path, 'still the placeholder `rollout init` wrote: fill it in');
+    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...path, Array.isArray(v) ? Number(k) : k]);
+  };
+  walk(inventory.vars, ['vars']);
+
+  // Secrets: every reference must resolve here, as plan and apply will need it.
+  const refs: Array<[string, PropertyKey[], SecretRef]> = [];
+  const { vault } = inventory.vars;
+  if (vault.approle) refs.push(['vars.vault.approle.secret', ['vars', 'vault', 'approle', 'secret'], vault.approle.secret]);
+  if (vault.kubernetes && !(typeof vault.kubernetes.jwt === 'string' && vault.kubernetes.jwt.startsWith('/'))) {
+    refs.push(['vars.vault.kubernetes.jwt', ['vars', 'vault', 'kubernetes', 'jwt'], vault.kubernetes.jwt]);
+  }
+  for (const [key, path, ref] of refs) {
+    try {
+      await resolveSecret(ref, key, inventory.file);
+      if (typeof ref === 'string') at(key, path, 'a literal secret in the inventory: prefer { env: NAME } or { file: path } so the file can be shared and reviewed', 'warn');
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      at(key, path, err.problems[0]!.replace(`${key}: `, ''));
+    }
+  }
+
+  // SSH material, read once per file.
+  const keys = new Map<string, Promise<string | null>>();
+  const hosts = new Map<string, Promise<ReturnType<typeof parseKnownHosts> | null>>();
+  for (const [i, n] of inventory.nodes.entries()) {
+    if (n.identityFile) {
+      let verdict = keys.get(n.identityFile);
+      if (!verdict) {
+        verdict = readFile(n.identityFile).then(
+          (buf) => {
+            const parsed = ssh2.utils.parseKey(buf);
+            if (!(parsed instanceof Error)) return null;
+            return /passphrase/i.test(parsed.message)
+              ? 'is passphrase-protected: load it into ssh-agent (ssh-add) and leave identityFile out'
+              : `is not a private key rollout can read (${parsed.message})`;
+          },
+          (err: NodeJS.ErrnoException) => `cannot be read (${err.code ?? err.message})`,
+        );
+        keys.set(n.identityFile, verdict);
+      }
+      const problem = await verdict;
+      if (problem) {
+        const own = await nodeHasOwn(inventory.file, i, 'identityFile');
+        at(own ? `nodes[${i}].identityFile` : 'ssh.identityFile', own ? ['nodes', i, 'identityFile'] : ['ssh', 'identityFile'], `identity file ${n.identityFile} ${problem}`);
+      }
+    }
+    let known = hosts.get(n.knownHosts);
+    if (!known) {
+      known = readFile(n.knownHosts, 'utf8').then(parseKnownHosts, () => null);
+      hosts.set(n.knownHosts, known);
+    }
+    const entries = await known;
+    if (entries === null) at('ssh.knownHosts', ['ssh', 'knownHosts'], `${n.knownHosts} cannot be read; every node's host key must be recorded there`);
+    else if (knownKeyTypes(entries, n.host, n.port).length === 0) {
+      at(`nodes[${i}]`, ['nodes', i], `${n.name}: no host key for ${knownHostsName(n.host, n.port)} in ${n.knownHosts}; verify its fingerprint out of band, then add it (ssh-keyscan -p ${n.port} ${n.host} >> ${n.knownHosts})`);
+    }
+  }
+  // A host with no key recorded is reported once per node, but an unreadable file once.
+  dedupe(findings);
+
+  if (inventory.vaultCaFile) {
+    try {
+      const pem = await readFile(inventory.vaultCaFile, 'utf8');
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) at('preflight.vaultCaFile', ['preflight', 'vaultCaFile'], `${inventory.vaultCaFile} holds no PEM certificate`);
+    } catch (err) {
+      at('preflight.vaultCaFile', ['preflight', 'vaultCaFile'], `${inventory.vaultCaFile} cannot be read (${(err as NodeJS.ErrnoException).code})`);
+    }
+  }
+  return { findings, inventory, playbook };
+}
+
+const ownCache = new Map<string, Promise<Record<string, unknown>[]>>();
+// Whether nodes[i] sets `key` itself (else the ssh section's value applies).
+async function nodeHasOwn(file: string, i: number, key: string): Promise<boolean> {
+  let nodes = ownCache.get(file);
+  if (!nodes) {
+    nodes = readFile(file, 'utf8').then((t) => ((parseLocated(t).doc.toJS() as { nodes?: Record<string, unknown>[] }).nodes ?? []));
+    ownCache.set(file, nodes);
+  }
+  return (await nodes)[i]?.[key] !== undefined;
+}
+
+function dedupe(findings: CheckFinding[]): void {
+  const seen = new Set<string>();
+  for (let i = 0; i < findings.length; i++) {
+    const k = `${findings[i]!.file}\0${findings[i]!.key}\0${findings[i]!.message}`;
+    if (seen.has(k)) findings.splice(i--, 1);
+    else seen.add(k);
+  }
+}
+
+/** Pure. `file:line: key: message` lines, errors first, as editors and CI logs link them. */
+export function renderFindings(findings: readonly CheckFinding[]): string {
+  return [...findings]
+    .sort((a, b) => (a.level === b.level ? 0 : a.level === 'error' ? -1 : 1))
+    .map((f) => `${f.file}${f.line ? `:${f.line}` : ''}: ${f.level === 'warn' ? 'warning: ' : ''}${f.key ? `${f.key}: ` : ''}${f.message}`)
+    .join('\n');
+}
