@@ -1,5 +1,5 @@
 import { InputError, RolloutError } from '../errors.js';
-import { loadInventory, type Inventory } from '../inventory/load.js';
+import { limitNodes, loadInventory, type Inventory } from '../inventory/load.js';
 import { resolveVars, type ResolvedVars } from '../inventory/secrets.js';
 import { loadPlaybook } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
@@ -24,12 +24,13 @@ export type Session = {
 };
 
 /**
- * Validates the inventory and playbook (no network until both pass), resolves
+ * Validates the inventory and playbook (no network until both pass), keeps the
+ * nodes `limit` (--limit) selects, resolves
  * secrets, opens one SSH connection per node (at most `parallel` handshakes at
  * once) and plans every node. Nothing is written anywhere.
  */
-export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined): Promise<Session> {
-  const inventory = await loadInventory(inventoryFile);
+export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined, limit?: string): Promise<Session> {
+  const inventory = limitNodes(await loadInventory(inventoryFile), limit);
   const playbook = await loadPlaybook(inventory.playbookFile);
   const vars = await resolveVars(inventory.vars, inventory.file);
   checkVarsUsed(playbook, vars, inventory.playbookFile);

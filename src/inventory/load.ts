@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InputError } from '../errors.js';
+import { InputError, UsageError } from '../errors.js';
 import { loadYamlFile } from '../util/validate-yaml.js';
 import { InventorySchema, type InventoryFile, type Vars } from './schema.js';
 
@@ -17,6 +17,7 @@ export type NodeTarget = {
   keepaliveMs: number;
   envFile?: string;
   configFile?: string;
+  groups: string[];
 };
 
 /** A validated inventory with its nodes resolved; secrets are still references. */
@@ -59,6 +60,7 @@ export function resolveInventory(raw: InventoryFile, file: string): Inventory {
       keepaliveMs: raw.ssh.keepaliveSeconds * 1000,
       ...(n.envFile ? { envFile: n.envFile } : {}),
       ...(n.configFile ? { configFile: n.configFile } : {}),
+      groups: n.groups,
     };
   });
   const seen = new Map<string, number>();
@@ -80,6 +82,23 @@ export function resolveInventory(raw: InventoryFile, file: string): Inventory {
     backupsKeep: raw.backups.keep,
     lockStaleMs: raw.lock.staleMinutes * 60_000,
   };
+}
+
+/**
+ * Pure. The nodes a `--limit` selects, in inventory order: a comma-separated
+ * list of node names and group names. An unknown name is a UsageError listing
+ * the names there are (a typo must not silently select nothing or everything).
+ */
+export function limitNodes(inventory: Inventory, limit: string | undefined): Inventory {
+  if (limit === undefined) return inventory;
+  const terms = limit.split(',').map((t) => t.trim()).filter(Boolean);
+  if (terms.length === 0) throw new UsageError('--limit needs node or group names, e.g. --limit kms-1,kms-3');
+  const groups = new Set(inventory.nodes.flatMap((n) => n.groups));
+  const unknown = terms.filter((t) => !groups.has(t) && !inventory.nodes.some((n) => n.name === t));
+  if (unknown.length > 0) {
+    throw new UsageError(`--limit: no node or group named ${unknown.map((u) => `"${u}"`).join(', ')} in ${inventory.file} (nodes: ${inventory.nodes.map((n) => n.name).join(', ')}${groups.size ? `; groups: ${[...groups].join(', ')}` : ''})`);
+  }
+  return { ...inventory, nodes: inventory.nodes.filter((n) => terms.includes(n.name) || n.groups.some((g) => terms.includes(g))) };
 }
 
 /** `~/x` to the home directory, relative paths against `dir`. */

@@ -36,6 +36,8 @@ export const NodeSchema = z.strictObject({
   envFile: z.string().startsWith('/').optional(),
   /** Overrides the config path otherwise taken from `--config` in the env file. */
   configFile: z.string().startsWith('/').optional(),
+  /** Names `--limit` can select this node by (with others: `--limit eu-west`). */
+  groups: z.array(z.string().regex(/^[\w.-]+$/, 'letters, digits, ".", "_" and "-" only')).default([]),
 });
 export type NodeEntry = z.infer<typeof NodeSchema>;
 

@@ -25,7 +25,7 @@ export function vars(disableLocalHsm = false): ResolvedVars {
   };
 }
 
-export const node: NodeTarget = { name: 'kms-1', host: '127.0.0.1', port: 2201, user: 'root', knownHosts: '/dev/null', connectTimeoutMs: 1000, keepaliveMs: 5000 };
+export const node: NodeTarget = { name: 'kms-1', host: '127.0.0.1', port: 2201, user: 'root', knownHosts: '/dev/null', connectTimeoutMs: 1000, keepaliveMs: 5000, groups: [] };
 
 export const ENV = `# MinIO KMS environment\nMINIO_KMS_HSM_KEY=${HSM_KEY}\nMINIO_KMS_VOLUME=/var/lib/minkms\nMINIO_KMS_OPTS="--host kms-1:7373 --config /etc/minkms/config.yaml"\n`;
 export const CONFIG = 'version: v1\n# keep me\nadmin:\n  identity: h1:abc   # the admin\n';

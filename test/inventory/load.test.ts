@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadInventory } from '../../src/inventory/load.js';
+import { limitNodes, loadInventory } from '../../src/inventory/load.js';
 import { resolveVars } from '../../src/inventory/secrets.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'rollout-inv-'));
@@ -55,6 +55,25 @@ describe('loadInventory', () => {
     ['YAML that does not parse', 'version: v1\nnodes: [\n', /line \d: /],
   ])('rejects %s', async (_name, text, message) => {
     await expect(loadInventory(write('bad.yaml', text))).rejects.toThrow(message);
+  });
+});
+
+describe('limitNodes (--limit)', () => {
+  const GROUPED = VALID.replace('  - host: kms-1.example.net', '  - host: kms-1.example.net\n    groups: [eu, canary]').replace('    user: ops', '    user: ops\n    groups: [us]') + '';
+  const three = () => loadInventory(write('grouped.yaml', GROUPED.replace('vars:', '  - { name: kms-3, host: 10.0.0.13, groups: [eu] }\nvars:')));
+
+  it('selects by node name and by group, in inventory order, whatever the order given', async () => {
+    const inv = await three();
+    expect(limitNodes(inv, 'kms-3,kms-2').nodes.map((n) => n.name)).toEqual(['kms-2', 'kms-3']);
+    expect(limitNodes(inv, 'eu').nodes.map((n) => n.name)).toEqual(['kms-1.example.net', 'kms-3']);
+    expect(limitNodes(inv, 'canary, us').nodes.map((n) => n.name)).toEqual(['kms-1.example.net', 'kms-2']);
+    expect(limitNodes(inv, undefined).nodes).toHaveLength(3);
+  });
+
+  it('an unknown name is an error listing the names there are, never an empty or full selection', async () => {
+    const inv = await three();
+    expect(() => limitNodes(inv, 'kms-2,kms-9')).toThrow(/--limit: no node or group named "kms-9" in .*grouped\.yaml \(nodes: kms-1\.example\.net, kms-2, kms-3; groups: eu, canary, us\)/);
+    expect(() => limitNodes(inv, ' , ')).toThrow(/--limit needs node or group names/);
   });
 });
 
