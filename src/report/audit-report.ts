@@ -1,0 +1,154 @@
+// The change record of one apply run, written on the operator's machine: who,
+// when, with what inputs, the reviewed diffs, and per node what each file was
+// before and after and the journal lines that decided each gate. Built from
+// data (pure), then written as report.json (for tools) and report.md (for a
+// change ticket). Everything in it has passed the redactor.
+import path from 'node:path';
+import type { PhaseOutcome } from '../apply/apply-node.js';
+import { renderFileChange } from '../plan/render.js';
+import type { Plan } from '../plan/types.js';
+import type { RunState } from '../state/run-state.js';
+import { writeFileDurably } from '../state/durable-file.js';
+import type { Redactor } from '../util/redact.js';
+
+/** One node and phase in the report. */
+export type ReportStep = {
+  node: string;
+  phase: string;
+  /** The run record's final word on this step (done, rolled-back, planned = never touched, ...). */
+  status: string;
+  files: Array<{ path: string; beforeSha256: string; afterSha256: string; backup: string }>;
+  gate: null | {
+    verdict: string;
+    reason: string;
+    startedAt: string;
+    decidedAt: string;
+    seconds: number;
+    evidence: Array<{ at: string; line: string }>;
+  };
+};
+
+/** report.json: schema version 1. */
+export type AuditReport = {
+  schema: 'rollout-report/v1';
+  runId: string;
+  outcome: string;
+  exitCode: number;
+  message: string | null;
+  ranBy: { user: string; host: string };
+  startedAt: string;
+  finishedAt: string;
+  rolloutVersion: string;
+  inventory: { file: string; sha256: string };
+  playbook: { file: string; sha256: string; name: string };
+  nodes: string[];
+  diffs: Array<{ node: string; phase: string; path: string; diff: string }>;
+  steps: ReportStep[];
+};
+
+/** What buildReport needs from the run. */
+export type ReportInput = {
+  state: RunState;
+  plan: Plan;
+  outcomes: readonly PhaseOutcome[];
+  exitCode: number;
+  message: string | null;
+  finishedAt: Date;
+  version: string;
+  inventory: { file: string; sha256: string };
+  playbook: { file: string; sha256: string };
+  redact: Redactor;
+};
+
+/** Pure. The report as data; every text field redacted. */
+export function buildReport(input: ReportInput): AuditReport {
+  const { state, plan, redact } = input;
+  const diffs = plan.nodes.flatMap((n) =>
+    n.status !== 'ready' ? [] : n.phases.flatMap((p) => p.changes.map((c) => ({ node: n.node.name, phase: p.name, path: c.path, diff: renderFileChange(n.node.name, c, redact).replace(/^=+\n/, '') }))),
+  );
+  const steps = state.steps.map((s): ReportStep => {
+    // The last outcome of a step is its gate (a resumed run may have several).
+    const o = [...input.outcomes].reverse().find((x) => x.node === s.node && x.phase === s.phase);
+    const g = o?.gate;
+    return {
+      node: s.node,
+      phase: s.phase,
+      status: s.status,
+      files: s.files.map((f) => ({ path: f.path, beforeSha256: f.beforeSha256, afterSha256: f.afterSha256, backup: f.backup })),
+      gate: g
+        ? {
+            verdict: g.verdict.status,
+            reason: redact(g.verdict.reason),
+            startedAt: new Date(g.startedAt).toISOString(),
+            decidedAt: new Date(g.decidedAt).toISOString(),
+            seconds: Number(((g.decidedAt - g.startedAt) / 1000).toFixed(3)),
+            evidence: g.verdict.evidence.map((e) => ({ at: new Date(e.realtimeUs / 1000).toISOString(), line: redact(e.message) })),
+          }
+        : null,
+    };
+  });
+  return {
+    schema: 'rollout-report/v1',
+    runId: state.runId,
+    outcome: state.status,
+    exitCode: input.exitCode,
+    message: input.message === null ? null : redact(input.message),
+    ranBy: { user: state.user, host: state.host },
+    startedAt: state.startedAt,
+    finishedAt: input.finishedAt.toISOString(),
+    rolloutVersion: input.version,
+    inventory: input.inventory,
+    playbook: { ...input.playbook, name: plan.playbookName },
+    nodes: plan.nodes.map((n) => n.node.name),
+    diffs,
+    steps,
+  };
+}
+
+const short = (sha: string) => sha.slice(0, 12);
+
+/** Pure. The report as Markdown for a change record. */
+export function renderReportMarkdown(r: AuditReport): string {
+  const out: string[] = [];
+  out.push(`# rollout run ${r.runId}: ${r.outcome}`, '');
+  out.push('| | |', '| --- | --- |');
+  out.push(`| outcome | **${r.outcome}** (exit ${r.exitCode}) |`);
+  out.push(`| run by | ${r.ranBy.user}@${r.ranBy.host} |`);
+  out.push(`| started | ${r.startedAt} |`, `| finished | ${r.finishedAt} |`);
+  out.push(`| rollout | ${r.rolloutVersion} |`);
+  out.push(`| inventory | \`${r.inventory.file}\` sha256 \`${r.inventory.sha256}\` |`);
+  out.push(`| playbook | ${r.playbook.name}, \`${r.playbook.file}\` sha256 \`${r.playbook.sha256}\` |`);
+  out.push(`| nodes | ${r.nodes.join(', ')} |`, '');
+  if (r.message) out.push('## Why it stopped', '', '```', r.message, '```', '');
+  out.push('## Nodes', '', '| node | phase | result | gate | files (sha256 before → after) |', '| --- | --- | --- | --- | --- |');
+  for (const s of r.steps) {
+    const gate = s.gate ? `${s.gate.verdict} in ${s.gate.seconds.toFixed(1)} s` : '–';
+    const files = s.files.map((f) => `\`${f.path}\` ${short(f.beforeSha256)} → ${short(f.afterSha256)}`).join('<br>');
+    out.push(`| ${s.node} | ${s.phase} | ${s.status} | ${gate} | ${files} |`);
+  }
+  out.push('');
+  const gated = r.steps.filter((s) => s.gate);
+  if (gated.length > 0) {
+    out.push('## Gate evidence', '');
+    for (const s of gated) {
+      out.push(`### ${s.node} (${s.phase}): ${s.gate!.verdict}, ${s.gate!.reason}`, '', `restart asked at ${s.gate!.startedAt}, decided at ${s.gate!.decidedAt}`, '', '```');
+      out.push(...(s.gate!.evidence.length ? s.gate!.evidence.map((e) => `${e.at} ${e.line}`) : ['(no journal line of the new process)']), '```', '');
+    }
+  }
+  out.push('## Diffs (secrets redacted)', '');
+  for (const d of r.diffs) out.push(`### ${d.node}: ${d.path} (${d.phase})`, '', '```diff', d.diff.trimEnd(), '```', '');
+  out.push('Full sha256 of every file, and all of the above as data: report.json beside this file.', '');
+  return out.join('\n');
+}
+
+/** Where a run's report goes: `<state dir>/reports/<run id>/`. */
+export function reportDir(stateDir: string, runId: string): string {
+  return path.join(stateDir, 'reports', runId);
+}
+
+/** Writes report.json and report.md durably; returns the directory. */
+export async function writeReport(dir: string, report: AuditReport): Promise<string> {
+  await writeFileDurably(path.join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFileDurably(path.join(dir, 'report.md'), renderReportMarkdown(report));
+  return dir;
+}
