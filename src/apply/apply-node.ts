@@ -46,10 +46,20 @@ export type NodeWork = {
 export type PhaseOutcome = {
   node: string;
   phase: string;
-  status: 'applied' | 'unchanged';
+  status: 'applied' | 'unchanged' | 'failed';
   files: StepFile[];
   gate: GateRun | null;
 };
+
+/** A failure with the gate run that decided it, so the run report keeps its evidence. */
+export function withOutcome(err: RolloutFailedError, outcome: PhaseOutcome): RolloutFailedError {
+  return Object.assign(err, { outcome: { ...outcome, status: 'failed' as const } });
+}
+
+/** The outcome a RolloutFailedError carries (see withOutcome), if any. */
+export function outcomeOf(err: RolloutFailedError): PhaseOutcome | null {
+  return (err as RolloutFailedError & { outcome?: PhaseOutcome }).outcome ?? null;
+}
 
 /** The record of a change's file, before its backup exists. */
 export function stepFile(runId: string, c: FileChange): StepFile {
@@ -141,7 +151,7 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   }
   if (run.unreachable) {
     await record({ status: 'unknown', detail: ctx.redact(run.verdict.reason) });
-    throw new RolloutFailedError(t.name, false, `${t.name} stopped answering during its gate: ${ctx.redact(run.verdict.reason)}\nIts files hold the new content; whether ${unit} is healthy is unknown. When the node answers again: \`rollout apply INVENTORY --resume\` re-checks and completes it, or \`rollout rollback INVENTORY --node ${t.name}\` restores it.`);
+    throw withOutcome(new RolloutFailedError(t.name, false, `${t.name} stopped answering during its gate: ${ctx.redact(run.verdict.reason)}\nIts files hold the new content; whether ${unit} is healthy is unknown. When the node answers again: \`rollout apply INVENTORY --resume\` re-checks and completes it, or \`rollout rollback INVENTORY --node ${t.name}\` restores it.`), outcome);
   }
   await record({ status: 'restarted', detail: ctx.redact(run.verdict.reason) });
 
@@ -149,7 +159,7 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   ctx.progress(`gate failed, restoring ${files.map((f) => f.path).join(', ')}`);
   if (!(await restoreAll(t, files, ctx))) {
     await record({ status: 'failed' });
-    throw new RolloutFailedError(t.name, false, `${t.name} failed its gate after the change: ${why}\nRESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`);
+    throw withOutcome(new RolloutFailedError(t.name, false, `${t.name} failed its gate after the change: ${why}\nRESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`), outcome);
   }
   ctx.progress(`restarting ${unit} on the restored files`);
   let again: GateRun | null = null;
@@ -160,14 +170,14 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   }
   const healthy = again?.verdict.status === 'passed';
   await record({ status: healthy ? 'rolled-back' : 'failed' });
-  throw new RolloutFailedError(
+  throw withOutcome(new RolloutFailedError(
     t.name,
     healthy,
     `${t.name} failed its gate after the change: ${why}\n` +
       (healthy
         ? `Its files were restored from the backups and it came back healthy on them. The rollout stopped; nodes after it were not touched.`
         : `Its files were restored, but it did NOT come back healthy after a restart (${again ? again.verdict.reason : 'restart failed'}): check ${unit} on ${t.name} now.`),
-  );
+  ), outcome);
 }
 
 /** Restores in reverse order; true when every file is back as it was (already-old files count as restored). */

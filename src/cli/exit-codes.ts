@@ -11,6 +11,8 @@ export const EXIT = {
   rollbackFailed: 4,
   /** apply was not confirmed (declined, or no TTY and no --yes). Nothing was changed. */
   notConfirmed: 5,
+  /** plan --detailed-exitcode: the plan has changes (nothing was changed). */
+  changesPending: 6,
   /** Interrupted (Ctrl-C, SIGTERM); the run's state is recorded: `apply --resume` continues it. */
   interrupted: 130,
   /** A bug in rollout. */

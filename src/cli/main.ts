@@ -1,65 +1,94 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InputError, InterruptedError, NotConfirmedError, PreflightError, RolloutError, RolloutFailedError, UsageError } from '../errors.js';
 import { LockHeldError } from '../rollout/lock.js';
+import { rolloutVersion } from '../util/version.js';
 import { EXIT } from './exit-codes.js';
 import { Output } from './output.js';
 
-const HELP = `rollout: roll a configuration change across a fleet over SSH, one node at a time.
-
-Usage:
-  rollout plan INVENTORY [--out PLAN] [--parallel N]
+// Each command's usage, what it does and an example; \`rollout CMD --help\` prints one.
+const COMMANDS: Record<string, string> = {
+  plan: `  rollout plan INVENTORY [--out PLAN] [--detailed-exitcode] [--parallel N] [--limit NAMES]
       Connect to every node, read its files, print a unified diff per node and file
       and the restart order. Changes nothing. --out saves the reviewed plan
       (checksums and redacted diffs, no secret) for \`rollout apply PLAN\`.
-      Example: rollout plan inventories/prod.yaml --out change.plan
-
-  rollout preflight INVENTORY [--skip-vault-checks] [--skip-vault-login] [--parallel N]
+      --detailed-exitcode: exit 6 when changes are pending, 0 when every node is
+      up to date (for CI drift checks).
+      Example: rollout plan inventories/prod.yaml --out change.plan`,
+  preflight: `  rollout preflight INVENTORY [--skip-vault-checks] [--skip-vault-login] [--parallel N] [--limit NAMES]
       Every check apply makes before it changes anything: Vault from this machine
       (health, a login as the KMS does it, capabilities, HMAC, encrypt/decrypt,
       token revoked) and on every node (root, files, journal, service running, Vault
       reachable over TLS from the node). Changes nothing; exit 0 only if all pass.
-      Example: rollout preflight inventories/prod.yaml
-
-  rollout apply INVENTORY|PLAN [--yes] [--dry-run] [--resume] [--break-lock]
-                [--skip-vault-checks] [--skip-vault-login] [--parallel N]
+      Example: rollout preflight inventories/prod.yaml`,
+  apply: `  rollout apply INVENTORY|PLAN [--yes] [--canary] [--dry-run] [--resume] [--break-lock]
+                [--skip-vault-checks] [--skip-vault-login] [--parallel N] [--limit NAMES]
       Show the plan (a saved PLAN is refused if any node changed since), run
-      preflight, lock the fleet, ask (or --yes), then per phase and node: back up,
-      write atomically, restart, wait for the journal's ready line. A node that
-      fails its gate is restored from its backup and the rollout stops. Every step
-      is recorded; --resume continues the last run of INVENTORY.
-      Example: rollout apply inventories/prod.yaml
-
-  rollout rollback INVENTORY [--node NAME] [--force] [--yes] [--break-lock]
+      preflight, lock the fleet, ask (or --yes), stage the new files and backups on
+      every node, then per phase and node: move the files into place, restart, wait
+      for the journal's ready line. A node that fails its gate is restored from its
+      backup and the rollout stops. Every step is recorded; --resume continues the
+      last run of INVENTORY. --canary: the first node alone, its gate evidence
+      shown, then a question before any other node.
+      Example: rollout apply inventories/prod.yaml`,
+  rollback: `  rollout rollback INVENTORY [--node NAME] [--force] [--yes] [--break-lock] [--limit NAMES]
       Put back the backups the last run took, node by node, each restarted and
       gated. Refuses a file changed since the run wrote it, unless --force.
-      Example: rollout rollback inventories/prod.yaml --node kms-2
+      Example: rollout rollback inventories/prod.yaml --node kms-2`,
+  status: `  rollout status INVENTORY [--json] [--parallel N] [--limit NAMES]
+      Per node: reachable, host key verified, the unit's state and restart count,
+      whether each phase's change is in place (yes / no / differs), whether the
+      local HSM key is still in its file, and the last run's word on the node.
+      Reads only. --json: one JSON object per node per line. Exit 0 when every
+      node is reachable and its unit active/running, 4 otherwise.
+      Example: rollout status inventories/prod.yaml`,
+  check: `  rollout check INVENTORY
+      Validate the inventory and its playbook without any network: schemas, every
+      secret reference resolvable, identity files, a known_hosts entry per node, the
+      Vault CA file. Prints every problem at once as file:line: key: message.
+      Example: rollout check inventories/prod.yaml`,
+  init: `  rollout init HOST[:PORT]...
+      Print a commented starter inventory for these nodes (in restart order).
+      Example: rollout init kms-1.example.net kms-2.example.net > inventories/prod.yaml`,
+};
 
-Options:
+const OPTIONS = `Options:
   --yes                apply/rollback without asking (required when there is no terminal)
   --dry-run            apply: print the plan and stop
+  --canary             apply: the first node, its gate evidence, then ask before the others
+                       (needs a terminal; with --yes it shows the evidence and goes on)
   --out PLAN           plan: save the plan to this file
+  --detailed-exitcode  plan: exit 6 when changes are pending
   --resume             apply: continue the last run, re-checking every node first
   --break-lock         apply/rollback: take over a stale lock (older than lock.staleMinutes, holder gone)
   --node NAME          rollback: only this node
   --force              rollback: restore even files changed since the run wrote them
   --parallel N         nodes connected to and read at once (default: inventory's parallel, 16)
+  --json               status: one JSON object per node per line
+  --limit NAMES        plan/preflight/apply/rollback/status: only these nodes (comma-separated node
+                       names and nodes[].groups names), in inventory order
   --skip-vault-checks  preflight/apply: this machine cannot reach Vault; skip its checks (nodes still check)
   --skip-vault-login   preflight/apply: no login (a SecretID with limited uses); only health is checked
-  -h, --help           this help
-  --version            rollout's version
+  --no-color           no colour in diffs (also: NO_COLOR set; never in a pipe)
+  -h, --help           this help (rollout COMMAND --help: that command's)
+  --version            rollout's version`;
 
-Exit codes: 0 done · 1 stopped early, every node healthy on old or new files ·
+const EXIT_CODES = `Exit codes: 0 done · 1 stopped early, every node healthy on old or new files ·
 2 invalid input · 3 could not plan, preflight failed, fleet locked or saved plan stale:
-nothing changed · 4 a node needs attention now · 5 not confirmed · 130 interrupted
-(state recorded; apply --resume) · 70 internal error.
+nothing changed · 4 a node needs attention now · 5 not confirmed · 6 plan
+--detailed-exitcode: changes pending · 130 interrupted (state recorded; apply
+--resume) · 70 internal error.`;
+
+const HELP = `rollout: roll a configuration change across a fleet over SSH, one node at a time.
+
+Usage:
+${Object.values(COMMANDS).join('\n\n')}
+
+${OPTIONS}
+
+${EXIT_CODES}
 `;
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /** Parses argv, runs one command and returns its exit code. The only place errors become exit codes. */
 export async function main(argv: string[], io = new Output()): Promise<number> {
@@ -80,27 +109,44 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
         version: { type: 'boolean' },
         'skip-vault-checks': { type: 'boolean' },
         'skip-vault-login': { type: 'boolean' },
+        'detailed-exitcode': { type: 'boolean' },
+        limit: { type: 'string' },
+        canary: { type: 'boolean' },
+        json: { type: 'boolean' },
+        'no-color': { type: 'boolean' },
       },
     });
+    if (values['no-color']) io.color = false;
     if (values.version) {
-      io.out(version());
+      io.out(rolloutVersion());
       return EXIT.ok;
     }
     const [command, target, ...extra] = positionals;
+    if (command !== undefined && values.help && COMMANDS[command]) {
+      io.out(`Usage:\n${COMMANDS[command]}\n\n${OPTIONS}\n\n${EXIT_CODES}\n`);
+      return EXIT.ok;
+    }
     if (values.help || command === undefined || command === 'help') {
       io.out(HELP);
       return command === undefined && !values.help ? EXIT.invalidInput : EXIT.ok;
     }
     const allowed: Record<string, string[]> = {
-      plan: ['out', 'parallel'],
-      preflight: ['parallel', 'skip-vault-checks', 'skip-vault-login'],
-      apply: ['yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login'],
-      rollback: ['node', 'force', 'yes', 'break-lock', 'parallel'],
+      plan: ['out', 'parallel', 'detailed-exitcode', 'limit'],
+      preflight: ['parallel', 'skip-vault-checks', 'skip-vault-login', 'limit'],
+      apply: ['yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'canary'],
+      rollback: ['node', 'force', 'yes', 'break-lock', 'parallel', 'limit'],
+      status: ['parallel', 'limit', 'json'],
+      check: [],
+      init: [],
     };
     const flags = allowed[command];
-    if (!flags) throw new UsageError(`unknown command "${command}"; use plan, preflight, apply or rollback (rollout --help)`);
-    const misplaced = Object.keys(values).filter((k) => !flags.includes(k) && k !== 'help' && k !== 'version');
+    if (!flags) throw new UsageError(`unknown command "${command}"; use ${Object.keys(COMMANDS).join(', ')} (rollout --help)`);
+    const misplaced = Object.keys(values).filter((k) => !flags.includes(k) && k !== 'help' && k !== 'version' && k !== 'no-color');
     if (misplaced.length > 0) throw new UsageError(`${misplaced.map((k) => `--${k}`).join(', ')} cannot be used with ${command} (rollout --help)`);
+    if (command === 'init') {
+      const { initCommand } = await import('./commands/init.js');
+      return await initCommand(positionals.slice(1), io);
+    }
     if (!target) throw new UsageError(`rollout ${command} needs an inventory file, e.g. rollout ${command} inventories/prod.yaml`);
     if (extra.length > 0) throw new UsageError(`unexpected argument(s): ${extra.join(' ')}`);
     let parallel: number | undefined;
@@ -108,13 +154,21 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       parallel = Number(values.parallel);
       if (!Number.isInteger(parallel) || parallel < 1 || parallel > 512) throw new UsageError('--parallel takes a whole number from 1 to 512');
     }
-    const p = parallel ? { parallel } : {};
+    const p = { ...(parallel ? { parallel } : {}), ...(values.limit !== undefined ? { limit: values.limit } : {}) };
     const skips = { skipVaultChecks: values['skip-vault-checks'] === true, skipVaultLogin: values['skip-vault-login'] === true };
     // Commands load on demand: each pulls in only the libraries it needs (startup is felt on every run).
     switch (command) {
       case 'plan': {
         const { planCommand } = await import('./commands/plan.js');
-        return await planCommand(target, { ...p, ...(values.out ? { out: values.out } : {}) }, io);
+        return await planCommand(target, { ...p, ...(values.out ? { out: values.out } : {}), detailedExitcode: values['detailed-exitcode'] === true }, io);
+      }
+      case 'status': {
+        const { statusCommand } = await import('./commands/status.js');
+        return await statusCommand(target, { ...p, json: values.json === true }, io);
+      }
+      case 'check': {
+        const { checkCommand } = await import('./commands/check.js');
+        return await checkCommand(target, io);
       }
       case 'preflight': {
         const { preflightCommand } = await import('./commands/preflight.js');
@@ -126,7 +180,7 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       }
       default: {
         const { applyCommand } = await import('./commands/apply.js');
-        return await applyCommand(target, { ...p, ...skips, yes: values.yes === true, dryRun: values['dry-run'] === true, resume: values.resume === true, breakLock: values['break-lock'] === true }, io);
+        return await applyCommand(target, { ...p, ...skips, yes: values.yes === true, dryRun: values['dry-run'] === true, resume: values.resume === true, breakLock: values['break-lock'] === true, canary: values.canary === true }, io);
       }
     }
   } catch (err) {

@@ -1,5 +1,5 @@
 import { Listr, PRESET_TIMESTAMP, type ListrTask } from 'listr2';
-import { applyNodePhase, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
+import { applyNodePhase, outcomeOf, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
 import { InterruptedError, RolloutFailedError } from '../errors.js';
 import type { Plan } from '../plan/types.js';
 import type { RunRecorder } from '../state/run-state.js';
@@ -37,6 +37,8 @@ export type RolloutOptions = {
   baseline: Map<string, ServiceState>;
   /** Reads a node's unit state now (the state probes). */
   readState: StateReader;
+  /** List only the nodes and phases `work` has items for (a canary, or the rest after it). */
+  workOnly?: boolean;
 };
 
 /**
@@ -51,11 +53,13 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
 
   const phases: ListrTask[] = plan.phases
     .filter((p) => p.enabled)
-    .map((phase, i) => ({
+    .map((phase, i) => ({ phase, i }))
+    .filter(({ phase }) => !opts.workOnly || work.some((w) => w.phase === phase.name))
+    .map(({ phase, i }) => ({
       title: `Phase ${i + 1}: ${phase.name}`,
       task: (_ctx, task) =>
         task.newListr(
-          nodes.map((name): ListrTask => {
+          nodes.filter((name) => !opts.workOnly || work.some((w) => w.node === name && w.phase === phase.name)).map((name): ListrTask => {
             const item = work.find((w) => w.node === name && w.phase === phase.name);
             return {
               title: name,
@@ -92,6 +96,8 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                   if (!(err instanceof RolloutFailedError)) throw err;
                   // The full story (evidence lines) is printed once by the CLI; the tree gets the verdict.
                   result.failure = err;
+                  const failed = outcomeOf(err);
+                  if (failed) result.outcomes.push(failed);
                   throw new Error(err.restored ? 'stopped here; this node is healthy on its old files' : 'needs attention: see below');
                 }
               },

@@ -1,4 +1,9 @@
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
+import type { AuditReport } from '../../src/report/audit-report.js';
 import {
   LAB_SECRET, VAULT_BLOCK, NODES, allOutput, clearKnob, onNode, fleetSnapshot, journal, labHsmKey, nodeFile, nodeFileStat, resetLab, rollout, seedFile, serviceState, setKnob, writeInventory,
   type JournalLine, type LabNode,
@@ -35,7 +40,26 @@ describe('rollout plan and apply against the lab fleet', () => {
     expect(r.stdout).toContain('+      secret: <redacted>');
     expect(r.stdout).toContain('phase 1 vault-hsm: kms-1 -> kms-2 -> kms-3');
     expect(r.stdout).not.toContain(LAB_SECRET);
+    // status before any change: every node pending, the local key present, no run yet.
+    const status = await rollout(['status', inventory]);
+    expect(status.code).toBe(0);
+    for (const n of NODES) expect(status.stdout).toMatch(new RegExp(`\\n${n} +yes +verified +active/running +\\d+ +no +present +-`));
+    // For a CI drift check: changes pending is its own exit code.
+    expect((await rollout(['plan', inventory, '--detailed-exitcode'])).code).toBe(6);
     expect(await fleetSnapshot()).toEqual(before);
+  });
+
+  it('plan --limit reads only the nodes named; an unknown name is exit 2 before any connection', async () => {
+    const inventory = writeInventory();
+    const r = await rollout(['plan', inventory, '--limit', 'kms-3,kms-1']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('=== kms-1 (root@127.0.0.1:');
+    expect(r.stdout).toContain('=== kms-3 (root@127.0.0.1:');
+    expect(r.stdout).not.toContain('=== kms-2');
+    expect(r.stdout).toContain('phase 1 vault-hsm: kms-1 -> kms-3');
+    const bad = await rollout(['plan', inventory, '--limit', 'kms-4']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--limit: no node or group named "kms-4"');
   });
 
   it('apply --dry-run prints the plan and changes nothing; without a TTY and without --yes apply refuses', async () => {
@@ -76,10 +100,40 @@ describe('rollout plan and apply against the lab fleet', () => {
     // Strictly one at a time: a node is stopped only after the previous one was ready again.
     for (let i = 1; i < windows.length; i++) expect(windows[i]!.stoppedUs).toBeGreaterThan(windows[i - 1]!.readyUs);
 
+    // The change record: who, what, each file's checksums before and after, each gate's evidence.
+    const { json, md } = readReport(inventory);
+    expect(r.stdout).toContain(`Report: ${path.join(path.dirname(inventory), '.rollout', 'inventory', 'reports', json.runId, 'report.md')}`);
+    expect(json).toMatchObject({ schema: 'rollout-report/v1', outcome: 'done', exitCode: 0, ranBy: { user: userInfo().username }, nodes: [...NODES] });
+    expect(json.inventory.sha256).toBe(createHash('sha256').update(readFileSync(inventory)).digest('hex'));
+    for (const n of NODES) {
+      const step = json.steps.find((s) => s.node === n)!;
+      expect(step.status).toBe('done');
+      expect(step.files[0]!.beforeSha256).toBe(createHash('sha256').update(seedFile(n, 'config.yaml')).digest('hex'));
+      expect(step.files[0]!.afterSha256).toBe(createHash('sha256').update(nodeFile(n, 'etc/minkms/config.yaml')).digest('hex'));
+      expect(step.gate?.verdict).toBe('passed');
+      expect(step.gate?.evidence.map((e) => e.line)).toContainEqual(expect.stringContaining('=> Server is up and running'));
+    }
+    expect(md).toMatch(/\| kms-2 \| vault-hsm \| done \| passed in \d+\.\d s \| `\/etc\/minkms\/config\.yaml` [0-9a-f]{12} → [0-9a-f]{12} \|/);
+    expect(md).toContain('+      secret: <redacted>');
+    expect(`${md}${JSON.stringify(json)}`).not.toContain(LAB_SECRET);
+
+    // status: every node on Vault now, the key still in place (phase 2 not run), the run done.
+    const status = await rollout(['status', inventory, '--json']);
+    expect(status.code).toBe(0);
+    const rows = status.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows.map((r) => [r.node, r.reachable, r.hostKey, r.service, (r.phases as Record<string, string>)['vault-hsm'], (r.localKey as { present: boolean }).present])).toEqual(
+      NODES.map((n) => [n, true, 'verified', 'active/running', 'yes', true]),
+    );
+    expect((rows[0]!.lastRun as { status: string; step: string }).step).toBe('vault-hsm done');
+    const table = await rollout(['status', inventory]);
+    expect(table.stdout).toMatch(/^NODE +REACHABLE +HOST KEY +SERVICE +RESTARTS +VAULT-HSM +LOCAL KEY +LAST RUN/);
+    expect(table.stdout).toMatch(/\nkms-2 +yes +verified +active\/running +\d+ +yes +present +vault-hsm done \(done \S+\)/);
+
     const after = await fleetSnapshot();
     const again = await rollout(['apply', inventory, '--yes']);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('Every node is up to date: nothing to do, nothing restarted.');
+    expect((await rollout(['plan', inventory, '--detailed-exitcode'])).code).toBe(0);
     const snap = await fleetSnapshot();
     for (const n of NODES) expect((snap[n] as { invocation: string }).invocation).toBe((after[n] as { invocation: string }).invocation);
     expect(snap).toEqual(after);
@@ -105,9 +159,32 @@ describe('rollout plan and apply against the lab fleet', () => {
       // kms-3 was never touched: same bytes, same running process.
       const after = await fleetSnapshot();
       expect(after['kms-3']).toEqual(before['kms-3']);
+      const { json, md } = readReport(inventory);
+      expect(json).toMatchObject({ outcome: 'stopped', exitCode: 1 });
+      expect(json.steps.map((s) => [s.node, s.status])).toEqual([['kms-1', 'done'], ['kms-2', 'rolled-back'], ['kms-3', 'planned']]);
+      expect(json.steps[1]!.gate?.evidence.map((e) => e.line)).toContainEqual(expect.stringContaining('invalid role or secret ID'));
+      expect(md).toContain('## Why it stopped');
     } finally {
       clearKnob('kms-2', 'reject-vault');
     }
+  });
+
+  it('apply --canary: the first node alone, its evidence shown; without a terminal it needs --yes', async () => {
+    const inventory = writeInventory();
+    const before = await fleetSnapshot();
+    const refused = await rollout(['apply', inventory, '--canary']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--canary asks before going past the first node: it needs a terminal, or --yes');
+    expect(await fleetSnapshot()).toEqual(before);
+
+    const r = await rollout(['apply', inventory, '--canary', '--yes']);
+    expect(r.code).toBe(0);
+    const canary = r.stdout.indexOf('Canary kms-1 passed its gate in');
+    expect(canary).toBeGreaterThan(0);
+    expect(r.stdout.slice(canary).split('\n').slice(1, 12).join('\n')).toContain('=> Server is up and running');
+    // Nothing happened to kms-2 before the canary's evidence was shown.
+    expect(r.stdout.slice(0, canary)).not.toMatch(/kms-2: (?:written|restarted)/);
+    expect(fleetStates()).toEqual(['new', 'new', 'new']);
   });
 
   it('apply refuses before touching any node when one node\'s service is not running', async () => {
@@ -135,3 +212,15 @@ describe('rollout plan and apply against the lab fleet', () => {
     expect(everything).not.toMatch(/API Key\s+k1:/);
   });
 });
+
+function fleetStates(): string[] {
+  return NODES.map((n) => (nodeFile(n, 'etc/minkms/config.yaml').toString().includes('hsm:') ? 'new' : 'old'));
+}
+
+/** The one run report of an inventory's state dir (the tests' inventories each live in a fresh dir). */
+function readReport(inventory: string): { json: AuditReport; md: string } {
+  const dir = path.join(path.dirname(inventory), '.rollout', 'inventory', 'reports');
+  const runs = readdirSync(dir);
+  expect(runs).toHaveLength(1);
+  return { json: JSON.parse(readFileSync(path.join(dir, runs[0]!, 'report.json'), 'utf8')) as AuditReport, md: readFileSync(path.join(dir, runs[0]!, 'report.md'), 'utf8') };
+}

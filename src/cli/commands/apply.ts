@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { stageWork, stepFile, type NodeWork } from '../../apply/apply-node.js';
-import { InterruptedError, PreflightError, UsageError } from '../../errors.js';
+import { InterruptedError, NotConfirmedError, PreflightError, UsageError, type RolloutError } from '../../errors.js';
+import { renderGateEvidence } from '../../rollout/restart-gate.js';
+import { buildReport, reportDir, writeReport } from '../../report/audit-report.js';
+import { fileSha256 } from '../../util/sha256.js';
+import { rolloutVersion } from '../../util/version.js';
 import type { PreflightFlags } from '../../preflight/run-preflight.js';
 import { compareWithPlanFile, readPlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
@@ -9,17 +13,17 @@ import { compileGate } from '../../rollout/gate.js';
 import type { ServiceState } from '../../rollout/journal.js';
 import { openServiceProbes, type StateReader } from '../../rollout/service-probe.js';
 import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
-import { renderSummary, runRollout, type ProgressStyle, type StopSignal } from '../../rollout/run.js';
+import { renderSummary, runRollout, type ProgressStyle, type RolloutOptions, type RolloutResult, type StopSignal } from '../../rollout/run.js';
 import { planResume, workFromPlan } from '../../state/resume.js';
 import { loadLastRun, newRunState, RunRecorder, stateDirFor } from '../../state/run-state.js';
 import { stagedPath } from '../../transport/remote-files.js';
 import { EXIT } from '../exit-codes.js';
-import type { Output } from '../output.js';
+import { colorDiff, type Output } from '../output.js';
 import { prepareSession, type Session } from '../prepare.js';
-import { confirm } from '../confirm.js';
+import { canAsk, confirm } from '../confirm.js';
 import { checkSession } from './preflight.js';
 
-export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean };
+export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean; limit?: string; canary?: boolean };
 
 /** A run id that sorts by time and names the backups on the nodes. */
 export function newRunId(now = new Date()): string {
@@ -33,6 +37,9 @@ export function newRunId(now = new Date()): string {
  * --resume it continues the last run from what the nodes hold now.
  */
 export async function applyCommand(target: string, flags: ApplyFlags, io: Output): Promise<number> {
+  if (flags.canary && !flags.yes && !canAsk()) {
+    throw new UsageError('--canary asks before going past the first node: it needs a terminal, or --yes to show the canary\'s evidence and go on without asking');
+  }
   const saved = await readPlanFile(target);
   if (saved && flags.resume) throw new UsageError('--resume continues the last run of an inventory: give the inventory, not a saved plan');
   const inventoryFile = path.resolve(saved ? saved.inventory : target);
@@ -43,7 +50,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
     return EXIT.ok;
   }
 
-  const session = await prepareSession(inventoryFile, flags.parallel);
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
   try {
     io.useRedactor(session.redact);
     const { plan } = session;
@@ -52,7 +59,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       const problems = compareWithPlanFile(saved, plan);
       if (problems.length > 0) throw new PreflightError(problems, 'the saved plan does not match the nodes now, nothing was changed; run `rollout plan --out` again and review it');
     } else {
-      io.out(renderPlan(plan, session.redact));
+      io.out(io.color ? colorDiff(renderPlan(plan, session.redact)) : renderPlan(plan, session.redact));
     }
     const failed = plan.nodes.filter((n) => n.status === 'error');
     if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`));
@@ -122,7 +129,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
-        const result = await runRollout(plan, work, {
+        const options: RolloutOptions = {
           runId,
           unit,
           readState: probes.read,
@@ -133,17 +140,54 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           progress: progressStyle(),
           stop,
           baseline,
-        });
+        };
+        let result: RolloutResult;
+        let declined: NotConfirmedError | null = null;
+        if (flags.canary && work.length > 1) {
+          // The first node alone, its evidence shown, then a question before any other node.
+          const first = await runRollout(plan, work.slice(0, 1), { ...options, workOnly: true });
+          result = first;
+          const gate = first.outcomes[0]?.gate;
+          if (!first.failure && !first.interrupted && gate) {
+            io.out(`\nCanary ${work[0]!.node} passed its gate in ${((gate.decidedAt - gate.startedAt) / 1000).toFixed(1)} s on the new files; the journal lines that decided it:\n${renderGateEvidence(gate, session.redact)}\n`);
+            try {
+              await confirm(flags.yes === true, io, `Continue with the other ${work.length - 1} step(s), one node at a time? Type "yes" to go on: `,
+                `not confirmed after the canary: ${work[0]!.node} runs the new files, no other node was touched. Continue later with: rollout apply ${inventoryFile} --resume`);
+              const rest = await runRollout(plan, work.slice(1), { ...options, workOnly: true });
+              result = { ...rest, outcomes: [...first.outcomes, ...rest.outcomes] };
+            } catch (err) {
+              if (!(err instanceof NotConfirmedError)) throw err;
+              declined = err;
+            }
+          }
+        } else {
+          result = await runRollout(plan, work, options);
+        }
         io.out(`\n${renderSummary(plan, result, work)}`);
-        if (result.interrupted) {
-          await rec.finish('interrupted');
-          throw new InterruptedError(`interrupted: the run stopped between nodes, every node is in its old or new state and healthy. Continue with: rollout apply ${inventoryFile} --resume`);
-        }
-        if (result.failure) {
-          await rec.finish(result.failure.restored ? 'stopped' : 'failed');
-          throw result.failure;
-        }
-        await rec.finish('done');
+        const stopped: RolloutError | null = result.interrupted
+          ? new InterruptedError(`interrupted: the run stopped between nodes, every node is in its old or new state and healthy. Continue with: rollout apply ${inventoryFile} --resume`)
+          : (result.failure ?? declined);
+        await rec.finish(result.interrupted ? 'interrupted' : result.failure ? (result.failure.restored ? 'stopped' : 'failed') : declined ? 'stopped' : 'done');
+        // The change record, whatever the outcome, before the outcome is reported.
+        const exitCode = result.interrupted ? EXIT.interrupted : result.failure ? (result.failure.restored ? EXIT.rolledBack : EXIT.rollbackFailed) : declined ? EXIT.notConfirmed : EXIT.ok;
+        const report = buildReport({
+          state: rec.state,
+          plan,
+          outcomes: result.outcomes,
+          exitCode,
+          message: stopped?.message ?? null,
+          finishedAt: new Date(),
+          version: rolloutVersion(),
+          inventory: { file: session.inventory.file, sha256: await fileSha256(session.inventory.file) },
+          playbook: { file: session.inventory.playbookFile, sha256: await fileSha256(session.inventory.playbookFile) },
+          redact: session.redact,
+        });
+        const dir = await writeReport(reportDir(stateDirFor(inventoryFile), runId), report).catch((err: Error) => {
+          io.err(`warning: could not write the run report: ${err.message}`);
+          return null;
+        });
+        if (dir) io.out(`Report: ${path.join(dir, 'report.md')} (and report.json)`);
+        if (stopped) throw stopped;
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);

@@ -4,19 +4,19 @@ import { toPlanFile, writePlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
 import { planHasChanges } from '../../plan/types.js';
 import { EXIT } from '../exit-codes.js';
-import type { Output } from '../output.js';
+import { colorDiff, type Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
 import { fileSha256 } from '../../util/sha256.js';
 
-export type PlanFlags = { parallel?: number; out?: string };
+export type PlanFlags = { parallel?: number; out?: string; detailedExitcode?: boolean; limit?: string };
 
 /** `rollout plan INVENTORY [--out FILE]`: connects, reads, prints the diffs and restart order. Changes nothing on any node. */
 export async function planCommand(inventoryFile: string, flags: PlanFlags, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel);
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
   try {
     io.useRedactor(session.redact);
     const rendered = renderPlan(session.plan, session.redact);
-    io.out(rendered);
+    io.out(io.color ? colorDiff(rendered) : rendered);
     const failed = session.plan.nodes.filter((n) => n.status === 'error');
     if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`), 'some nodes could not be planned (nothing was changed)');
     if (flags.out) {
@@ -24,8 +24,9 @@ export async function planCommand(inventoryFile: string, flags: PlanFlags, io: O
       await writePlanFile(path.resolve(flags.out), saved);
       io.out(`Saved the plan to ${flags.out} (checksums and redacted diffs only; no secret). Apply exactly this plan with: rollout apply ${flags.out}`);
     }
-    io.out(planHasChanges(session.plan) ? 'Plan complete: nothing was changed. Run `rollout apply` to make these changes.' : 'Every node is up to date: nothing to do.');
-    return EXIT.ok;
+    const pending = planHasChanges(session.plan);
+    io.out(pending ? 'Plan complete: nothing was changed. Run `rollout apply` to make these changes.' : 'Every node is up to date: nothing to do.');
+    return pending && flags.detailedExitcode ? EXIT.changesPending : EXIT.ok;
   } finally {
     session.close();
   }

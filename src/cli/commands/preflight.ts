@@ -19,8 +19,8 @@ export async function checkSession(session: Session, flags: PreflightFlags, io: 
 }
 
 /** `rollout preflight INVENTORY`: every check apply makes first; changes nothing; exit 0 only if all pass. */
-export async function preflightCommand(inventoryFile: string, flags: PreflightFlags & { parallel?: number }, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel);
+export async function preflightCommand(inventoryFile: string, flags: PreflightFlags & { parallel?: number; limit?: string }, io: Output): Promise<number> {
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
   try {
     io.useRedactor(session.redact);
     await checkSession(session, flags, io);

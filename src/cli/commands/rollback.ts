@@ -13,7 +13,7 @@ import type { Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
 import { confirm } from '../confirm.js';
 
-export type RollbackFlags = { node?: string; force?: boolean; yes?: boolean; parallel?: number; breakLock?: boolean };
+export type RollbackFlags = { node?: string; force?: boolean; yes?: boolean; parallel?: number; breakLock?: boolean; limit?: string };
 
 /**
  * `rollout rollback INVENTORY [--node N]`: puts back the backups the last run took,
@@ -31,7 +31,7 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
     io.out(`Run ${state.runId} left nothing to roll back${flags.node ? ` on ${flags.node}` : ''}.`);
     return EXIT.ok;
   }
-  const session = await prepareSession(inventoryFile, flags.parallel);
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
   try {
     io.useRedactor(session.redact);
     // Per node, the files of every phase it touched, newest phase first.
