@@ -64,7 +64,9 @@ const OPTIONS = `Options:
   --node NAME          rollback: only this node
   --force              rollback: restore even files changed since the run wrote them
   --parallel N         nodes connected to and read at once (default: inventory's parallel, 16)
-  --json               status: one JSON object per node per line
+  --json               plan/preflight/apply/status: one JSON event per line on stdout (NDJSON;
+                       README "JSON events"); errors also stay on stderr
+  -q, --quiet          plan/preflight/apply/rollback: only the outcome line and errors
   --limit NAMES        plan/preflight/apply/rollback/status: only these nodes (comma-separated node
                        names and nodes[].groups names), in inventory order
   --skip-vault-checks  preflight/apply: this machine cannot reach Vault; skip its checks (nodes still check)
@@ -113,10 +115,14 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
         limit: { type: 'string' },
         canary: { type: 'boolean' },
         json: { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
         'no-color': { type: 'boolean' },
       },
     });
     if (values['no-color']) io.color = false;
+    if (values.json && values.quiet) throw new UsageError('--json and --quiet cannot be used together');
+    if (values.json) io.mode = 'json';
+    else if (values.quiet) io.mode = 'quiet';
     if (values.version) {
       io.out(rolloutVersion());
       return EXIT.ok;
@@ -131,10 +137,10 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       return command === undefined && !values.help ? EXIT.invalidInput : EXIT.ok;
     }
     const allowed: Record<string, string[]> = {
-      plan: ['out', 'parallel', 'detailed-exitcode', 'limit'],
-      preflight: ['parallel', 'skip-vault-checks', 'skip-vault-login', 'limit'],
-      apply: ['yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'canary'],
-      rollback: ['node', 'force', 'yes', 'break-lock', 'parallel', 'limit'],
+      plan: ['out', 'parallel', 'detailed-exitcode', 'limit', 'json', 'quiet'],
+      preflight: ['parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'json', 'quiet'],
+      apply: ['yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'canary', 'json', 'quiet'],
+      rollback: ['node', 'force', 'yes', 'break-lock', 'parallel', 'limit', 'quiet'],
       status: ['parallel', 'limit', 'json'],
       check: [],
       init: [],
@@ -164,7 +170,7 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       }
       case 'status': {
         const { statusCommand } = await import('./commands/status.js');
-        return await statusCommand(target, { ...p, json: values.json === true }, io);
+        return await statusCommand(target, p, io);
       }
       case 'check': {
         const { checkCommand } = await import('./commands/check.js');
@@ -186,6 +192,14 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
   } catch (err) {
     return report(err, io);
   }
+}
+
+/** Runs main and, in JSON mode, ends the stream with an `exit` event carrying the exit code. */
+async function run(argv: string[]): Promise<number> {
+  const io = new Output();
+  const code = await main(argv, io);
+  io.event('exit', { code });
+  return code;
 }
 
 function report(err: unknown, io: Output): number {
@@ -221,4 +235,4 @@ function report(err: unknown, io: Output): number {
   return EXIT.internal;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await run(process.argv.slice(2));

@@ -1,4 +1,9 @@
+import { renderFileChange, renderOrder, renderPlan } from '../plan/render.js';
+import { planHasChanges, type Plan } from '../plan/types.js';
 import type { Redactor } from '../util/redact.js';
+
+/** human: text; quiet: only the outcome line and errors; json: one JSON event per line on stdout (NDJSON). */
+export type OutputMode = 'human' | 'quiet' | 'json';
 
 /**
  * Where the CLI writes. Every line passes through the current redactor, so a
@@ -8,23 +13,72 @@ export class Output {
   #redact: Redactor = (s) => s;
   /** Colour diffs: only on a terminal, never with NO_COLOR set (any value) or --no-color. */
   color = process.stdout.isTTY === true && !process.env.NO_COLOR;
+  mode: OutputMode = 'human';
 
   /** From now on, redact with `r` (set once the inventory's secrets are known). */
   useRedactor(r: Redactor): void {
     this.#redact = r;
   }
 
+  /** Informational text: printed in human mode, dropped by --quiet, a `message` event in JSON mode. */
   out(text: string): void {
+    if (this.mode === 'json') return this.event('message', { text: text.replace(/^\n+|\n+$/g, '') });
+    if (this.mode === 'quiet') return;
     process.stdout.write(this.#redact(text.endsWith('\n') ? text : `${text}\n`));
   }
 
+  /** The outcome line: printed even with --quiet; a `message` event in JSON mode. */
+  result(text: string): void {
+    if (this.mode === 'json') return this.event('message', { text: text.replace(/^\n+|\n+$/g, '') });
+    process.stdout.write(this.#redact(text.endsWith('\n') ? text : `${text}\n`));
+  }
+
+  /** Errors and warnings: always on stderr; in JSON mode also an `error` event. */
   err(text: string): void {
     process.stderr.write(this.#redact(text.endsWith('\n') ? text : `${text}\n`));
+    if (this.mode === 'json') this.event('error', { text: text.replace(/^\n+|\n+$/g, '') });
+  }
+
+  /**
+   * JSON mode only: one line `{"ts": ISO time, "event": name, ...data}` on
+   * stdout, every string in it redacted before encoding.
+   */
+  event(name: string, data: Record<string, unknown> = {}): void {
+    if (this.mode !== 'json') return;
+    const redactDeep = (v: unknown): unknown =>
+      typeof v === 'string' ? this.#redact(v) : Array.isArray(v) ? v.map(redactDeep) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactDeep(x)])) : v;
+    process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), event: name, ...(redactDeep(data) as object) })}\n`);
   }
 
   redact(text: string): string {
     return this.#redact(text);
   }
+}
+
+/**
+ * The plan as it is shown: in JSON mode one `plan-node` event per node (its
+ * changes with checksums and redacted diffs, or why it cannot be planned) and
+ * a `plan` event with the restart order; otherwise the diffs as text.
+ */
+export function showPlan(io: Output, plan: Plan, redact: Redactor): void {
+  if (io.mode !== 'json') {
+    const text = renderPlan(plan, redact);
+    io.out(io.color ? colorDiff(text) : text);
+    return;
+  }
+  for (const n of plan.nodes) {
+    if (n.status === 'error') {
+      io.event('plan-node', { node: n.node.name, status: 'error', error: n.error });
+      continue;
+    }
+    io.event('plan-node', {
+      node: n.node.name,
+      status: 'ready',
+      changes: n.phases.flatMap((p) => p.changes.map((c) => ({ phase: p.name, path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, diff: renderFileChange(n.node.name, c, redact).replace(/^=+\n/, '') }))),
+      restarts: n.phases.filter((p) => p.restartUnit).map((p) => ({ phase: p.name, unit: p.restartUnit })),
+    });
+  }
+  io.event('plan', { changesPending: planHasChanges(plan), order: renderOrder(plan).slice(1).map((l) => l.trim()) });
 }
 
 const ANSI = { red: '\x1b[31m', green: '\x1b[32m', cyan: '\x1b[36m', bold: '\x1b[1m', reset: '\x1b[0m' };

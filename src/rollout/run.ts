@@ -6,6 +6,7 @@ import type { RunRecorder } from '../state/run-state.js';
 import type { Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import type { CompiledGate } from './gate.js';
+import type { GateRun } from './restart-gate.js';
 import type { ServiceState } from './journal.js';
 import type { StateReader } from './service-probe.js';
 
@@ -39,6 +40,8 @@ export type RolloutOptions = {
   readState: StateReader;
   /** List only the nodes and phases `work` has items for (a canary, or the rest after it). */
   workOnly?: boolean;
+  /** Machine-readable progress (--json): node-start, step, node-done, node-failed, node-skipped. */
+  onEvent?: (name: string, data: Record<string, unknown>) => void;
 };
 
 /**
@@ -64,8 +67,10 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
             return {
               title: name,
               task: async (_c, sub) => {
+                const emit = (event: string, data: Record<string, unknown> = {}) => opts.onEvent?.(event, { node: name, phase: phase.name, ...data });
                 if (!item) {
                   result.outcomes.push({ node: name, phase: phase.name, status: 'unchanged', files: [], gate: null });
+                  emit('node-skipped', { reason: 'up to date' });
                   sub.skip(`${name}: up to date`);
                   return;
                 }
@@ -74,6 +79,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                   throw new InterruptedError(`interrupted before ${name} (phase ${phase.name}); every node is in its old or new state`);
                 }
                 const started = Date.now();
+                emit('node-start', { mode: item.mode });
                 try {
                   // The health check of the other nodes runs while this node's channel opens;
                   // nothing on the node changes before it passed.
@@ -85,12 +91,14 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                     recorder: opts.recorder,
                     progress: (text) => {
                       sub.output = opts.redact(text);
+                      emit('step', { text: opts.redact(text) });
                     },
                   });
                   result.outcomes.push(outcome);
                   const gated = outcome.gate?.verdict.evidence[0]?.invocationId;
                   const prior = opts.baseline.get(name);
                   if (gated && prior) opts.baseline.set(name, { ...prior, invocationId: gated, activeState: 'active', subState: 'running' });
+                  emit('node-done', { seconds: (Date.now() - started) / 1000, gate: gateData(outcome.gate, opts.redact) });
                   sub.title = `${name}: ${item.restartUnit ? (item.mode === 'full' ? 'written, restarted, ready' : 'restarted, ready') : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
                 } catch (err) {
                   if (!(err instanceof RolloutFailedError)) throw err;
@@ -98,6 +106,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                   result.failure = err;
                   const failed = outcomeOf(err);
                   if (failed) result.outcomes.push(failed);
+                  emit('node-failed', { seconds: (Date.now() - started) / 1000, restored: err.restored, summary: err.summary, message: opts.redact(err.message), gate: gateData(failed?.gate ?? null, opts.redact) });
                   throw new Error(err.restored ? 'stopped here; this node is healthy on its old files' : 'needs attention: see below');
                 }
               },
@@ -114,8 +123,8 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
     renderer: opts.progress === 'tty' ? 'default' : opts.progress === 'plain' ? 'simple' : 'silent',
     rendererOptions: { collapseSubtasks: false, showErrorMessage: false } as never,
     fallbackRendererOptions: { timestamp: PRESET_TIMESTAMP } as never,
-    fallbackRenderer: 'simple',
-    fallbackRendererCondition: () => opts.progress !== 'tty',
+    fallbackRenderer: opts.progress === 'silent' ? 'silent' : 'simple',
+    fallbackRendererCondition: () => opts.progress === 'plain',
   });
   try {
     await listr.run();
@@ -172,4 +181,15 @@ export function renderSummary(plan: Plan, result: RolloutResult, work: readonly 
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+// A gate run as an event's data: verdict, timing and the deciding journal lines, redacted.
+function gateData(g: GateRun | null, redact: Redactor): Record<string, unknown> | null {
+  if (!g) return null;
+  return {
+    verdict: g.verdict.status,
+    reason: redact(g.verdict.reason),
+    seconds: (g.decidedAt - g.startedAt) / 1000,
+    evidence: g.verdict.evidence.map((e) => ({ at: new Date(e.realtimeUs / 1000).toISOString(), line: redact(e.message) })),
+  };
 }

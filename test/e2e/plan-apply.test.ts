@@ -44,6 +44,16 @@ describe('rollout plan and apply against the lab fleet', () => {
     const status = await rollout(['status', inventory]);
     expect(status.code).toBe(0);
     for (const n of NODES) expect(status.stdout).toMatch(new RegExp(`\\n${n} +yes +verified +active/running +\\d+ +no +present +-`));
+    // --quiet: the outcome line only. --json: one event per line, the diffs redacted, ending with the exit code.
+    const quiet = await rollout(['plan', inventory, '--quiet']);
+    expect(quiet.stdout).toBe('Plan complete: nothing was changed. Run `rollout apply` to make these changes.\n');
+    const json = await rollout(['plan', inventory, '--json']);
+    const events = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; ts: string; [k: string]: unknown });
+    expect(events.map((e) => e.event)).toEqual(['plan-node', 'plan-node', 'plan-node', 'plan', 'message', 'exit']);
+    expect(events[0]).toMatchObject({ node: 'kms-1', status: 'ready', restarts: [{ phase: 'vault-hsm', unit: 'minkms' }] });
+    expect((events[0]!.changes as Array<{ diff: string }>)[0]!.diff).toContain('+      secret: <redacted>');
+    expect(events.at(-1)).toMatchObject({ event: 'exit', code: 0 });
+    expect(json.stdout).not.toContain(LAB_SECRET);
     // For a CI drift check: changes pending is its own exit code.
     expect((await rollout(['plan', inventory, '--detailed-exitcode'])).code).toBe(6);
     expect(await fleetSnapshot()).toEqual(before);
@@ -120,7 +130,7 @@ describe('rollout plan and apply against the lab fleet', () => {
     // status: every node on Vault now, the key still in place (phase 2 not run), the run done.
     const status = await rollout(['status', inventory, '--json']);
     expect(status.code).toBe(0);
-    const rows = status.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rows = status.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.event === 'node-status');
     expect(rows.map((r) => [r.node, r.reachable, r.hostKey, r.service, (r.phases as Record<string, string>)['vault-hsm'], (r.localKey as { present: boolean }).present])).toEqual(
       NODES.map((n) => [n, true, 'verified', 'active/running', 'yes', true]),
     );
@@ -144,9 +154,17 @@ describe('rollout plan and apply against the lab fleet', () => {
     setKnob('kms-2', 'reject-vault', 'Error making API request. Code: 400. Errors: * invalid role or secret ID');
     const before = await fleetSnapshot();
     try {
-      const r = await rollout(['apply', inventory, '--yes']);
+      const r = await rollout(['apply', inventory, '--yes', '--json']);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('ROLLOUT STOPPED: kms-2 failed its gate after the change');
+      // For automation: the same story as events.
+      const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; node?: string; [k: string]: unknown });
+      expect(events.filter((e) => e.event.startsWith('node-')).map((e) => `${e.event} ${e.node}`)).toEqual(['node-start kms-1', 'node-done kms-1', 'node-start kms-2', 'node-failed kms-2']);
+      const failed = events.find((e) => e.event === 'node-failed')!;
+      expect(failed).toMatchObject({ restored: true, gate: { verdict: 'failed' } });
+      expect((failed.gate as { evidence: Array<{ line: string }> }).evidence.map((e) => e.line)).toContainEqual(expect.stringContaining('invalid role or secret ID'));
+      expect(events.some((e) => e.event === 'error' && String(e.text).includes('ROLLOUT STOPPED: kms-2'))).toBe(true);
+      expect(events.at(-1)).toMatchObject({ event: 'exit', code: 1 });
       expect(r.stderr).toContain('invalid role or secret ID');
       expect(r.stderr).toContain('came back healthy');
 

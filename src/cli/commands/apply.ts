@@ -8,7 +8,6 @@ import { fileSha256 } from '../../util/sha256.js';
 import { rolloutVersion } from '../../util/version.js';
 import type { PreflightFlags } from '../../preflight/run-preflight.js';
 import { compareWithPlanFile, readPlanFile } from '../../plan/plan-file.js';
-import { renderPlan } from '../../plan/render.js';
 import { compileGate } from '../../rollout/gate.js';
 import type { ServiceState } from '../../rollout/journal.js';
 import { openServiceProbes, type StateReader } from '../../rollout/service-probe.js';
@@ -18,7 +17,7 @@ import { planResume, workFromPlan } from '../../state/resume.js';
 import { loadLastRun, newRunState, RunRecorder, stateDirFor } from '../../state/run-state.js';
 import { stagedPath } from '../../transport/remote-files.js';
 import { EXIT } from '../exit-codes.js';
-import { colorDiff, type Output } from '../output.js';
+import { showPlan, type Output } from '../output.js';
 import { prepareSession, type Session } from '../prepare.js';
 import { canAsk, confirm } from '../confirm.js';
 import { checkSession } from './preflight.js';
@@ -46,7 +45,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
   const last = flags.resume ? await loadLastRun(inventoryFile) : null;
   if (flags.resume && !last) throw new UsageError(`no run of ${inventoryFile} is recorded (in ${stateDirFor(inventoryFile)}); nothing to resume`);
   if (last?.state.status === 'done') {
-    io.out(`The last run (${last.state.runId}) completed; nothing to resume.`);
+    io.result(`The last run (${last.state.runId}) completed; nothing to resume.`);
     return EXIT.ok;
   }
 
@@ -59,7 +58,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       const problems = compareWithPlanFile(saved, plan);
       if (problems.length > 0) throw new PreflightError(problems, 'the saved plan does not match the nodes now, nothing was changed; run `rollout plan --out` again and review it');
     } else {
-      io.out(io.color ? colorDiff(renderPlan(plan, session.redact)) : renderPlan(plan, session.redact));
+      showPlan(io, plan, session.redact);
     }
     const failed = plan.nodes.filter((n) => n.status === 'error');
     if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`));
@@ -78,11 +77,11 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
     }
     if (work.length === 0) {
       if (last) await new RunRecorder(last.state, last.dir).finish('done');
-      io.out('Every node is up to date: nothing to do, nothing restarted.');
+      io.result('Every node is up to date: nothing to do, nothing restarted.');
       return EXIT.ok;
     }
     if (flags.dryRun) {
-      io.out('Dry run: nothing was changed.');
+      io.result('Dry run: nothing was changed.');
       return EXIT.ok;
     }
     // The lock comes first: two runs must not even preflight (and spend SecretID uses) at once.
@@ -114,6 +113,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       recorder = rec;
       await rec.save();
       io.out(`Run ${runId}: state in ${rec.file}; backups in /var/backups/rollout/${runId}/ on each node.`);
+      io.event('run', { runId, stateFile: rec.file, steps: work.map((w) => ({ node: w.node, phase: w.phase, mode: w.mode })) });
       const stop: StopSignal = { requested: false };
       const onSignal = () => {
         if (!stop.requested) {
@@ -137,7 +137,8 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           redact: session.redact,
           transports: session.transports,
           recorder: rec,
-          progress: progressStyle(),
+          progress: io.mode === 'human' ? progressStyle() : 'silent',
+          onEvent: (name, data) => io.event(name, data),
           stop,
           baseline,
         };
@@ -163,7 +164,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         } else {
           result = await runRollout(plan, work, options);
         }
-        io.out(`\n${renderSummary(plan, result, work)}`);
+        if (io.mode !== 'json') io.out(`\n${renderSummary(plan, result, work)}`);
         const stopped: RolloutError | null = result.interrupted
           ? new InterruptedError(`interrupted: the run stopped between nodes, every node is in its old or new state and healthy. Continue with: rollout apply ${inventoryFile} --resume`)
           : (result.failure ?? declined);
@@ -186,14 +187,17 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           io.err(`warning: could not write the run report: ${err.message}`);
           return null;
         });
-        if (dir) io.out(`Report: ${path.join(dir, 'report.md')} (and report.json)`);
+        if (dir) {
+          io.result(`Report: ${path.join(dir, 'report.md')} (and report.json)`);
+          io.event('report', { dir, markdown: path.join(dir, 'report.md'), json: path.join(dir, 'report.json') });
+        }
         if (stopped) throw stopped;
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
       pruneKeep = session.inventory.backupsKeep;
-      io.out(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
+      io.result(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
       return EXIT.ok;
     } finally {
       probes?.close();

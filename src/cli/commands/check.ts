@@ -18,6 +18,6 @@ export async function checkCommand(file: string, io: Output): Promise<number> {
   const inv = inventory!;
   const vars = inv.vars as Record<string, unknown>;
   const phases = playbook!.phases.filter((p) => p.when === undefined || vars[p.when] === true).map((p) => p.name);
-  io.out(`${inv.file}: valid. ${inv.nodes.length} node(s): ${inv.nodes.map((n) => n.name).join(', ')}; playbook ${inv.playbookFile}; phases: ${phases.join(', ')}. Nothing was contacted (rollout plan reads the nodes).`);
+  io.result(`${inv.file}: valid. ${inv.nodes.length} node(s): ${inv.nodes.map((n) => n.name).join(', ')}; playbook ${inv.playbookFile}; phases: ${phases.join(', ')}. Nothing was contacted (rollout plan reads the nodes).`);
   return EXIT.ok;
 }

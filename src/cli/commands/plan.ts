@@ -4,7 +4,7 @@ import { toPlanFile, writePlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
 import { planHasChanges } from '../../plan/types.js';
 import { EXIT } from '../exit-codes.js';
-import { colorDiff, type Output } from '../output.js';
+import { showPlan, type Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
 import { fileSha256 } from '../../util/sha256.js';
 
@@ -16,7 +16,7 @@ export async function planCommand(inventoryFile: string, flags: PlanFlags, io: O
   try {
     io.useRedactor(session.redact);
     const rendered = renderPlan(session.plan, session.redact);
-    io.out(io.color ? colorDiff(rendered) : rendered);
+    showPlan(io, session.plan, session.redact);
     const failed = session.plan.nodes.filter((n) => n.status === 'error');
     if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`), 'some nodes could not be planned (nothing was changed)');
     if (flags.out) {
@@ -25,7 +25,7 @@ export async function planCommand(inventoryFile: string, flags: PlanFlags, io: O
       io.out(`Saved the plan to ${flags.out} (checksums and redacted diffs only; no secret). Apply exactly this plan with: rollout apply ${flags.out}`);
     }
     const pending = planHasChanges(session.plan);
-    io.out(pending ? 'Plan complete: nothing was changed. Run `rollout apply` to make these changes.' : 'Every node is up to date: nothing to do.');
+    io.result(pending ? 'Plan complete: nothing was changed. Run `rollout apply` to make these changes.' : 'Every node is up to date: nothing to do.');
     return pending && flags.detailedExitcode ? EXIT.changesPending : EXIT.ok;
   } finally {
     session.close();

@@ -12,7 +12,8 @@ export async function checkSession(session: Session, flags: PreflightFlags, io: 
     throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`), 'some nodes could not be planned (nothing was changed)');
   }
   const checks = await runPreflight(session, flags);
-  io.out(renderChecks(checks));
+  if (io.mode === 'json') for (const c of checks) io.event('check', c);
+  else io.out(renderChecks(checks));
   if (!checksPassed(checks)) {
     throw new PreflightError(checks.filter((c) => c.status === 'fail').map((c) => `${c.scope} ${c.name}: ${c.detail}`));
   }

@@ -85,7 +85,7 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
         io.out(`  ${node}: restored and healthy (${unit} ${st.activeState}/${st.subState})`);
       }
       if (state.steps.every((s) => s.status === 'rolled-back' || s.status === 'planned')) await recorder.finish('rolled-back');
-      io.out(`Rollback complete: ${nodes.join(', ')} run their old files and passed their gates.`);
+      io.result(`Rollback complete: ${nodes.join(', ')} run their old files and passed their gates.`);
       return EXIT.ok;
     } finally {
       await Promise.all(transports.map((t) => releaseLock(t, me.runId).catch(() => undefined)));

@@ -81,7 +81,7 @@ export function renderStatus(rows: readonly NodeStatus[]): string {
  * whether the local key is still there, and the last run's word on it. Reads
  * only. Exit 0 when every node is reachable and its unit active, 4 otherwise.
  */
-export async function statusCommand(inventoryFile: string, flags: { parallel?: number; limit?: string; json?: boolean }, io: Output): Promise<number> {
+export async function statusCommand(inventoryFile: string, flags: { parallel?: number; limit?: string }, io: Output): Promise<number> {
   const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
   try {
     io.useRedactor(session.redact);
@@ -94,8 +94,8 @@ export async function statusCommand(inventoryFile: string, flags: { parallel?: n
       }
       return row;
     });
-    if (flags.json) for (const r of rows) io.out(JSON.stringify(r));
-    else io.out(renderStatus(rows));
+    if (io.mode === 'json') for (const r of rows) io.event('node-status', r);
+    else io.result(renderStatus(rows));
     return rows.every((r) => r.reachable && r.service === 'active/running') ? EXIT.ok : EXIT.rollbackFailed;
   } finally {
     session.close();
