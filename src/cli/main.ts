@@ -71,6 +71,9 @@ const OPTIONS = `Options:
                        names and nodes[].groups names), in inventory order
   --skip-vault-checks  preflight/apply: this machine cannot reach Vault; skip its checks (nodes still check)
   --skip-vault-login   preflight/apply: no login (a SecretID with limited uses); only health is checked
+  --accept-new-host-keys
+                       record the host key of a node seen for the first time in known_hosts
+                       (said on stderr); a changed key is still refused
   --no-color           no colour in diffs (also: NO_COLOR set; never in a pipe)
   -h, --help           this help (rollout COMMAND --help: that command's)
   --version            rollout's version`;
@@ -117,6 +120,7 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
         json: { type: 'boolean' },
         quiet: { type: 'boolean', short: 'q' },
         'no-color': { type: 'boolean' },
+        'accept-new-host-keys': { type: 'boolean' },
       },
     });
     if (values['no-color']) io.color = false;
@@ -137,11 +141,11 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       return command === undefined && !values.help ? EXIT.invalidInput : EXIT.ok;
     }
     const allowed: Record<string, string[]> = {
-      plan: ['out', 'parallel', 'detailed-exitcode', 'limit', 'json', 'quiet'],
-      preflight: ['parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'json', 'quiet'],
-      apply: ['yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'canary', 'json', 'quiet'],
-      rollback: ['node', 'force', 'yes', 'break-lock', 'parallel', 'limit', 'quiet'],
-      status: ['parallel', 'limit', 'json'],
+      plan: ['accept-new-host-keys', 'out', 'parallel', 'detailed-exitcode', 'limit', 'json', 'quiet'],
+      preflight: ['accept-new-host-keys', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'json', 'quiet'],
+      apply: ['accept-new-host-keys', 'yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'canary', 'json', 'quiet'],
+      rollback: ['accept-new-host-keys', 'node', 'force', 'yes', 'break-lock', 'parallel', 'limit', 'quiet'],
+      status: ['accept-new-host-keys', 'parallel', 'limit', 'json'],
       check: [],
       init: [],
     };
@@ -160,7 +164,7 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       parallel = Number(values.parallel);
       if (!Number.isInteger(parallel) || parallel < 1 || parallel > 512) throw new UsageError('--parallel takes a whole number from 1 to 512');
     }
-    const p = { ...(parallel ? { parallel } : {}), ...(values.limit !== undefined ? { limit: values.limit } : {}) };
+    const p = { ...(parallel ? { parallel } : {}), ...(values.limit !== undefined ? { limit: values.limit } : {}), acceptNewHostKeys: values['accept-new-host-keys'] === true };
     const skips = { skipVaultChecks: values['skip-vault-checks'] === true, skipVaultLogin: values['skip-vault-login'] === true };
     // Commands load on demand: each pulls in only the libraries it needs (startup is felt on every run).
     switch (command) {

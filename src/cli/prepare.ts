@@ -5,7 +5,7 @@ import { loadPlaybook } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
 import { buildPlan, type Connection } from '../plan/build.js';
 import type { Plan } from '../plan/types.js';
-import { connectSsh } from '../transport/ssh.js';
+import { acceptedHostKeys, connectSsh } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import { createRedactor, type Redactor } from '../util/redact.js';
@@ -20,6 +20,8 @@ export type Session = {
   /** How many nodes are worked on at once where order does not matter (--parallel, else the inventory's). */
   parallel: number;
   transports: Map<string, Transport>;
+  /** Host keys recorded by --accept-new-host-keys while connecting: the commands print them. */
+  notes: string[];
   close(): void;
 };
 
@@ -29,8 +31,9 @@ export type Session = {
  * secrets, opens one SSH connection per node (at most `parallel` handshakes at
  * once) and plans every node. Nothing is written anywhere.
  */
-export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined, limit?: string): Promise<Session> {
-  const inventory = limitNodes(await loadInventory(inventoryFile), limit);
+export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined, limit?: string, acceptNewHostKeys = false): Promise<Session> {
+  const loaded = limitNodes(await loadInventory(inventoryFile), limit);
+  const inventory = acceptNewHostKeys ? { ...loaded, nodes: loaded.nodes.map((n) => ({ ...n, acceptNewHostKeys: true })) } : loaded;
   const playbook = await loadPlaybook(inventory.playbookFile);
   const vars = await resolveVars(inventory.vars, inventory.file);
   checkVarsUsed(playbook, vars, inventory.playbookFile);
@@ -49,7 +52,7 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
   const close = () => transports.forEach((t) => t.close());
   try {
     const plan = await buildPlan(connections, playbook, vars, parallel);
-    return { inventory, playbook, vars, redact, plan, parallel, transports, close };
+    return { inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), close };
   } catch (err) {
     close();
     throw err;

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import SSHConfig from 'ssh-config';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, UsageError } from '../errors.js';
@@ -18,7 +20,14 @@ export type NodeTarget = {
   envFile?: string;
   configFile?: string;
   groups: string[];
+  /** The jump host (ProxyJump) the connection goes through, fully resolved. */
+  jump?: JumpTarget;
+  /** --accept-new-host-keys: record a host key seen for the first time (never a changed one). */
+  acceptNewHostKeys?: boolean;
 };
+
+/** A jump host as rollout reaches it (its host key checked against the same known_hosts). */
+export type JumpTarget = { spec: string; host: string; port: number; user: string; identityFile?: string };
 
 /** A validated inventory with its nodes resolved; secrets are still references. */
 export type Inventory = {
@@ -40,20 +49,95 @@ export const DEFAULT_PLAYBOOK = fileURLToPath(new URL('../../playbooks/minkms-va
 /** Reads and validates an inventory file; throws InputError naming file, line and key. */
 export async function loadInventory(file: string): Promise<Inventory> {
   const raw = await loadYamlFile(file, InventorySchema, 'inventory');
-  return resolveInventory(raw, path.resolve(file));
+  const resolved = path.resolve(file);
+  const configFile = raw.ssh.config === 'none' ? null : expandPath(raw.ssh.config, path.dirname(resolved));
+  let sshConfig: SshConfigLookup = () => ({});
+  if (configFile) {
+    let text: string | null = null;
+    try {
+      text = await readFile(configFile, 'utf8');
+    } catch (err) {
+      // The default file may well not exist; one the inventory names must.
+      if (raw.ssh.config !== '~/.ssh/config' || (err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new InputError(resolved, [`ssh.config: cannot read ${configFile} (${(err as NodeJS.ErrnoException).code}); fix the path or set it to none`]);
+      }
+    }
+    if (text !== null) sshConfig = sshConfigLookup(text);
+  }
+  return resolveInventory(raw, resolved, sshConfig);
 }
 
-/** Pure: applies defaults and per-node overrides, resolves `~` and relative paths. */
-export function resolveInventory(raw: InventoryFile, file: string): Inventory {
+/** What ~/.ssh/config says for a Host alias (OpenSSH's first-match-wins, parsed by ssh-config). */
+export type SshConfigLookup = (alias: string) => { HostName?: string; User?: string; Port?: string; IdentityFile?: string[]; ProxyJump?: string };
+
+/** Pure. A lookup over an OpenSSH client config's text. */
+export function sshConfigLookup(text: string): SshConfigLookup {
+  const config = SSHConfig.parse(text);
+  return (alias) => {
+    const c = config.compute(alias) as Record<string, string | string[] | undefined>;
+    const one = (k: string) => (Array.isArray(c[k]) ? (c[k] as string[])[0] : (c[k] as string | undefined));
+    const ids = c.IdentityFile === undefined ? undefined : Array.isArray(c.IdentityFile) ? c.IdentityFile : [c.IdentityFile];
+    return {
+      ...(one('HostName') ? { HostName: one('HostName')! } : {}),
+      ...(one('User') ? { User: one('User')! } : {}),
+      ...(one('Port') ? { Port: one('Port')! } : {}),
+      ...(ids ? { IdentityFile: ids } : {}),
+      ...(one('ProxyJump') && one('ProxyJump') !== 'none' ? { ProxyJump: one('ProxyJump')! } : {}),
+    };
+  };
+}
+
+/**
+ * Pure: applies defaults, ~/.ssh/config and per-node overrides, resolves `~`
+ * and relative paths. Precedence, as OpenSSH's command line over its config:
+ * the node's own keys, then the inventory's ssh section, then the ssh config
+ * for the node's host (an alias), then the defaults (root, 22).
+ */
+export function resolveInventory(raw: InventoryFile, file: string, sshConfig: SshConfigLookup = () => ({})): Inventory {
   const dir = path.dirname(file);
   const local = (p: string) => expandPath(p, dir);
-  const nodes = raw.nodes.map((n): NodeTarget => {
-    const identityFile = n.identityFile ?? raw.ssh.identityFile;
+  const problems: string[] = [];
+  const port = (v: string | undefined, where: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+      problems.push(`${where}: Port ${v} in the ssh config is not a port number`);
+      return undefined;
+    }
+    return n;
+  };
+  // A jump spec: `[user@]host[:port]`, the host possibly an alias of the ssh config; one hop.
+  const jumpTarget = (spec: string, where: string): JumpTarget | undefined => {
+    if (spec.includes(',')) {
+      problems.push(`${where}: ProxyJump ${spec} is a chain; rollout goes through one jump host only`);
+      return undefined;
+    }
+    const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec.replace(/^ssh:\/\//, ''));
+    if (!m) {
+      problems.push(`${where}: ProxyJump ${spec} is not [user@]host[:port]`);
+      return undefined;
+    }
+    const alias = m[2]!.replace(/^\[|\]$/g, '');
+    const c = sshConfig(alias);
+    const id = raw.ssh.identityFile ?? c.IdentityFile?.[0];
+    return {
+      spec,
+      host: c.HostName ?? alias,
+      port: m[3] ? Number(m[3]) : (port(c.Port, where) ?? raw.ssh.port ?? 22),
+      user: m[1] ?? c.User ?? raw.ssh.user ?? 'root',
+      ...(id ? { identityFile: local(id) } : {}),
+    };
+  };
+  const nodes = raw.nodes.map((n, i): NodeTarget => {
+    const c = sshConfig(n.host);
+    const identityFile = n.identityFile ?? raw.ssh.identityFile ?? c.IdentityFile?.[0];
+    const jumpSpec = n.proxyJump ?? raw.ssh.proxyJump ?? c.ProxyJump;
+    const jump = jumpSpec ? jumpTarget(jumpSpec, n.proxyJump ? `nodes[${i}].proxyJump` : raw.ssh.proxyJump ? 'ssh.proxyJump' : `nodes[${i}] (${n.host} in ssh.config)`) : undefined;
     return {
       name: n.name ?? n.host,
-      host: n.host,
-      port: n.port ?? raw.ssh.port,
-      user: n.user ?? raw.ssh.user,
+      host: c.HostName ?? n.host,
+      port: n.port ?? raw.ssh.port ?? port(c.Port, `nodes[${i}] (${n.host} in ssh.config)`) ?? 22,
+      user: n.user ?? raw.ssh.user ?? c.User ?? 'root',
       ...(identityFile ? { identityFile: local(identityFile) } : {}),
       knownHosts: local(raw.ssh.knownHosts),
       connectTimeoutMs: raw.ssh.connectTimeoutSeconds * 1000,
@@ -61,10 +145,10 @@ export function resolveInventory(raw: InventoryFile, file: string): Inventory {
       ...(n.envFile ? { envFile: n.envFile } : {}),
       ...(n.configFile ? { configFile: n.configFile } : {}),
       groups: n.groups,
+      ...(jump ? { jump } : {}),
     };
   });
   const seen = new Map<string, number>();
-  const problems: string[] = [];
   nodes.forEach((n, i) => {
     const first = seen.get(n.name);
     if (first !== undefined) problems.push(`nodes[${i}]: node name "${n.name}" is already used by nodes[${first}]; give each node a unique \`name\``);

@@ -14,10 +14,15 @@ export type SecretRef = z.infer<typeof SecretRefSchema>;
 const name = z.string().min(1);
 
 export const SshSchema = z.strictObject({
-  /** Login user; anyone but root runs the node commands through `sudo -n`. */
-  user: name.default('root'),
-  port: z.number().int().min(1).max(65535).default(22),
+  /** Login user (default: ~/.ssh/config's User, else root); anyone but root runs the node commands through `sudo -n`. */
+  user: name.optional(),
+  /** Default: ~/.ssh/config's Port, else 22. */
+  port: z.number().int().min(1).max(65535).optional(),
   identityFile: z.string().min(1).optional(),
+  /** OpenSSH client config read for every node's alias (Host, HostName, User, Port, IdentityFile, ProxyJump); `none`: none. */
+  config: z.string().min(1).default('~/.ssh/config'),
+  /** A jump host for every node: `[user@]host[:port]` or a Host alias of the ssh config. */
+  proxyJump: z.string().min(1).optional(),
   knownHosts: z.string().min(1).default('~/.ssh/known_hosts'),
   connectTimeoutSeconds: z.number().positive().max(600).default(15),
   /** A node that answers no keepalive for 3 of these intervals is treated as cut off. */
@@ -36,6 +41,8 @@ export const NodeSchema = z.strictObject({
   envFile: z.string().startsWith('/').optional(),
   /** Overrides the config path otherwise taken from `--config` in the env file. */
   configFile: z.string().startsWith('/').optional(),
+  /** A jump host for this node (overrides ssh.proxyJump and the ssh config's ProxyJump). */
+  proxyJump: z.string().min(1).optional(),
   /** Names `--limit` can select this node by (with others: `--limit eu-west`). */
   groups: z.array(z.string().regex(/^[\w.-]+$/, 'letters, digits, ".", "_" and "-" only')).default([]),
 });

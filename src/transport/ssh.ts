@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
 import { HostKeyError, NodeError } from '../errors.js';
@@ -45,13 +46,42 @@ export class ConnectionLostError extends NodeError {
   }
 }
 
+/** Host keys recorded by --accept-new-host-keys in this run, as lines to show the operator. */
+export const acceptedHostKeys: string[] = [];
+
+// Through a jump host: its own connection (host key checked too), then a
+// direct-tcpip channel to the node that the node's connection runs over.
 async function openClient(node: NodeTarget): Promise<Client> {
+  if (!node.jump) return openDirect(node);
+  const j = node.jump;
+  const jumpNode: NodeTarget = { ...node, name: `${node.name} (jump host ${j.spec})`, host: j.host, port: j.port, user: j.user, identityFile: j.identityFile, jump: undefined } as NodeTarget;
+  if (!j.identityFile) delete (jumpNode as { identityFile?: string }).identityFile;
+  const jumpClient = await openDirect(jumpNode);
+  let sock: ClientChannel;
+  try {
+    sock = await new Promise<ClientChannel>((resolve, reject) => {
+      jumpClient.forwardOut('127.0.0.1', 0, node.host, node.port, (err, ch) => (err ? reject(err) : resolve(ch)));
+    });
+  } catch (err) {
+    jumpClient.end();
+    throw new NodeError(node.name, `the jump host ${j.spec} could not open a connection to ${node.host}:${node.port} (${(err as Error).message})`);
+  }
+  try {
+    const client = await openDirect(node, sock);
+    client.on('close', () => jumpClient.end());
+    return client;
+  } catch (err) {
+    jumpClient.end();
+    throw err;
+  }
+}
+
+async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Client> {
   const entries = await loadKnownHosts(node.knownHosts);
-  const where = `${node.host}:${node.port}`;
+  const where = `${node.host}:${node.port}${node.jump ? ` via ${node.jump.spec}` : ''}`;
   let hostKeyProblem: HostKeyError | null = null;
   const config: ConnectConfig = {
-    host: node.host,
-    port: node.port,
+    ...(sock ? { sock } : { host: node.host, port: node.port }),
     username: node.user,
     readyTimeout: node.connectTimeoutMs,
     // A silent peer (a cut link, a frozen sshd) is declared lost after three missed keepalives.
@@ -64,6 +94,13 @@ async function openClient(node: NodeTarget): Promise<Client> {
       if (verdict.status === 'match') return true;
       const name = knownHostsName(node.host, node.port);
       const fp = fingerprint(key);
+      if (verdict.status === 'unknown' && node.acceptNewHostKeys) {
+        // Recorded on purpose, said out loud; a changed key is never accepted this way.
+        appendFileSync(node.knownHosts, `${name} ${type} ${key.toString('base64')}\n`, { mode: 0o600 });
+        entries.push(...parseKnownHosts(`${name} ${type} ${key.toString('base64')}\n`));
+        acceptedHostKeys.push(`${node.name}: recorded the new host key of ${name} (${type} ${fp}) in ${node.knownHosts} (--accept-new-host-keys)`);
+        return true;
+      }
       hostKeyProblem = new HostKeyError(
         node.name,
         verdict.status === 'unknown'

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { limitNodes, loadInventory } from '../../src/inventory/load.js';
+import { limitNodes, loadInventory, resolveInventory, sshConfigLookup } from '../../src/inventory/load.js';
+import { InventorySchema } from '../../src/inventory/schema.js';
 import { resolveVars } from '../../src/inventory/secrets.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'rollout-inv-'));
@@ -55,6 +56,37 @@ describe('loadInventory', () => {
     ['YAML that does not parse', 'version: v1\nnodes: [\n', /line \d: /],
   ])('rejects %s', async (_name, text, message) => {
     await expect(loadInventory(write('bad.yaml', text))).rejects.toThrow(message);
+  });
+});
+
+describe('~/.ssh/config', () => {
+  const config = sshConfigLookup(`Host jump
+  HostName 10.0.0.1
+  User hop
+  Port 2022
+Host kms-*
+  ProxyJump jump
+  User deploy
+Host kms-1
+  HostName 10.0.1.1
+  Port 2201
+Host *
+  IdentityFile ~/.ssh/id_lab
+`);
+  const raw = (ssh: Record<string, unknown>, node: Record<string, unknown> = {}) =>
+    InventorySchema.parse({ version: 'v1', ssh, nodes: [{ host: 'kms-1', ...node }], vars: { vault: { server: 'https://v:8200', approle: { id: 'r', secret: 's' }, transit: { key: 'k' } } } });
+
+  it('fills HostName, Port, User, IdentityFile and the jump host from the alias', () => {
+    const [n] = resolveInventory(raw({}), '/inv/prod.yaml', config).nodes;
+    expect(n).toMatchObject({ name: 'kms-1', host: '10.0.1.1', port: 2201, user: 'deploy', identityFile: expect.stringMatching(/\.ssh\/id_lab$/) });
+    expect(n!.jump).toMatchObject({ spec: 'jump', host: '10.0.0.1', port: 2022, user: 'hop' });
+  });
+
+  it('the inventory wins over the config, the node over the inventory; a jump chain is refused', () => {
+    const [n] = resolveInventory(raw({ user: 'ops', port: 22 }, { port: 2299, proxyJump: 'admin@10.9.9.9:2200' }), '/inv/prod.yaml', config).nodes;
+    expect(n).toMatchObject({ host: '10.0.1.1', port: 2299, user: 'ops' });
+    expect(n!.jump).toMatchObject({ host: '10.9.9.9', port: 2200, user: 'admin' });
+    expect(() => resolveInventory(raw({ proxyJump: 'a,b' }), '/inv/prod.yaml', config)).toThrow(/ssh\.proxyJump: ProxyJump a,b is a chain; rollout goes through one jump host only/);
   });
 });
 

@@ -22,7 +22,7 @@ import { prepareSession, type Session } from '../prepare.js';
 import { canAsk, confirm } from '../confirm.js';
 import { checkSession } from './preflight.js';
 
-export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean; limit?: string; canary?: boolean };
+export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean; limit?: string; canary?: boolean; acceptNewHostKeys?: boolean };
 
 /** A run id that sorts by time and names the backups on the nodes. */
 export function newRunId(now = new Date()): string {
@@ -49,9 +49,10 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
     return EXIT.ok;
   }
 
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
   try {
     io.useRedactor(session.redact);
+    for (const note of session.notes) io.err(`note: ${note}`);
     const { plan } = session;
     if (saved) {
       io.out(`Saved plan from ${saved.createdAt}:\n${saved.rendered}`);

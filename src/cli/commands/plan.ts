@@ -8,13 +8,14 @@ import { showPlan, type Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
 import { fileSha256 } from '../../util/sha256.js';
 
-export type PlanFlags = { parallel?: number; out?: string; detailedExitcode?: boolean; limit?: string };
+export type PlanFlags = { parallel?: number; out?: string; detailedExitcode?: boolean; limit?: string; acceptNewHostKeys?: boolean };
 
 /** `rollout plan INVENTORY [--out FILE]`: connects, reads, prints the diffs and restart order. Changes nothing on any node. */
 export async function planCommand(inventoryFile: string, flags: PlanFlags, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
   try {
     io.useRedactor(session.redact);
+    for (const note of session.notes) io.err(`note: ${note}`);
     const rendered = renderPlan(session.plan, session.redact);
     showPlan(io, session.plan, session.redact);
     const failed = session.plan.nodes.filter((n) => n.status === 'error');

@@ -20,10 +20,11 @@ export async function checkSession(session: Session, flags: PreflightFlags, io: 
 }
 
 /** `rollout preflight INVENTORY`: every check apply makes first; changes nothing; exit 0 only if all pass. */
-export async function preflightCommand(inventoryFile: string, flags: PreflightFlags & { parallel?: number; limit?: string }, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
+export async function preflightCommand(inventoryFile: string, flags: PreflightFlags & { parallel?: number; limit?: string; acceptNewHostKeys?: boolean }, io: Output): Promise<number> {
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
   try {
     io.useRedactor(session.redact);
+    for (const note of session.notes) io.err(`note: ${note}`);
     await checkSession(session, flags, io);
     return EXIT.ok;
   } finally {

@@ -13,7 +13,7 @@ import type { Output } from '../output.js';
 import { prepareSession } from '../prepare.js';
 import { confirm } from '../confirm.js';
 
-export type RollbackFlags = { node?: string; force?: boolean; yes?: boolean; parallel?: number; breakLock?: boolean; limit?: string };
+export type RollbackFlags = { node?: string; force?: boolean; yes?: boolean; parallel?: number; breakLock?: boolean; limit?: string; acceptNewHostKeys?: boolean };
 
 /**
  * `rollout rollback INVENTORY [--node N]`: puts back the backups the last run took,
@@ -31,9 +31,10 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
     io.out(`Run ${state.runId} left nothing to roll back${flags.node ? ` on ${flags.node}` : ''}.`);
     return EXIT.ok;
   }
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
   try {
     io.useRedactor(session.redact);
+    for (const note of session.notes) io.err(`note: ${note}`);
     // Per node, the files of every phase it touched, newest phase first.
     const nodes = [...new Set(touched.map((s) => s.node))].reverse();
     const filesOf = (node: string): StepFile[] => touched.filter((s) => s.node === node).reverse().flatMap((s) => s.files);

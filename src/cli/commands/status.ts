@@ -81,10 +81,11 @@ export function renderStatus(rows: readonly NodeStatus[]): string {
  * whether the local key is still there, and the last run's word on it. Reads
  * only. Exit 0 when every node is reachable and its unit active, 4 otherwise.
  */
-export async function statusCommand(inventoryFile: string, flags: { parallel?: number; limit?: string }, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit);
+export async function statusCommand(inventoryFile: string, flags: { parallel?: number; limit?: string; acceptNewHostKeys?: boolean }, io: Output): Promise<number> {
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
   try {
     io.useRedactor(session.redact);
+    for (const note of session.notes) io.err(`note: ${note}`);
     const last = await loadLastRun(session.inventory.file);
     const rows = await mapLimit(session.inventory.nodes, session.parallel, async (n) => {
       const row = await nodeStatus(session, n.name);
