@@ -23,11 +23,21 @@ trap 'bash lab/lab.sh down' EXIT
 bash lab/lab.sh up 3
 bash lab/lab.sh vault-up
 
+# Run state and reports go to a temp dir, not beside the repo's inventory.
+export ROLLOUT_STATE_DIR=${ROLLOUT_STATE_DIR:-$(mktemp -d /tmp/rollout-demo-state.XXXXXX)}
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+step rollout check inventories/lab.yaml
+node dist/cli/main.js check inventories/lab.yaml
+step rollout status inventories/lab.yaml
+node dist/cli/main.js status inventories/lab.yaml
 step rollout plan inventories/lab.yaml
 node dist/cli/main.js plan inventories/lab.yaml
 step rollout apply inventories/lab.yaml --yes
 node dist/cli/main.js apply inventories/lab.yaml --yes
+step rollout status inventories/lab.yaml
+node dist/cli/main.js status inventories/lab.yaml
+step cat "\$ROLLOUT_STATE_DIR/lab/reports/*/report.md"
+cat "$ROLLOUT_STATE_DIR"/lab/reports/*/report.md
 step rollout apply inventories/lab.yaml --yes "   # again: nothing to do"
 node dist/cli/main.js apply inventories/lab.yaml --yes
 # What the nodes asked the Vault double (its admin API keeps no bodies or tokens).
