@@ -1,11 +1,11 @@
 import { InputError, RolloutError } from '../errors.js';
 import { limitNodes, loadInventory, type Inventory } from '../inventory/load.js';
-import { resolveVars, type ResolvedVars } from '../inventory/secrets.js';
+import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secrets.js';
 import { loadPlaybook } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
 import { buildPlan, type Connection } from '../plan/build.js';
 import type { Plan } from '../plan/types.js';
-import { acceptedHostKeys, connectSsh } from '../transport/ssh.js';
+import { acceptedHostKeys, connectSsh, sudoSecrets } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import { createRedactor, type Redactor } from '../util/redact.js';
@@ -36,8 +36,12 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
   const inventory = acceptNewHostKeys ? { ...loaded, nodes: loaded.nodes.map((n) => ({ ...n, acceptNewHostKeys: true })) } : loaded;
   const playbook = await loadPlaybook(inventory.playbookFile);
   const vars = await resolveVars(inventory.vars, inventory.file);
+  if (inventory.sudoPasswordRef !== undefined) {
+    const password = await resolveSecret(inventory.sudoPasswordRef, 'ssh.sudoPassword', inventory.file);
+    vars.secrets.push(password);
+    inventory.nodes = inventory.nodes.map((n) => ({ ...n, sudoPassword: password }));
+  }
   checkVarsUsed(playbook, vars, inventory.playbookFile);
-  const redact = createRedactor({ secrets: vars.secrets, ...playbook.secrets });
   const parallel = parallelFlag ?? inventory.parallel;
 
   const connections = await mapLimit(inventory.nodes, parallel, async (node): Promise<Connection> => {
@@ -48,6 +52,8 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
       throw err;
     }
   });
+  // Built once connected: a sudo password typed at the prompt is a secret too.
+  const redact = createRedactor({ secrets: [...vars.secrets, ...sudoSecrets], ...playbook.secrets });
   const transports = new Map(connections.flatMap((c) => ('transport' in c ? [[c.node.name, c.transport] as const] : [])));
   const close = () => transports.forEach((t) => t.close());
   try {

@@ -76,6 +76,7 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
   if (vault.kubernetes && !(typeof vault.kubernetes.jwt === 'string' && vault.kubernetes.jwt.startsWith('/'))) {
     refs.push(['vars.vault.kubernetes.jwt', ['vars', 'vault', 'kubernetes', 'jwt'], vault.kubernetes.jwt]);
   }
+  if (inventory.sudoPasswordRef !== undefined) refs.push(['ssh.sudoPassword', ['ssh', 'sudoPassword'], inventory.sudoPasswordRef]);
   for (const [key, path, ref] of refs) {
     try {
       await resolveSecret(ref, key, inventory.file);
@@ -98,7 +99,7 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
             const parsed = ssh2.utils.parseKey(buf);
             if (!(parsed instanceof Error)) return null;
             return /passphrase/i.test(parsed.message)
-              ? 'is passphrase-protected: load it into ssh-agent (ssh-add) and leave identityFile out'
+              ? 'PASSPHRASE'
               : `is not a private key rollout can read (${parsed.message})`;
           },
           (err: NodeJS.ErrnoException) => `cannot be read (${err.code ?? err.message})`,
@@ -108,7 +109,11 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
       const problem = await verdict;
       if (problem) {
         const own = await nodeHasOwn(inventory.file, i, 'identityFile');
-        at(own ? `nodes[${i}].identityFile` : 'ssh.identityFile', own ? ['nodes', i, 'identityFile'] : ['ssh', 'identityFile'], `identity file ${n.identityFile} ${problem}`);
+        const key = own ? `nodes[${i}].identityFile` : 'ssh.identityFile';
+        const where = own ? ['nodes', i, 'identityFile'] : ['ssh', 'identityFile'];
+        // A passphrase is asked for on a terminal; without one (CI) it must be in ssh-agent.
+        if (problem === 'PASSPHRASE') at(key, where, `identity file ${n.identityFile} is passphrase-protected: rollout asks for the passphrase on a terminal; without one, load it into ssh-agent (ssh-add) and leave identityFile out`, 'warn');
+        else at(key, where, `identity file ${n.identityFile} ${problem}`);
       }
     }
     let known = hosts.get(n.knownHosts);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, UsageError } from '../errors.js';
 import { loadYamlFile } from '../util/validate-yaml.js';
-import { InventorySchema, type InventoryFile, type Vars } from './schema.js';
+import { InventorySchema, type InventoryFile, type SecretRef, type Vars } from './schema.js';
 
 /** One node as rollout will reach it: every SSH setting resolved, paths absolute. */
 export type NodeTarget = {
@@ -24,6 +24,8 @@ export type NodeTarget = {
   jump?: JumpTarget;
   /** --accept-new-host-keys: record a host key seen for the first time (never a changed one). */
   acceptNewHostKeys?: boolean;
+  /** sudo's password for a non-root login (resolved from ssh.sudoPassword); else asked on the terminal if sudo wants one. */
+  sudoPassword?: string;
 };
 
 /** A jump host as rollout reaches it (its host key checked against the same known_hosts). */
@@ -41,6 +43,8 @@ export type Inventory = {
   vaultTimeoutMs: number;
   backupsKeep: number;
   lockStaleMs: number;
+  /** ssh.sudoPassword as written (a secret reference, resolved only when a session starts). */
+  sudoPasswordRef?: SecretRef;
 };
 
 /** The playbook used when the inventory names none: the one shipped with rollout. */
@@ -165,6 +169,7 @@ export function resolveInventory(raw: InventoryFile, file: string, sshConfig: Ss
     vaultTimeoutMs: raw.preflight.vaultTimeoutSeconds * 1000,
     backupsKeep: raw.backups.keep,
     lockStaleMs: raw.lock.staleMinutes * 60_000,
+    ...(raw.ssh.sudoPassword !== undefined ? { sudoPasswordRef: raw.ssh.sudoPassword } : {}),
   };
 }
 

@@ -21,6 +21,8 @@ export const SshSchema = z.strictObject({
   identityFile: z.string().min(1).optional(),
   /** OpenSSH client config read for every node's alias (Host, HostName, User, Port, IdentityFile, ProxyJump); `none`: none. */
   config: z.string().min(1).default('~/.ssh/config'),
+  /** sudo's password for a non-root login, when sudo asks for one (else it is asked for on the terminal). */
+  sudoPassword: SecretRefSchema.optional(),
   /** A jump host for every node: `[user@]host[:port]` or a Host alias of the ssh config. */
   proxyJump: z.string().min(1).optional(),
   knownHosts: z.string().min(1).default('~/.ssh/known_hosts'),

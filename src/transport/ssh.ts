@@ -1,6 +1,7 @@
 import { appendFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
+import { askSecret } from '../util/ask-secret.js';
 import { HostKeyError, NodeError } from '../errors.js';
 import type { NodeTarget } from '../inventory/load.js';
 import { shellQuote } from '../util/shell-quote.js';
@@ -30,7 +31,32 @@ function loadKnownHosts(file: string): Promise<KnownHostEntry[]> {
  */
 export async function connectSsh(node: NodeTarget): Promise<Transport> {
   const client = await openClient(node);
-  return new SshTransport(node, client, () => openClient(node));
+  const t = new SshTransport(node, client, () => openClient(node));
+  if (node.user !== 'root') {
+    try {
+      await t.prepareSudo(node);
+    } catch (err) {
+      t.close(); // the caller never gets this connection: it must not keep the process alive
+      throw err;
+    }
+  }
+  return t;
+}
+
+/** sudo passwords given or typed in this run: the session adds them to its redactor. */
+export const sudoSecrets: string[] = [];
+
+/** One question per login (user@host-less: the same user usually has one password), for the whole run. */
+const sudoAnswers = new Map<string, Promise<string | null>>();
+
+function sudoPasswordFor(node: NodeTarget): Promise<string | null> {
+  if (node.sudoPassword !== undefined) return Promise.resolve(node.sudoPassword);
+  let p = sudoAnswers.get(node.user);
+  if (!p) {
+    p = askSecret(`sudo password for ${node.user} on the nodes: `);
+    sudoAnswers.set(node.user, p);
+  }
+  return p;
 }
 
 /**
@@ -44,6 +70,23 @@ export class ConnectionLostError extends NodeError {
     super(node, message);
     this.started = started;
   }
+}
+
+/** One question per key file, however many nodes use it; kept in memory for this run only. */
+const passphrases = new Map<string, Promise<string | Error | null>>();
+
+// Asks once on the terminal (never echoed); null without a terminal, an Error
+// when the passphrase does not open the key.
+function keyPassphrase(file: string, key: Buffer): Promise<string | Error | null> {
+  let p = passphrases.get(file);
+  if (!p) {
+    p = askSecret(`Passphrase for ${file}: `).then((answer) => {
+      if (answer === null) return null;
+      return utils.parseKey(key, answer) instanceof Error ? new Error('the passphrase does not open it') : answer;
+    });
+    passphrases.set(file, p);
+  }
+  return p;
 }
 
 /** Host keys recorded by --accept-new-host-keys in this run, as lines to show the operator. */
@@ -123,9 +166,13 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
     }
     const parsed = utils.parseKey(config.privateKey);
     if (parsed instanceof Error) {
-      throw new NodeError(node.name, /passphrase/i.test(parsed.message)
-        ? `identity file ${node.identityFile} is passphrase-protected; add it to ssh-agent (ssh-add) and leave identityFile out of the inventory`
-        : `identity file ${node.identityFile} is not a private key rollout can read: ${parsed.message}`);
+      if (!/passphrase/i.test(parsed.message)) throw new NodeError(node.name, `identity file ${node.identityFile} is not a private key rollout can read: ${parsed.message}`);
+      const passphrase = await keyPassphrase(node.identityFile, config.privateKey);
+      if (passphrase === null) {
+        throw new NodeError(node.name, `identity file ${node.identityFile} is passphrase-protected and there is no terminal to ask for the passphrase; add it to ssh-agent (ssh-add) and leave identityFile out of the inventory`);
+      }
+      if (passphrase instanceof Error) throw new NodeError(node.name, `identity file ${node.identityFile}: ${passphrase.message}`);
+      config.passphrase = passphrase;
     }
   }
   if (process.env.SSH_AUTH_SOCK) config.agent = process.env.SSH_AUTH_SOCK;
@@ -155,6 +202,8 @@ class SshTransport implements Transport {
   #client: Client;
   readonly #reconnect: () => Promise<Client>;
   readonly #sudo: boolean;
+  /** Set when sudo needs a password: every command then reads it from its stdin's first line. */
+  #sudoPassword: string | null = null;
   #lost: Error | null = null;
   #closed = false;
 
@@ -196,10 +245,38 @@ class SshTransport implements Transport {
     throw new ConnectionLostError(this.name, `unreachable: the SSH connection was lost and reconnecting failed (${last instanceof Error ? last.message.replace(`${this.name}: `, '') : String(last)})`, false);
   }
 
-  // Non-root logins run every command through sudo without a prompt; a password
-  // requirement then fails fast with sudo's own message instead of hanging.
+  // Non-root logins run every command through sudo: without a prompt (-n) when
+  // sudo needs no password; else sudo reads the password from the first line of
+  // the command's stdin (-S, empty prompt), so it is never on a command line.
   #wrap(command: string): string {
-    return this.#sudo ? `sudo -n -- sh -c ${shellQuote(command)}` : command;
+    if (!this.#sudo) return command;
+    return this.#sudoPassword !== null ? `sudo -S -p '' -- sh -c ${shellQuote(command)}` : `sudo -n -- sh -c ${shellQuote(command)}`;
+  }
+
+  /**
+   * For a non-root login: if sudo wants a password, takes it (the inventory's
+   * ssh.sudoPassword, else asked once on the terminal) and proves it works.
+   * Without either, commands keep failing with sudo's own message (preflight says so).
+   */
+  async prepareSudo(node: NodeTarget): Promise<void> {
+    const probe = await this.exec('true');
+    if (probe.code === 0 || !/password is required/i.test(probe.stderr)) return;
+    const password = await sudoPasswordFor(node);
+    if (password === null) {
+      throw new NodeError(this.name, `sudo on ${node.host} asks ${node.user} for a password and there is no terminal to ask on; set ssh.sudoPassword (for example { env: ROLLOUT_SUDO_PASSWORD }) or give ${node.user} passwordless sudo`);
+    }
+    this.#sudoPassword = password;
+    if (!sudoSecrets.includes(password)) sudoSecrets.push(password);
+    const check = await this.exec('true');
+    if (check.code !== 0) {
+      this.#sudoPassword = null;
+      throw new NodeError(this.name, `sudo on ${node.host} refused the password for ${node.user} (${check.stderr.trim().split('\n').pop() ?? `exit ${check.code}`})`);
+    }
+  }
+
+  #stdin(data?: Buffer): Buffer | undefined {
+    if (this.#sudoPassword === null) return data;
+    return Buffer.concat([Buffer.from(`${this.#sudoPassword}\n`), data ?? Buffer.alloc(0)]);
   }
 
   // Opening a channel runs nothing yet, so a failed open is safe to retry once
@@ -240,7 +317,7 @@ class SshTransport implements Transport {
         }
         resolve({ code: code ?? null, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });
       });
-      channel.end(opts.stdin ?? undefined);
+      channel.end(this.#stdin(opts.stdin) ?? undefined);
     });
   }
 
@@ -269,6 +346,8 @@ class SshTransport implements Transport {
         });
         ch.stderr.resume();
         ch.on('close', finish);
+        const password = this.#stdin();
+        if (password) ch.write(password);
         if (opts.input) {
           for (const text of pending.splice(0)) ch.write(text);
         } else {

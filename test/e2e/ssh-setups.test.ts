@@ -5,7 +5,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LAB_DIR, BASE_PORT, VAULT_CA, VAULT_SERVER, onNode, resetLab, rollout } from '../helpers/lab.js';
+import { LAB_DIR, BASE_PORT, SUDO_PASSWORD, VAULT_CA, VAULT_SERVER, addPasswordSudoUser, nodeFile, onNode, resetLab, rollout, writeInventory } from '../helpers/lab.js';
 
 let dir: string;
 const KNOWN = path.join(LAB_DIR, 'known_hosts');
@@ -112,5 +112,20 @@ Host *
     const changed = await rollout(['plan', inv, '--accept-new-host-keys'], NO_AGENT);
     expect(changed.code).toBe(3);
     expect(changed.stdout + changed.stderr).toContain('HOST KEY CHANGED');
+  });
+
+  it('sudo that asks for a password: given by the inventory (on stdin, never a command line) it applies; without it and without a terminal, a clear refusal', async () => {
+    await addPasswordSudoUser('kms-1');
+    const base = writeInventory({ user: 'pwsudo', nodes: ['kms-1'] });
+    const refused = await rollout(['plan', base], NO_AGENT);
+    expect(refused.code).toBe(3);
+    expect(refused.stdout + refused.stderr).toContain('asks pwsudo for a password and there is no terminal to ask on; set ssh.sudoPassword');
+
+    writeFileSync(base, readFileSync(base, 'utf8').replace('ssh:\n', 'ssh:\n  sudoPassword: { env: ROLLOUT_E2E_SUDO }\n'));
+    const r = await rollout(['apply', base, '--yes'], { ...NO_AGENT, ROLLOUT_E2E_SUDO: SUDO_PASSWORD });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(nodeFile('kms-1', 'etc/minkms/config.yaml').toString()).toContain('hsm:');
+    expect(r.stdout).not.toContain(SUDO_PASSWORD);
   });
 });

@@ -1,10 +1,12 @@
 // rollout in a real pseudo-terminal: tmux runs it in a detached session of a
 // fixed size and the test reads the screen (and its scrollback) as a person
 // would see it.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { LAB_SECRET, NODES, nodeFile, resetLab, writeInventory } from '../helpers/lab.js';
+import { LAB_DIR, LAB_SECRET, NODES, SUDO_PASSWORD, addPasswordSudoUser, nodeFile, resetLab, writeInventory } from '../helpers/lab.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SOCKET = `rollout-tty-${process.pid}`;
@@ -17,14 +19,21 @@ function tmux(args: string[]): string {
 }
 
 /** Runs the CLI in a fresh 160x50 terminal; resolves with the whole screen (scrollback included) once it exited. */
-async function onTerminal(args: string[], opts: { escapes?: boolean; env?: string } = {}): Promise<{ screen: string; code: number }> {
+async function onTerminal(args: string[], opts: { escapes?: boolean; env?: string; answer?: { when: RegExp; keys: string } } = {}): Promise<{ screen: string; code: number }> {
   const name = `s${Date.now()}`;
   const cli = [process.execPath, path.join(REPO, 'dist/cli/main.js'), ...args].map((a) => `'${a}'`).join(' ');
   tmux(['new-session', '-d', '-s', name, '-x', '160', '-y', '50', `${opts.env ?? ''} ${cli}; echo "__EXIT $?"; sleep 600`]);
   try {
     const deadline = Date.now() + 120_000;
+    let answered = false;
     for (;;) {
       const screen = tmux(['capture-pane', '-p', '-J', '-S', '-2000', ...(opts.escapes ? ['-e'] : []), '-t', name]);
+      if (opts.answer && !answered && opts.answer.when.test(screen)) {
+        // Typed as a person would: the literal keys, then Enter.
+        tmux(['send-keys', '-t', name, '-l', opts.answer.keys]);
+        tmux(['send-keys', '-t', name, 'Enter']);
+        answered = true;
+      }
       const m = /__EXIT (\d+)/.exec(screen);
       if (m) return { screen, code: Number(m[1]) };
       if (Date.now() > deadline) throw new Error(`no exit within 120 s; screen:\n${screen}`);
@@ -54,6 +63,31 @@ describe('rollout on a terminal (tmux)', () => {
       expect(plain.screen).toContain('+hsm:');
       expect(plain.screen).not.toMatch(/\x1b\[3[126]m/);
     }
+  });
+
+  it('asks once for a passphrase-protected key on the terminal, never echoing it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rollout-tty-'));
+    const key = path.join(dir, 'id_ed25519');
+    copyFileSync(path.join(LAB_DIR, 'id_ed25519'), key);
+    chmodSync(key, 0o600);
+    execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', 'tty-pass-5e1f0c', '-f', key], { stdio: 'ignore' });
+    const inventory = writeInventory();
+    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace(`identityFile: ${path.join(LAB_DIR, 'id_ed25519')}`, `identityFile: ${key}`));
+    const { screen, code } = await onTerminal(['plan', inventory], { answer: { when: /Passphrase for .*id_ed25519: /, keys: 'tty-pass-5e1f0c' } });
+    expect(code).toBe(0);
+    expect(screen.match(/Passphrase for /g)).toHaveLength(1);
+    expect(screen).not.toContain('tty-pass-5e1f0c');
+    expect(screen).toContain('Plan complete');
+  });
+
+  it('asks once for the sudo password on the terminal, never echoing it, and applies through sudo -S', async () => {
+    await addPasswordSudoUser('kms-1');
+    const inventory = writeInventory({ user: 'pwsudo', nodes: ['kms-1'] });
+    const { screen, code } = await onTerminal(['apply', inventory, '--yes'], { answer: { when: /sudo password for pwsudo on the nodes: /, keys: SUDO_PASSWORD } });
+    expect(code).toBe(0);
+    expect(screen.match(/sudo password for /g)).toHaveLength(1);
+    expect(screen).not.toContain(SUDO_PASSWORD);
+    expect(nodeFile('kms-1', 'etc/minkms/config.yaml').toString()).toContain('hsm:');
   });
 
   it('apply draws the live tree in place: each node done with its time, no log lines, no secret', async () => {
