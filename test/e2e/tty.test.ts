@@ -19,20 +19,20 @@ function tmux(args: string[]): string {
 }
 
 /** Runs the CLI in a fresh 160x50 terminal; resolves with the whole screen (scrollback included) once it exited. */
-async function onTerminal(args: string[], opts: { escapes?: boolean; env?: string; answer?: { when: RegExp; keys: string } } = {}): Promise<{ screen: string; code: number }> {
+async function onTerminal(args: string[], opts: { escapes?: boolean; env?: string; answer?: { when: RegExp; keys: string }; answers?: Array<{ when: RegExp; keys: string }> } = {}): Promise<{ screen: string; code: number }> {
   const name = `s${Date.now()}`;
   const cli = [process.execPath, path.join(REPO, 'dist/cli/main.js'), ...args].map((a) => `'${a}'`).join(' ');
   tmux(['new-session', '-d', '-s', name, '-x', '160', '-y', '50', `${opts.env ?? ''} ${cli}; echo "__EXIT $?"; sleep 600`]);
   try {
     const deadline = Date.now() + 120_000;
-    let answered = false;
+    // Each answer is typed once its question is on the screen, in order, as a person would: the keys, then Enter.
+    const answers = [...(opts.answer ? [opts.answer] : []), ...(opts.answers ?? [])];
     for (;;) {
       const screen = tmux(['capture-pane', '-p', '-J', '-S', '-2000', ...(opts.escapes ? ['-e'] : []), '-t', name]);
-      if (opts.answer && !answered && opts.answer.when.test(screen)) {
-        // Typed as a person would: the literal keys, then Enter.
-        tmux(['send-keys', '-t', name, '-l', opts.answer.keys]);
+      if (answers[0] && answers[0].when.test(screen)) {
+        tmux(['send-keys', '-t', name, '-l', answers[0].keys]);
         tmux(['send-keys', '-t', name, 'Enter']);
-        answered = true;
+        answers.shift();
       }
       const m = /__EXIT (\d+)/.exec(screen);
       if (m) return { screen, code: Number(m[1]) };
@@ -88,6 +88,20 @@ describe('rollout on a terminal (tmux)', () => {
     expect(screen.match(/sudo password for /g)).toHaveLength(1);
     expect(screen).not.toContain(SUDO_PASSWORD);
     expect(nodeFile('kms-1', 'etc/minkms/config.yaml').toString()).toContain('hsm:');
+  });
+
+  it('--canary on a terminal: asks before the plan is applied, shows the canary, asks again; "no" stops with only kms-1 changed (exit 5)', async () => {
+    const inventory = writeInventory();
+    const { screen, code } = await onTerminal(['apply', inventory, '--canary'], {
+      answers: [
+        { when: /Go ahead, restarting the nodes one at a time\? Type "yes" to go on:\s*$/m, keys: 'yes' },
+        { when: /Continue with the other 2 step\(s\), one node at a time\? Type "yes" to go on:\s*$/m, keys: 'no' },
+      ],
+    });
+    expect(code).toBe(5);
+    expect(screen).toMatch(/Canary kms-1 passed its gate in \d+\.\d s on the new files/);
+    expect(screen).toContain('not confirmed after the canary: kms-1 runs the new files, no other node was touched');
+    expect(NODES.map((n) => nodeFile(n, 'etc/minkms/config.yaml').toString().includes('hsm:'))).toEqual([true, false, false]);
   });
 
   it('apply draws the live tree in place: each node done with its time, no log lines, no secret', async () => {
