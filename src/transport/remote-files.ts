@@ -8,19 +8,9 @@ import type { Transport } from './transport.js';
 /** A file as read from a node: bytes plus the owner and mode to keep when it is rewritten. */
 export type RemoteFile = { path: string; content: Buffer; sha256: string; uid: number; gid: number; mode: number };
 
-const MISSING = 'ROLLOUT-MISSING';
-
 /** Reads a whole file with its owner and mode in one command; null when it does not exist. */
 export async function readRemoteFile(t: Transport, path: string): Promise<RemoteFile | null> {
-  const p = shellQuote(path);
-  const r = await t.exec(`if [ ! -e ${p} ]; then echo ${MISSING}; exit 0; fi; stat -L -c '%u %g %a' -- ${p} && cat -- ${p}`);
-  if (r.code !== 0) throw new RemoteCommandError(t.name, `reading ${path}`, r.code, r.stderr);
-  const newline = r.stdout.indexOf(0x0a);
-  const head = r.stdout.subarray(0, newline).toString('utf8');
-  if (head === MISSING) return null;
-  const [uid, gid, mode] = head.split(' ').map((n, i) => (i === 2 ? parseInt(n, 8) : Number(n)));
-  const content = r.stdout.subarray(newline + 1);
-  return { path, content, sha256: sha256(content), uid: uid!, gid: gid!, mode: mode! };
+  return (await readRemoteFiles(t, [path])).get(path) ?? null;
 }
 
 /**
