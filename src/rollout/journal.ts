@@ -62,7 +62,7 @@ export const SHOW_PROPERTIES = 'ActiveState,SubState,NRestarts,InvocationID,Main
 // command. A heartbeat line per poll ends the loop as soon as rollout closes
 // the channel (the write fails); \`timeout\` bounds it. The signal traps turn
 // those ends into an exit, so the cursor file is removed. Every process counts
-// (each costs a node 20-30 ms), so the loop forks only journalctl and sleep.
+// (each costs a node 20-30 ms): an idle poll forks only journalctl and sleep.
 const POLL_LOOP = `[ -d /run/rollout ] || mkdir -p -m 0700 /run/rollout
 f=/run/rollout/cursor.$$; trap 'rm -f -- "$f"' EXIT; trap 'exit 1' TERM HUP INT PIPE; printf '%s' "$C" > "$f"
 while :; do
@@ -110,6 +110,13 @@ commit_all() {
   done
 }`;
 
+// The moves as a step of a script: a stale target ends it with nothing touched
+// (exit 0 after \`@stale\`), a bad staged copy or a failed move with exit 1.
+const COMMIT_STEP = `${COMMIT_FUNCTIONS}
+check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
+commit_all "$@" || exit 1
+echo @committed`;
+
 function commitArgs(commits: readonly StagedCommit[]): string {
   return commits.flatMap((c) => [c.path, c.staged, c.beforeSha256, c.afterSha256, String(c.uid), String(c.gid), c.mode.toString(8)]).map(shellQuote).join(' ');
 }
@@ -125,12 +132,9 @@ function commitArgs(commits: readonly StagedCommit[]): string {
  */
 export function restartAndFollow(t: Transport, unit: string, restartTimeoutSeconds: number, maxSeconds: number, commits: readonly StagedCommit[] = []): LineStream {
   const script = `u=$1; shift
-${COMMIT_FUNCTIONS}
 IFS= read -r word || exit 0
 [ "$word" = go ] || exit 0
-check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
-commit_all "$@" || exit 1
-echo @committed
+${COMMIT_STEP}
 svc=$(systemctl show -p ${SHOW_PROPERTIES} -- "$u")
 printf '@svc-begin\n%s\n@svc-end\n' "$svc"
 C=$(journalctl -n 0 --show-cursor -q); C=\${C#*-- cursor: }
@@ -150,11 +154,7 @@ ${POLL_LOOP}`;
  * or `committed`; throws when a move or its verification failed.
  */
 export async function commitStaged(t: Transport, commits: readonly StagedCommit[]): Promise<'committed' | 'stale'> {
-  const script = `${COMMIT_FUNCTIONS}
-check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
-commit_all "$@" || exit 1
-echo @committed`;
-  const r = await t.exec(`sh -c ${shellQuote(script)} rollout-commit ${commitArgs(commits)}`, { timeoutMs: 60_000 });
+  const r = await t.exec(`sh -c ${shellQuote(COMMIT_STEP)} rollout-commit ${commitArgs(commits)}`, { timeoutMs: 60_000 });
   const out = r.stdout.toString('utf8');
   if (out.includes('@stale ')) return 'stale';
   if (r.code !== 0 || !out.includes('@committed')) {
