@@ -96,9 +96,8 @@ export const acceptedHostKeys: string[] = [];
 // direct-tcpip channel to the node that the node's connection runs over.
 async function openClient(node: NodeTarget): Promise<Client> {
   if (!node.jump) return openDirect(node);
-  const j = node.jump;
-  const jumpNode: NodeTarget = { ...node, name: `${node.name} (jump host ${j.spec})`, host: j.host, port: j.port, user: j.user, identityFile: j.identityFile, jump: undefined } as NodeTarget;
-  if (!j.identityFile) delete (jumpNode as { identityFile?: string }).identityFile;
+  const { jump: j, identityFile: _ownKey, ...settings } = node;
+  const jumpNode: NodeTarget = { ...settings, name: `${node.name} (jump host ${j.spec})`, host: j.host, port: j.port, user: j.user, ...(j.identityFile ? { identityFile: j.identityFile } : {}) };
   const jumpClient = await openDirect(jumpNode);
   let sock: ClientChannel;
   try {
