@@ -1,7 +1,7 @@
 import { InputError, RolloutError } from '../errors.js';
 import { limitNodes, loadInventory, type Inventory } from '../inventory/load.js';
 import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secrets.js';
-import { loadPlaybook } from '../playbook/load.js';
+import { loadPlaybook, varsProblems } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
 import { buildPlan, type Connection } from '../plan/build.js';
 import type { Plan } from '../plan/types.js';
@@ -41,7 +41,8 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
     vars.secrets.push(password);
     inventory.nodes = inventory.nodes.map((n) => ({ ...n, sudoPassword: password }));
   }
-  checkVarsUsed(playbook, vars, inventory.playbookFile);
+  const unknownVars = varsProblems(playbook, vars.values);
+  if (unknownVars.length > 0) throw new InputError(inventory.playbookFile, unknownVars);
   const parallel = parallelFlag ?? inventory.parallel;
 
   const connections = await mapLimit(inventory.nodes, parallel, async (node): Promise<Connection> => {
@@ -63,21 +64,4 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
     close();
     throw err;
   }
-}
-
-// Every `{ var: X }` and `when: X` must name a var the inventory has.
-function checkVarsUsed(playbook: Playbook, vars: ResolvedVars, file: string): void {
-  const problems: string[] = [];
-  playbook.phases.forEach((phase, i) => {
-    if (phase.when !== undefined && typeof vars.values[phase.when] !== 'boolean') {
-      problems.push(`phases[${i}].when: "${phase.when}" is not a boolean var of the inventory`);
-    }
-    phase.tasks.forEach((task, j) => {
-      const v = 'value' in task ? task.value : undefined;
-      if (v && typeof v === 'object' && 'var' in v && !((v as { var: string }).var in vars.values)) {
-        problems.push(`phases[${i}].tasks[${j}].value: var "${(v as { var: string }).var}" is not defined by the inventory`);
-      }
-    });
-  });
-  if (problems.length > 0) throw new InputError(file, problems);
 }

@@ -4,9 +4,10 @@
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { InputError } from '../errors.js';
-import { loadPlaybook } from '../playbook/load.js';
+import { loadPlaybook, varsProblems } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
 import { knownKeyTypes, knownHostsName, parseKnownHosts } from '../transport/known-hosts.js';
+import { dotted } from '../util/validate-yaml.js';
 import { parseLocated } from '../util/yaml-location.js';
 import { loadInventory, type Inventory } from './load.js';
 import { resolveSecret } from './secrets.js';
@@ -43,7 +44,11 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
     if (err instanceof InputError) return { findings: fromInputError(err), inventory: null, playbook: null };
     throw err;
   }
-  const { lineOf } = parseLocated(await readFile(inventory.file, 'utf8'));
+  const located = parseLocated(await readFile(inventory.file, 'utf8'));
+  const { lineOf } = located;
+  // Which nodes set a key themselves (else the ssh section's value applies), from the same parse.
+  const rawNodes = ((located.doc.toJS() as { nodes?: Array<Record<string, unknown>> }).nodes ?? []);
+  const nodeHasOwn = (i: number, key: string) => rawNodes[i]?.[key] !== undefined;
   const at = (key: string, path: PropertyKey[], message: string, level: CheckFinding['level'] = 'error') =>
     findings.push({ level, file: inventory.file, line: lineOf(path), key, message });
 
@@ -55,16 +60,15 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
     findings.push(...fromInputError(err));
   }
   if (playbook) {
-    playbook.phases.forEach((phase, i) => {
-      if (phase.when !== undefined && !(phase.when in inventory.vars)) {
-        findings.push({ level: 'error', file: inventory.playbookFile, line: null, key: `phases[${i}].when`, message: `"${phase.when}" is not a var of the inventory` });
-      }
-    });
+    for (const problem of varsProblems(playbook, inventory.vars)) {
+      const [key, ...rest] = problem.split(': ');
+      findings.push({ level: 'error', file: inventory.playbookFile, line: null, key: key!, message: rest.join(': ') });
+    }
   }
 
   // Placeholders `rollout init` left.
   const walk = (v: unknown, path: PropertyKey[]): void => {
-    if (typeof v === 'string' && /REPLACE/.test(v)) at(path.map((k) => (typeof k === 'number' ? `[${k}]` : String(k))).join('.').replace(/\.\[/g, '['), path, 'still the placeholder `rollout init` wrote: fill it in');
+    if (typeof v === 'string' && /REPLACE/.test(v)) at(dotted(path), path, 'still the placeholder `rollout init` wrote: fill it in');
     else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...path, Array.isArray(v) ? Number(k) : k]);
   };
   walk(inventory.vars, ['vars']);
@@ -90,6 +94,7 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
   // SSH material, read once per file.
   const keys = new Map<string, Promise<string | null>>();
   const hosts = new Map<string, Promise<ReturnType<typeof parseKnownHosts> | null>>();
+  const unreadable = new Set<string>();
   for (const [i, n] of inventory.nodes.entries()) {
     if (n.identityFile) {
       let verdict = keys.get(n.identityFile);
@@ -108,7 +113,7 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
       }
       const problem = await verdict;
       if (problem) {
-        const own = await nodeHasOwn(inventory.file, i, 'identityFile');
+        const own = nodeHasOwn(i, 'identityFile');
         const key = own ? `nodes[${i}].identityFile` : 'ssh.identityFile';
         const where = own ? ['nodes', i, 'identityFile'] : ['ssh', 'identityFile'];
         // A passphrase is asked for on a terminal; without one (CI) it must be in ssh-agent.
@@ -122,13 +127,14 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
       hosts.set(n.knownHosts, known);
     }
     const entries = await known;
-    if (entries === null) at('ssh.knownHosts', ['ssh', 'knownHosts'], `${n.knownHosts} cannot be read; every node's host key must be recorded there`);
-    else if (knownKeyTypes(entries, n.host, n.port).length === 0) {
+    if (entries === null) {
+      // An unreadable file is said once, not once per node.
+      if (!unreadable.has(n.knownHosts)) at('ssh.knownHosts', ['ssh', 'knownHosts'], `${n.knownHosts} cannot be read; every node's host key must be recorded there`);
+      unreadable.add(n.knownHosts);
+    } else if (knownKeyTypes(entries, n.host, n.port).length === 0) {
       at(`nodes[${i}]`, ['nodes', i], `${n.name}: no host key for ${knownHostsName(n.host, n.port)} in ${n.knownHosts}; verify its fingerprint out of band, then add it (ssh-keyscan -p ${n.port} ${n.host} >> ${n.knownHosts})`);
     }
   }
-  // A host with no key recorded is reported once per node, but an unreadable file once.
-  dedupe(findings);
 
   if (inventory.vaultCaFile) {
     try {
@@ -139,26 +145,6 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
     }
   }
   return { findings, inventory, playbook };
-}
-
-const ownCache = new Map<string, Promise<Record<string, unknown>[]>>();
-// Whether nodes[i] sets `key` itself (else the ssh section's value applies).
-async function nodeHasOwn(file: string, i: number, key: string): Promise<boolean> {
-  let nodes = ownCache.get(file);
-  if (!nodes) {
-    nodes = readFile(file, 'utf8').then((t) => ((parseLocated(t).doc.toJS() as { nodes?: Record<string, unknown>[] }).nodes ?? []));
-    ownCache.set(file, nodes);
-  }
-  return (await nodes)[i]?.[key] !== undefined;
-}
-
-function dedupe(findings: CheckFinding[]): void {
-  const seen = new Set<string>();
-  for (let i = 0; i < findings.length; i++) {
-    const k = `${findings[i]!.file}\0${findings[i]!.key}\0${findings[i]!.message}`;
-    if (seen.has(k)) findings.splice(i--, 1);
-    else seen.add(k);
-  }
 }
 
 /** Pure. `file:line: key: message` lines, errors first, as editors and CI logs link them. */

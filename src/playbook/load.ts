@@ -36,3 +36,20 @@ export function checkPlaybook(p: Playbook): string[] {
   }
   return problems;
 }
+
+/** Pure. Every \`{ var: X }\` and \`when: X\` of the playbook must name a var the inventory has (\`when\`: a boolean one). */
+export function varsProblems(p: Playbook, values: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  p.phases.forEach((phase, i) => {
+    if (phase.when !== undefined && typeof values[phase.when] !== 'boolean') {
+      problems.push(`phases[${i}].when: "${phase.when}" is not a boolean var of the inventory`);
+    }
+    phase.tasks.forEach((task, j) => {
+      const v = 'value' in task ? task.value : undefined;
+      if (v && typeof v === 'object' && 'var' in v && !((v as { var: string }).var in values)) {
+        problems.push(`phases[${i}].tasks[${j}].value: var "${(v as { var: string }).var}" is not defined by the inventory`);
+      }
+    });
+  });
+  return problems;
+}

@@ -38,6 +38,7 @@ export function parseYamlText<S extends z.ZodType>(text: string, file: string, s
   throw new InputError(file, problems);
 }
 
-function dotted(path: readonly PropertyKey[]): string {
+/** Pure. A key path as the errors write it: `nodes[1].port`. */
+export function dotted(path: readonly PropertyKey[]): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
 }
