@@ -2,9 +2,10 @@ import { createTwoFilesPatch } from 'diff';
 import type { Redactor } from '../util/redact.js';
 import type { FileChange, Plan } from './types.js';
 
-/** Pure. One unified diff of a file change, secrets replaced before diffing. */
+/** Pure. One unified diff of a file change (from its `---` line), secrets replaced before diffing. */
 export function renderFileChange(node: string, c: FileChange, redact: Redactor): string {
-  return createTwoFilesPatch(`a${c.path}`, `b${c.path}`, redact(c.before), redact(c.after), `${node} now`, `${node} planned`, { context: 3 });
+  // createTwoFilesPatch starts with a line of `=`, which says nothing here.
+  return createTwoFilesPatch(`a${c.path}`, `b${c.path}`, redact(c.before), redact(c.after), `${node} now`, `${node} planned`, { context: 3 }).replace(/^=+\n/, '');
 }
 
 /** Pure. The whole plan as the operator reviews it: per node and phase the diffs, then the restart order. */
@@ -18,7 +19,7 @@ export function renderPlan(plan: Plan, redact: Redactor): string {
     }
     const changed = n.phases.some((p) => p.changes.length > 0);
     for (const p of n.phases) {
-      for (const c of p.changes) out.push(`--- phase ${p.name}: ${c.path}`, renderFileChange(n.node.name, c, redact).replace(/^=+\n/, '').trimEnd());
+      for (const c of p.changes) out.push(`--- phase ${p.name}: ${c.path}`, renderFileChange(n.node.name, c, redact).trimEnd());
       for (const u of p.unchanged) out.push(`  = phase ${p.name}: ${redact(u)}`);
     }
     if (!changed) out.push('  up to date: no change, no restart');

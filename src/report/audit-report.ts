@@ -64,7 +64,7 @@ export type ReportInput = {
 export function buildReport(input: ReportInput): AuditReport {
   const { state, plan, redact } = input;
   const diffs = plan.nodes.flatMap((n) =>
-    n.status !== 'ready' ? [] : n.phases.flatMap((p) => p.changes.map((c) => ({ node: n.node.name, phase: p.name, path: c.path, diff: renderFileChange(n.node.name, c, redact).replace(/^=+\n/, '') }))),
+    n.status !== 'ready' ? [] : n.phases.flatMap((p) => p.changes.map((c) => ({ node: n.node.name, phase: p.name, path: c.path, diff: renderFileChange(n.node.name, c, redact) }))),
   );
   const steps = state.steps.map((s): ReportStep => {
     // The last outcome of a step is its gate (a resumed run may have several).
