@@ -5,8 +5,10 @@
 //   TRACE_SSH_FILE=/tmp/trace.jsonl node -r ./bench/profile/trace-ssh.cjs dist/cli/main.js apply INV --yes
 //   node bench/profile/summarize-trace.mjs /tmp/trace.jsonl
 //
-// Each line: { kind: "connect"|"exec"|"https", node, start_ms, end_ms, cmd }
-// (times in ms since the process started; cmd is the command's first 120 characters).
+// Each line: { kind: "connect"|"exec"|"https", node, start_ms, end_ms, cmd, marks }
+// (times in ms since the process started; cmd is the command's first 120
+// characters; marks, on exec: when each "@..." line rollout's scripts print
+// arrived, and when a control word (go, stop) was written, as [ms, text]).
 'use strict';
 const { writeSync, openSync } = require('node:fs');
 const { performance } = require('node:perf_hooks');
@@ -38,7 +40,20 @@ if (file) {
     return origExec.call(this, command, opts, (err, channel) => {
       if (!err && channel) {
         let opened = t();
-        channel.once('close', () => emit({ kind: 'exec', node, start_ms: start, open_ms: opened, end_ms: t(), cmd: String(command).replace(/\s+/g, ' ').slice(0, 120) }));
+        const marks = [];
+        // Seen as rollout reads it: a listener of our own would start the flow early.
+        const emitEvent = channel.emit;
+        channel.emit = function (event, ...args) {
+          if (event === 'data') for (const line of String(args[0]).split('\n')) if (/^@[a-z-]+/.test(line)) marks.push([t(), line.match(/^@[a-z-]+/)[0]]);
+          return emitEvent.call(this, event, ...args);
+        };
+        const write = channel.write;
+        channel.write = function (chunk, ...rest) {
+          const text = String(chunk);
+          if (/^(go|stop|full|fast)\n$/.test(text)) marks.push([t(), `> ${text.trim()}`]);
+          return write.call(this, chunk, ...rest);
+        };
+        channel.once('close', () => emit({ kind: 'exec', node, start_ms: start, open_ms: opened, end_ms: t(), cmd: String(command).replace(/\s+/g, ' ').slice(0, 120), ...(marks.length ? { marks } : {}) }));
       }
       cb(err, channel);
     });
