@@ -9,7 +9,7 @@ import { commitStaged, type StagedCommit } from '../rollout/journal.js';
 import { renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
-import { backupPath, readRemoteFile, restoreFile, stagedPath, stageFileChange } from '../transport/remote-files.js';
+import { backupPath, readRemoteFile, restoreFile, stagedPath, stageFiles } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
@@ -78,13 +78,14 @@ export function commitOf(runId: string, c: FileChange): StagedCommit {
  * node could not be staged, one line each; empty when all were.
  */
 export async function stageWork(transports: ReadonlyMap<string, Transport>, work: readonly NodeWork[], runId: string, parallel: number): Promise<string[]> {
-  const jobs = work.filter((w) => w.mode === 'full').flatMap((w) => w.changes.map((c) => ({ node: w.node, c })));
-  const problems = await mapLimit(jobs, parallel, async ({ node, c }) => {
+  const byNode = new Map<string, FileChange[]>();
+  for (const w of work) if (w.mode === 'full') byNode.set(w.node, [...(byNode.get(w.node) ?? []), ...w.changes]);
+  const problems = await mapLimit([...byNode], parallel, async ([node, changes]) => {
     try {
-      const r = await stageFileChange(transports.get(node)!, c, backupPath(runId, c.path), stagedPath(runId, c.path));
-      return r === 'stale' ? [`${node}: ${c.path} changed after the plan was made; run \`rollout plan\` again and review the new diff`] : [];
+      const results = await stageFiles(transports.get(node)!, changes.map((c) => ({ change: c, backup: backupPath(runId, c.path), staged: stagedPath(runId, c.path) })));
+      return changes.filter((_, i) => results[i] === 'stale').map((c) => `${node}: ${c.path} changed after the plan was made; run \`rollout plan\` again and review the new diff`);
     } catch (err) {
-      return [`${node}: staging ${c.path} failed: ${(err as Error).message.replace(`${node}: `, '')}`];
+      return [`${node}: staging failed: ${(err as Error).message.replace(`${node}: `, '')}`];
     }
   });
   return problems.flat();

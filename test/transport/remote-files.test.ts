@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { commitStaged, type StagedCommit } from '../../src/rollout/journal.js';
-import { batchedReader, readRemoteFiles, stagedPath, stageFileChange } from '../../src/transport/remote-files.js';
+import { batchedReader, readRemoteFiles, stagedPath, stageFiles } from '../../src/transport/remote-files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { LocalTransport } from '../helpers/local-transport.js';
 
@@ -52,7 +52,7 @@ describe('readRemoteFiles', () => {
   });
 });
 
-describe('stageFileChange and commitStaged', () => {
+describe('stageFiles and commitStaged', () => {
   const runId = '20261126T000000Z-abcdef';
 
   it('stages beside the file and backs it up, leaving the file itself untouched; the commit moves it into place', async () => {
@@ -64,7 +64,7 @@ describe('stageFileChange and commitStaged', () => {
     writeFileSync(stagedPath('20250101T000000Z-000000', file), 'stale leftover');
     const backup = path.join(dir, 'backups', runId, 'config.yaml');
 
-    expect(await stageFileChange(t, change(file), backup, stagedPath(runId, file), path.join(dir, 'backups'))).toBe('staged');
+    expect(await stageFiles(t, [{ change: change(file), backup, staged: stagedPath(runId, file) }])).toEqual(['staged']);
     expect(readFileSync(file, 'utf8')).toBe(OLD);
     expect(statSync(file).mtimeMs).toBe(before.mtimeMs);
     expect(readFileSync(backup, 'utf8')).toBe(OLD);
@@ -86,7 +86,7 @@ describe('stageFileChange and commitStaged', () => {
     const file = path.join(dir, 'config.yaml');
     writeFileSync(file, 'edited by hand\n');
     const backup = path.join(dir, 'backups', runId, 'config.yaml');
-    expect(await stageFileChange(t, change(file), backup, stagedPath(runId, file), path.join(dir, 'backups'))).toBe('stale');
+    expect(await stageFiles(t, [{ change: change(file), backup, staged: stagedPath(runId, file) }])).toEqual(['stale']);
     expect(existsSync(backup)).toBe(false);
     expect(existsSync(stagedPath(runId, file))).toBe(false);
 
@@ -99,8 +99,32 @@ describe('stageFileChange and commitStaged', () => {
   it('a file already holding the new content needs no staging', async () => {
     const file = path.join(dir, 'config.yaml');
     writeFileSync(file, NEW);
-    expect(await stageFileChange(t, change(file), path.join(dir, 'b', 'x'), stagedPath(runId, file), path.join(dir, 'b'))).toBe('already');
+    expect(await stageFiles(t, [{ change: change(file), backup: path.join(dir, 'b', 'x'), staged: stagedPath(runId, file) }])).toEqual(['already']);
+    expect(existsSync(path.join(dir, 'b', 'x'))).toBe(false);
     expect(existsSync(stagedPath(runId, file))).toBe(false);
+  });
+
+  it('stages several files in one command, each with its own bytes, owner and mode (a stale one among them kept out)', async () => {
+    const files = ['a.yaml', 'b.env', 'c.sh', 'd.yaml'].map((f) => path.join(dir, f));
+    const contents = [`${NEW}a\n`, '', 'binary \u0000\u00ff\n\n', `${NEW}d\n`];
+    const modes = [0o640, 0o600, 0o750, 0o644];
+    files.forEach((f) => writeFileSync(f, OLD));
+    writeFileSync(files[3]!, 'edited by hand\n');
+    const items = files.map((f, i) => ({
+      change: { ...change(f, modes[i]), after: contents[i]!, afterSha256: sha256(Buffer.from(contents[i]!)) },
+      backup: path.join(dir, 'backups', runId, path.basename(f)),
+      staged: stagedPath(runId, f),
+    }));
+    expect(await stageFiles(t, items)).toEqual(['staged', 'staged', 'staged', 'stale']);
+    expect(t.commands).toHaveLength(1);
+    for (const i of [0, 1, 2]) {
+      expect(readFileSync(items[i]!.staged, 'utf8')).toBe(contents[i]);
+      expect(statSync(items[i]!.staged).mode & 0o7777).toBe(modes[i]);
+      expect(readFileSync(items[i]!.backup, 'utf8')).toBe(OLD);
+      expect(readFileSync(files[i]!, 'utf8')).toBe(OLD);
+    }
+    expect(existsSync(items[3]!.staged)).toBe(false);
+    expect(existsSync(items[3]!.backup)).toBe(false);
   });
 
   it('refuses a staged copy that is not the planned content or mode, before moving any file', async () => {
