@@ -6,12 +6,12 @@
 import { NodeError, RolloutFailedError, StalePlanError } from '../errors.js';
 import type { FileChange } from '../plan/types.js';
 import { commitStaged, type StagedCommit } from '../rollout/journal.js';
-import { renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
+import { openRestart, renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
 import { backupPath, readRemoteFile, restoreFile, stagedPath, stageFiles } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
-import type { Transport } from '../transport/transport.js';
+import type { LineStream, Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Redactor } from '../util/redact.js';
 
@@ -25,6 +25,10 @@ export type ApplyContext = {
   progress: (text: string) => void;
   /** Must resolve before anything on the node changes (the cluster health check, run while the channel opens). */
   beforeRestart?: () => Promise<void>;
+  /** This turn's restart channel, opened ahead by openTurn; else it is opened when the turn starts. */
+  channel?: LineStream;
+  /** Called when the restart command returned and the unit starts (the next turn's channel may open). */
+  onRestarted?: () => void;
 };
 
 /**
@@ -92,6 +96,17 @@ export async function stageWork(transports: ReadonlyMap<string, Transport>, work
 }
 
 /**
+ * Opens the restart channel of a node's turn ahead of time (see openRestart),
+ * while the turn before it runs; null for work without a restart. Give it to
+ * applyNodePhase as \`channel\`, or close it (nothing on the node changes).
+ */
+export function openTurn(t: Transport, work: NodeWork, runId: string, gate: CompiledGate): LineStream | null {
+  if (!work.restartUnit) return null;
+  const commits = work.mode === 'full' ? work.changes.map((c) => commitOf(runId, c)) : [];
+  return openRestart(t, work.restartUnit, gate, commits, gate.timeoutMs + gate.restartTimeoutMs);
+}
+
+/**
  * Applies one node's work. On success the node runs the new files and passed
  * its gate. On a failed gate or write, the files are restored from the backups
  * and (if it was restarted) restarted and gated again; then RolloutFailedError
@@ -140,6 +155,8 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
         went = true;
       },
       onCommitted: () => record({ status: 'written', files }),
+      ...(ctx.onRestarted ? { onRestarted: ctx.onRestarted } : {}),
+      ...(ctx.channel ? { channel: ctx.channel } : {}),
     });
   } catch (err) {
     if (!went || err instanceof StalePlanError || (err instanceof ConnectionLostError && !err.started)) return untouched(err);

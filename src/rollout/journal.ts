@@ -110,7 +110,7 @@ commit_all() {
   done
 }`;
 
-// The moves as a step of a script: a stale target ends it with nothing touched
+// The moves without a restart: a stale target ends it with nothing touched
 // (exit 0 after \`@stale\`), a bad staged copy or a failed move with exit 1.
 const COMMIT_STEP = `${COMMIT_FUNCTIONS}
 check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
@@ -122,24 +122,33 @@ function commitArgs(commits: readonly StagedCommit[]): string {
 }
 
 /**
- * The remote half of a restart, one command on one channel. It waits for a
- * line on stdin: anything but `go` ends it with nothing touched (the cluster
- * health check runs meanwhile). On `go`: the staged files moved into place
- * (`@stale`, `@file`, `@committed`, `@error` lines), the unit's state and a
- * journal cursor (`@svc`, `@cursor`), the restart bounded by a timeout
- * (`@restarted CODE`), then every journal entry of the unit after the cursor,
- * as JSON lines, until rollout closes the channel.
+ * The remote half of a restart, one command on one channel. At once, changing
+ * nothing: every staged file and its target checked (`@stale`, `@error`), the
+ * unit's state and a journal cursor (`@svc`, `@cursor`), so that none of it
+ * waits on the critical path. Then it waits for a line on stdin: anything but
+ * `go` ends it with nothing touched (the cluster health check runs meanwhile).
+ * On `go`: the staged files moved into place (`@file`, `@committed`,
+ * `@error`), the restart bounded by a timeout (`@restarted CODE`), then every
+ * journal entry of the unit after the cursor, as JSON lines, until rollout
+ * closes the channel. `maxSeconds` bounds the whole channel, the wait included.
  */
 export function restartAndFollow(t: Transport, unit: string, restartTimeoutSeconds: number, maxSeconds: number, commits: readonly StagedCommit[] = []): LineStream {
+  // Under the fleet lock only a human can change a file between the check and
+  // the move, as before (the window is longer, not new). A unit that restarts
+  // by itself after @svc cannot pass for the new one: the gate wants the ready
+  // line from the invocation still running after it.
   const script = `u=$1; shift
-IFS= read -r word || exit 0
-[ "$word" = go ] || exit 0
-${COMMIT_STEP}
+${COMMIT_FUNCTIONS}
+check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
 svc=$(systemctl show -p ${SHOW_PROPERTIES} -- "$u")
 printf '@svc-begin\n%s\n@svc-end\n' "$svc"
 C=$(journalctl -n 0 --show-cursor -q); C=\${C#*-- cursor: }
 [ -n "$C" ] || { echo "@error no journal cursor"; exit 1; }
 echo "@cursor $C"
+IFS= read -r word || exit 0
+[ "$word" = go ] || exit 0
+commit_all "$@" || exit 1
+echo @committed
 # A failed unit (a restart after a failed gate) may have hit its start limit.
 case $svc in *ActiveState=active*) ;; *) systemctl reset-failed -- "$u" 2>/dev/null;; esac
 timeout ${Math.ceil(restartTimeoutSeconds)} systemctl restart -- "$u"; echo "@restarted $?"

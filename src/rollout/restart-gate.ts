@@ -40,15 +40,34 @@ export type RestartOptions = {
   beforeGo?: () => Promise<void>;
   /** Called once every commit is in place, before the restart is judged (to record the write). */
   onCommitted?: () => Promise<void>;
+  /** Called when the restart command returned success: the unit is starting, the node mostly waits. */
+  onRestarted?: () => void;
+  /** The channel openRestart opened ahead of this turn, with these commits; else one is opened now. */
+  channel?: LineStream;
 };
 
 /**
+ * Opens a node's restart channel ahead of its turn, while the node before it
+ * restarts: its checks, state and cursor are then ready when the turn comes,
+ * and only the moves and the restart wait on \`go\`. It waits for \`go\` up to
+ * \`waitMs\` (the turn before it) on top of its own bound.
+ */
+export function openRestart(t: Transport, unit: string, gate: CompiledGate, commits: readonly StagedCommit[], waitMs: number): LineStream {
+  return restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, channelSeconds(gate) + waitMs / 1000, commits);
+}
+
+// A restart channel's bound: the restart and the gate, plus a margin for the moves.
+function channelSeconds(gate: CompiledGate): number {
+  return (gate.timeoutMs + gate.restartTimeoutMs) / 1000 + 30;
+}
+
+/**
  * Moves the staged files into place, restarts `unit` and waits for its gate.
- * One channel is opened at once and carries, after `beforeGo` resolved, the
- * moves, the unit's state and a journal cursor taken before the restart, the
- * restart, and then the journal after the cursor, so only lines logged after
- * it count; the ready line must come from the new invocation, which must still
- * be the running one. If the link drops, the node is asked what already
+ * One channel (opened now, or ahead by openRestart) carries the checks, the
+ * unit's state and a journal cursor taken before the restart, then, after
+ * `beforeGo` resolved, the moves, the restart, and the journal after the
+ * cursor, so only lines logged after it count; the ready line must come from
+ * the new invocation, which must still be the running one. If the link drops, the node is asked what already
  * happened (files, restart) before anything is repeated, and the journal is
  * read again from the same cursor. Throws StalePlanError (nothing touched),
  * `beforeGo`'s error (nothing touched) or a NodeError when the moves failed.
@@ -56,7 +75,7 @@ export type RestartOptions = {
 export async function restartAndGate(t: Transport, unit: string, gate: CompiledGate, progress: (text: string) => void, redact: Redactor, opts: RestartOptions = {}): Promise<GateRun> {
   const startedAt = Date.now();
   const deadline = startedAt + gate.timeoutMs + gate.restartTimeoutMs;
-  const maxSeconds = (gate.timeoutMs + gate.restartTimeoutMs) / 1000 + 30;
+  const maxSeconds = channelSeconds(gate);
   const elapsed = () => ((Date.now() - startedAt) / 1000).toFixed(1);
   let before: ServiceState | null = null;
   let cursor: string | null = null;
@@ -78,7 +97,7 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   for (let attempt = 0; attempt < 3 && verdict.status === 'pending' && Date.now() < deadline; attempt++) {
     let stream: LineStream;
     if (cursor === null) {
-      stream = restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds, committed ? [] : commits);
+      stream = attempt === 0 && opts.channel ? opts.channel : restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds, committed ? [] : commits);
       if (opts.beforeGo) progress('checking the other nodes');
       try {
         await opts.beforeGo?.();
@@ -93,7 +112,7 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
       progress(`reading the journal again from the cursor (${elapsed()} s)`);
       stream = followFrom(t, unit, cursor, maxSeconds);
     }
-    const seen = await watch(stream, before?.invocationId ?? null, gate, deadline, (line) => progress(`waiting for the ready line (${elapsed()} s): ${redact(line)}`), markCommitted);
+    const seen = await watch(stream, before?.invocationId ?? null, gate, deadline, (line) => progress(`waiting for the ready line (${elapsed()} s): ${redact(line)}`), markCommitted, opts.onRestarted);
     // A first channel that never opened ran nothing: the node is as it was.
     if (stream.started()) anyStarted = true;
     else if (!anyStarted && !committed && cursor === null) throw stream.failure() ?? new ConnectionLostError(t.name, 'unreachable: no SSH channel could be opened', false);
@@ -174,6 +193,7 @@ async function watch(
   deadline: number,
   onLine: (message: string) => void,
   onCommitted: () => Promise<void>,
+  onRestarted?: () => void,
 ): Promise<{ attempt: Attempt; verdict: GateVerdict }> {
   const attempt: Attempt = { before: null, cursor: null, restarted: null, error: null, ended: false, stale: null, committed: false, stateAfterReady: null };
   const svc: string[] = [];
@@ -223,6 +243,7 @@ async function watch(
       if (line.startsWith('@restarted ')) {
         attempt.restarted = Number(line.slice(11));
         if (attempt.restarted !== 0) return { attempt, verdict };
+        onRestarted?.();
         continue;
       }
       if (line.startsWith('@error ')) {
