@@ -1,9 +1,9 @@
 import { Listr, PRESET_TIMESTAMP, type ListrTask } from 'listr2';
-import { applyNodePhase, outcomeOf, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
+import { applyNodePhase, openTurn, outcomeOf, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
 import { InterruptedError, RolloutFailedError } from '../errors.js';
 import type { Plan } from '../plan/types.js';
 import type { RunRecorder } from '../state/run-state.js';
-import type { Transport } from '../transport/transport.js';
+import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import type { CompiledGate } from './gate.js';
 import type { GateRun } from './restart-gate.js';
@@ -53,6 +53,25 @@ export type RolloutOptions = {
 export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: RolloutOptions): Promise<RolloutResult> {
   const result: RolloutResult = { runId: opts.runId, outcomes: [], failure: null, interrupted: false };
   const nodes = plan.nodes.map((n) => n.node.name);
+  // The next turn's restart channel, opened once this turn's restart returned, so that
+  // its checks and cursor are done by the time the turn comes; a turn that never
+  // comes sends it \`stop\` (nothing on that node changes).
+  let ahead: { item: NodeWork; stream: LineStream } | null = null;
+  const takeAhead = (item: NodeWork | null): LineStream | undefined => {
+    const a = ahead;
+    ahead = null;
+    if (a && a.item === item) return a.stream;
+    a?.stream.send('stop\n');
+    a?.stream.close();
+    return undefined;
+  };
+  const openAhead = (phase: string, after: string) => {
+    takeAhead(null);
+    const rest = nodes.slice(nodes.indexOf(after) + 1);
+    const next = rest.map((name) => work.find((w) => w.node === name && w.phase === phase)).find((w) => w !== undefined);
+    const stream = next ? openTurn(opts.transports.get(next.node)!, next, opts.runId, opts.gate) : null;
+    if (next && stream) ahead = { item: next, stream };
+  };
 
   const phases: ListrTask[] = plan.phases
     .filter((p) => p.enabled)
@@ -74,7 +93,10 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                   sub.skip(`${name}: up to date`);
                   return;
                 }
+                const channel = takeAhead(item);
                 if (opts.stop.requested) {
+                  channel?.send('stop\n');
+                  channel?.close();
                   result.interrupted = true;
                   throw new InterruptedError(`interrupted before ${name} (phase ${phase.name}); every node is in its old or new state`);
                 }
@@ -85,6 +107,8 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                   // nothing on the node changes before it passed.
                   const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
                     beforeRestart: () => checkOthersHealthy(name, opts),
+                    ...(channel ? { channel } : {}),
+                    onRestarted: () => openAhead(phase.name, name),
                     runId: opts.runId,
                     gate: opts.gate,
                     redact: opts.redact,
@@ -130,13 +154,18 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
     await listr.run();
   } catch (err) {
     if (!result.failure && !result.interrupted) throw err;
+  } finally {
+    takeAhead(null);
   }
   return result;
 }
 
 /**
  * Never take a second node down: before restarting `next`, every other node
- * must be running the very invocation it ran when last seen healthy.
+ * must be running the very invocation it ran when last seen healthy. A fast
+ * read: the main process systemd named then must still be alive (same pid and
+ * start time; for a simple service the invocation cannot change without it),
+ * read on the node with no fork; where it is not, systemd is asked.
  */
 export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'readState' | 'unit'>): Promise<void> {
   const problems: string[] = [];
@@ -144,7 +173,7 @@ export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions
     [...opts.baseline].map(async ([name, seen]) => {
       if (name === next) return;
       try {
-        const now = await opts.readState(name);
+        const now = await opts.readState(name, 'fast');
         if (now.activeState !== 'active' || now.subState !== 'running') problems.push(`${name}: ${opts.unit} is ${now.activeState}/${now.subState}`);
         else if (now.invocationId !== seen.invocationId) problems.push(`${name}: ${opts.unit} restarted since it was last seen healthy (${now.nRestarts} restarts)`);
       } catch (err) {

@@ -10,10 +10,13 @@ export class LocalTransport implements Transport {
   readonly name = 'local';
   readonly commands: string[] = [];
 
+  /** `env`: the commands' environment (a PATH with stand-ins for systemctl, say). */
+  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+
   exec(command: string, opts: { stdin?: Buffer } = {}): Promise<ExecResult> {
     this.commands.push(command);
     return new Promise((resolve, reject) => {
-      const child = spawn('sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn('sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], env: this.env });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -24,8 +27,44 @@ export class LocalTransport implements Transport {
     });
   }
 
-  stream(): LineStream {
-    throw new Error('LocalTransport does not stream');
+  stream(command: string, opts: { input?: boolean } = {}): LineStream {
+    this.commands.push(command);
+    const child = spawn('sh', ['-c', command], { stdio: ['pipe', 'pipe', 'ignore'], env: this.env });
+    if (!opts.input) child.stdin.end();
+    const queue: string[] = [];
+    let partial = '';
+    let ended = false;
+    let wake: (() => void) | null = null;
+    child.stdout.on('data', (d: Buffer) => {
+      const parts = (partial + d.toString('utf8')).split('\n');
+      partial = parts.pop() ?? '';
+      queue.push(...parts);
+      wake?.();
+    });
+    child.on('close', () => {
+      ended = true;
+      wake?.();
+    });
+    return {
+      lines: {
+        async *[Symbol.asyncIterator]() {
+          for (;;) {
+            if (queue.length > 0) yield queue.shift()!;
+            else if (ended) return;
+            else await new Promise<void>((r) => (wake = r));
+            wake = null;
+          }
+        },
+      },
+      send: (text) => {
+        if (opts.input && !ended) child.stdin.write(text);
+      },
+      started: () => true,
+      failure: () => null,
+      close: () => {
+        child.kill('SIGTERM');
+      },
+    };
   }
 
   close(): void {}

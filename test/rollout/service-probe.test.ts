@@ -1,0 +1,63 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openServiceProbes } from '../../src/rollout/service-probe.js';
+import { LocalTransport } from '../helpers/local-transport.js';
+
+// The probe script runs here with the real sh; systemctl is a stand-in on PATH
+// that reports the pid in $dir/main as the unit's main process and counts its calls.
+let dir: string;
+let main: ChildProcess;
+let t: LocalTransport;
+
+function startMain(): void {
+  main = spawn('sleep', ['300'], { stdio: 'ignore' });
+  writeFileSync(path.join(dir, 'main'), String(main.pid));
+}
+const calls = () => readFileSync(path.join(dir, 'calls'), 'utf8').trim().split('\n').filter(Boolean).length;
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'rollout-probe-'));
+  writeFileSync(path.join(dir, 'calls'), '');
+  writeFileSync(
+    path.join(dir, 'systemctl'),
+    `#!/bin/sh\necho call >> ${dir}/calls\npid=$(cat ${dir}/main)\nprintf 'ActiveState=active\\nSubState=running\\nNRestarts=0\\nInvocationID=inv-%s\\nMainPID=%s\\n' "$pid" "$pid"\n`,
+  );
+  chmodSync(path.join(dir, 'systemctl'), 0o755);
+  t = new LocalTransport({ ...process.env, PATH: `${dir}:${process.env.PATH}` });
+  startMain();
+});
+afterEach(() => main.kill('SIGKILL'));
+
+describe('openServiceProbes', () => {
+  it('a fast read answers from the last full one while that main process lives, without asking systemd; once it is gone, systemd is asked', async () => {
+    const probes = openServiceProbes(new Map([['kms-1', t]]), 'minkms');
+    try {
+      const first = await probes.read('kms-1', 'full');
+      expect(first).toMatchObject({ activeState: 'active', invocationId: `inv-${main.pid}`, mainPid: main.pid });
+      expect(calls()).toBe(1);
+
+      expect(await probes.read('kms-1', 'fast')).toEqual(first);
+      expect(await probes.read('kms-1', 'fast')).toEqual(first);
+      expect(calls()).toBe(1);
+
+      // The process dies and another takes its place: the fast read cannot vouch, systemd is asked.
+      const old = main;
+      old.kill('SIGKILL');
+      await new Promise((r) => old.once('exit', r));
+      startMain();
+      const after = await probes.read('kms-1', 'fast');
+      expect(after.invocationId).toBe(`inv-${main.pid}`);
+      expect(calls()).toBe(2);
+
+      // A full read always asks.
+      await probes.read('kms-1', 'full');
+      expect(calls()).toBe(3);
+      expect(t.commands).toHaveLength(1);
+    } finally {
+      probes.close();
+    }
+  });
+});
