@@ -125,8 +125,9 @@ function commitArgs(commits: readonly StagedCommit[]): string {
  * The remote half of a restart, one command on one channel. At once, changing
  * nothing: every staged file and its target checked (`@stale`, `@error`), the
  * unit's state and a journal cursor (`@svc`, `@cursor`), so that none of it
- * waits on the critical path. Then it waits for a line on stdin: anything but
- * `go` ends it with nothing touched (the cluster health check runs meanwhile).
+ * waits on the critical path. Then it waits for a line on stdin: `ping` is
+ * answered `@pong` (the link is alive), anything else but `go` ends it with
+ * nothing touched (the cluster health check runs meanwhile).
  * On `go`: the staged files moved into place (`@file`, `@committed`,
  * `@error`), the restart bounded by a timeout (`@restarted CODE`), then every
  * journal entry of the unit after the cursor, as JSON lines, until rollout
@@ -145,7 +146,7 @@ printf '@svc-begin\n%s\n@svc-end\n' "$svc"
 C=$(journalctl -n 0 --show-cursor -q); C=\${C#*-- cursor: }
 [ -n "$C" ] || { echo "@error no journal cursor"; exit 1; }
 echo "@cursor $C"
-IFS= read -r word || exit 0
+while IFS= read -r word && [ "$word" = ping ]; do echo @pong; done
 [ "$word" = go ] || exit 0
 commit_all "$@" || exit 1
 echo @committed

@@ -97,7 +97,12 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   for (let attempt = 0; attempt < 3 && verdict.status === 'pending' && Date.now() < deadline; attempt++) {
     let stream: LineStream;
     if (cursor === null) {
-      stream = attempt === 0 && opts.channel ? opts.channel : restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds, committed ? [] : commits);
+      const open = () => restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds, committed ? [] : commits);
+      const ahead = attempt === 0 ? opts.channel : undefined;
+      stream = ahead ?? open();
+      // A channel opened ahead has waited through another node's turn: its link
+      // must answer now, or go could be lost with it (and the node's state unknown).
+      const alive = ahead ? pong(ahead) : null;
       if (opts.beforeGo) progress('checking the other nodes');
       try {
         await opts.beforeGo?.();
@@ -107,7 +112,15 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
         throw err;
       }
       progress(!committed ? `writing ${commits.map((c) => c.path).join(', ')} and restarting ${unit}` : `restarting ${unit}`);
-      stream.send('go\n');
+      const answered = await alive;
+      if (answered) stream = answered;
+      if (answered === undefined || !stream.send('go\n')) {
+        // It ended before go (its link was lost while it waited): nothing on the
+        // node was touched; a fresh channel, which reconnects.
+        stream.close();
+        stream = open();
+        stream.send('go\n');
+      }
     } else {
       progress(`reading the journal again from the cursor (${elapsed()} s)`);
       stream = followFrom(t, unit, cursor, maxSeconds);
@@ -279,6 +292,32 @@ async function watch(
     clearTimeout(graceTimer);
     stream.close();
   }
+}
+
+/**
+ * Pings a waiting restart channel and reads it up to `@pong`: the same stream,
+ * with the lines before the answer kept for the watch; undefined when the
+ * channel ended first (nothing there was touched: it never got `go`).
+ */
+async function pong(stream: LineStream): Promise<LineStream | undefined> {
+  const before: string[] = [];
+  const it = stream.lines[Symbol.asyncIterator]();
+  if (!stream.send('ping\n')) return undefined;
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return undefined;
+    if (r.value === '@pong') break;
+    before.push(r.value);
+  }
+  return {
+    ...stream,
+    lines: {
+      async *[Symbol.asyncIterator]() {
+        yield* before;
+        for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+      },
+    },
+  };
 }
 
 /** The deciding journal lines, redacted and indented, for messages and reports. */

@@ -372,9 +372,10 @@ class SshTransport implements Transport {
       started: () => channel !== null,
       failure: () => failure,
       send: (text: string) => {
-        if (!opts.input || ended || closeRequested) return;
+        if (!opts.input || ended || closeRequested) return false;
         if (channel) channel.write(text);
         else pending.push(text);
+        return true;
       },
       close: () => {
         closeRequested = true;

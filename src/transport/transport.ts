@@ -8,9 +8,10 @@ export type LineStream = {
   /**
    * Writes to the command's stdin (streams opened with `{ input: true }`; text
    * written before the channel opened is sent once it does). Never a secret:
-   * control words only.
+   * control words only. false when the text cannot reach the command: the
+   * channel ended (or never opened) or was closed.
    */
-  send(text: string): void;
+  send(text: string): boolean;
   /** Whether the remote command was started (its channel opened); false while opening and when it never could be. */
   started(): boolean;
   /** Why the channel could not be opened (a ConnectionLostError that says it never ran), else null. */

@@ -40,6 +40,7 @@ export class FakeTransport implements Transport {
       },
       send: (text: string) => {
         sent.push(text);
+        return !closed && this.neverStarts === null;
       },
       started: () => this.neverStarts === null,
       failure: () => this.neverStarts,

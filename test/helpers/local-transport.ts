@@ -10,8 +10,12 @@ export class LocalTransport implements Transport {
   readonly name = 'local';
   readonly commands: string[] = [];
 
+  readonly env: NodeJS.ProcessEnv;
+
   /** `env`: the commands' environment (a PATH with stand-ins for systemctl, say). */
-  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+  constructor(env: NodeJS.ProcessEnv = process.env) {
+    this.env = env;
+  }
 
   exec(command: string, opts: { stdin?: Buffer } = {}): Promise<ExecResult> {
     this.commands.push(command);
@@ -57,7 +61,9 @@ export class LocalTransport implements Transport {
         },
       },
       send: (text) => {
-        if (opts.input && !ended) child.stdin.write(text);
+        if (!opts.input || ended) return false;
+        child.stdin.write(text);
+        return true;
       },
       started: () => true,
       failure: () => null,

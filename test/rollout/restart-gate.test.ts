@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileGate } from '../../src/rollout/gate.js';
-import { restartAndGate } from '../../src/rollout/restart-gate.js';
+import { openRestart, restartAndGate } from '../../src/rollout/restart-gate.js';
 import { StalePlanError } from '../../src/errors.js';
 import { ConnectionLostError } from '../../src/transport/ssh.js';
 import type { StagedCommit } from '../../src/rollout/journal.js';
@@ -57,6 +57,33 @@ describe('restartAndGate over one channel', () => {
 
   const commit: StagedCommit = { path: '/etc/minkms/config.yaml', staged: '/etc/minkms/.rollout-staged.R.config.yaml', beforeSha256: 'a'.repeat(64), afterSha256: 'b'.repeat(64), uid: 0, gid: 0, mode: 0o640 };
   const now = (inv: string) => ['@now-begin', 'ActiveState=active', 'SubState=running', 'NRestarts=0', `InvocationID=${inv}`, 'MainPID=2', '@now-end'];
+
+  it('a channel opened ahead is pinged while the health check runs; once it answers, go goes on it and its earlier lines still count', async () => {
+    const t = new FakeTransport('kms-2', [[...svc('old'), '@cursor C1', '@pong', '@file /etc/minkms/config.yaml', '@committed', '@restarted 0', entry('=> Server is up and running...', 'old'), entry('=> Server is up and running...', 'new'), ...now('new')]], () => {
+      throw new Error('no command may be needed');
+    });
+    const channel = openRestart(t, 'minkms', gate, [commit], 60_000);
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], channel, beforeGo: async () => undefined });
+    expect(t.streams).toHaveLength(1);
+    expect(t.sent[0]).toEqual(['ping\n', 'go\n']);
+    // @svc came before the pong: the old invocation's ready line does not count, the new one's does.
+    expect(run.verdict.status).toBe('passed');
+    expect(run.verdict.evidence[0]?.invocationId).toBe('new');
+  });
+
+  it('a channel opened ahead that ended before go (its link lost while it waited) is replaced by a fresh one: nothing was touched', async () => {
+    const t = new FakeTransport('kms-2', [
+      [...svc('old'), '@cursor C1'],
+      ['@file /etc/minkms/config.yaml', '@committed', ...svc('old'), '@cursor C2', '@restarted 0', entry('=> Server is up and running...', 'new'), ...now('new')],
+    ], () => {
+      throw new Error('no command may be needed');
+    });
+    const channel = openRestart(t, 'minkms', gate, [commit], 60_000);
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], channel, beforeGo: async () => undefined });
+    expect(t.streams).toHaveLength(2);
+    expect(t.sent).toEqual([['ping\n'], ['go\n']]);
+    expect(run.verdict.status).toBe('passed');
+  });
 
   it('sends go only after beforeGo resolved, records the commit, and judges the ready line by the state the node read right after it', async () => {
     const order: string[] = [];
