@@ -40,23 +40,35 @@ async function tryCreate(t: Transport, info: LockInfo, replace: boolean): Promis
 }
 
 /**
- * Removes a node's lock if `runId` holds it, together with what must not
- * outlive it, in one command with at most two processes: `remove` (this run's
- * staged copies never moved into place) and, with `pruneKeep`, all but the
- * newest that many run directories of backups (run ids sort by time).
+ * The release as a shell snippet: removes the lock if run \`$rid\` holds it,
+ * together with what must not outlive it: the paths in "$@" (this run's staged
+ * copies never moved into place) and, unless \`$keep\` is 0, all but the
+ * newest \`$keep\` run directories of backups (run ids sort by time). At most
+ * two processes. Shared by releaseLock and the state probes (see
+ * service-probe.ts), which release without a session of their own.
  */
-export async function releaseLock(t: Transport, runId: string, opts: { remove?: readonly string[]; pruneKeep?: number } = {}): Promise<void> {
-  const keep = opts.pruneKeep ? Math.max(1, Math.floor(opts.pruneKeep)) : 0;
-  const script = `${keep ? `prune() {
-  [ -e "$1" ] || return 0; k=$#; n=$(($# - ${keep}))
+export const RELEASE_SCRIPT = `prune() {
+  [ -e "$1" ] || return 0; k=$#; n=$(($# - keep))
   for d do [ $n -gt 0 ] || break; set -- "$@" "$d"; n=$((n - 1)); done
   shift $k; [ $# = 0 ] || rm -rf -- "$@"
 }
-prune /var/backups/rollout/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-*
-` : ''}l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true
-case $l in *${shellQuote(`"runId":"${runId}"`)}*) set -- "$@" ${LOCK_FILE};; esac
+[ "$keep" = 0 ] || prune /var/backups/rollout/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-*
+l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true
+case $l in *"\\"runId\\":\\"$rid\\""*) set -- "$@" ${LOCK_FILE};; esac
 [ $# = 0 ] || rm -rf -- "$@"`;
-  await t.exec(`sh -c ${shellQuote(script)} rollout-release ${(opts.remove ?? []).map(shellQuote).join(' ')}`, { timeoutMs: 60_000 });
+
+/** The options of a release: see RELEASE_SCRIPT. */
+export type ReleaseOptions = { remove?: readonly string[]; pruneKeep?: number };
+
+/** Pure. How many backup runs a release keeps (0: no pruning). */
+export function keepOf(opts: ReleaseOptions): number {
+  return opts.pruneKeep ? Math.max(1, Math.floor(opts.pruneKeep)) : 0;
+}
+
+/** Removes a node's lock if `runId` holds it, with what must not outlive it (RELEASE_SCRIPT), in one command. */
+export async function releaseLock(t: Transport, runId: string, opts: ReleaseOptions = {}): Promise<void> {
+  const args = [runId, String(keepOf(opts)), ...(opts.remove ?? [])].map(shellQuote).join(' ');
+  await t.exec(`sh -c ${shellQuote(`rid=$1; keep=$2; shift 2\n${RELEASE_SCRIPT}`)} rollout-release ${args}`, { timeoutMs: 60_000 });
 }
 
 /**

@@ -7,6 +7,7 @@ import { NodeError } from '../errors.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { parseServiceState, readServiceState, SHOW_PROPERTIES, type ServiceState } from './journal.js';
+import { keepOf, RELEASE_SCRIPT, releaseLock, type ReleaseOptions } from './lock.js';
 
 /**
  * Reads a node's unit state now: `full` asks systemd; `fast` answers with the
@@ -20,6 +21,9 @@ export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<Servi
 // `@end`; it remembers the main pid and its start time (field 22 of
 // /proc/PID/stat, after the command name, which may hold spaces). A fast answer
 // is `@same` when that process is alive, read with shell builtins (no fork).
+// At the end of a run, `release` and its lines (run id, backups to keep, count,
+// paths) release the lock (RELEASE_SCRIPT), answered by `@released`: no
+// session of its own.
 const PROBE_SCRIPT = `u=$1; pid=0; start=
 alive() {
   [ "$pid" != 0 ] && [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat || return 1
@@ -28,6 +32,12 @@ alive() {
 }
 while IFS= read -r q; do
   if [ "$q" = fast ] && alive; then echo @same; continue; fi
+  if [ "$q" = release ]; then
+    IFS= read -r rid; IFS= read -r keep; IFS= read -r n; set --
+    while [ "$n" -gt 0 ]; do IFS= read -r p; set -- "$@" "$p"; n=$((n - 1)); done
+    (${RELEASE_SCRIPT}
+    ); echo @released; continue
+  fi
   s=$(systemctl show -p ${SHOW_PROPERTIES} -- "$u"); printf '%s\n@end\n' "$s"
   pid=\${s##*MainPID=}; pid=\${pid%%[!0-9]*}; start=
   if [ "\${pid:-0}" != 0 ] && [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat; then set -- \${l##*) }; start=\${20}; else pid=0; fi
@@ -36,7 +46,7 @@ done`;
 /** One answer must come within this; otherwise the probe is dropped for a plain command. */
 const ANSWER_TIMEOUT_MS = 30_000;
 
-type Waiter = { resolve: (s: ServiceState) => void; reject: (e: Error) => void; lines: string[] };
+type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true };
 
 // The last full answer: what a fast `@same` stands for.
 
@@ -60,6 +70,13 @@ class Probe {
       for await (const line of stream.lines) {
         const head = this.#waiting[0];
         if (!head) continue;
+        if (head.release) {
+          if (line === '@released') {
+            this.#waiting.shift();
+            head.resolve(null);
+          }
+          continue;
+        }
         if (line === '@same' && this.#last) {
           this.#waiting.shift();
           head.resolve(this.#last);
@@ -86,21 +103,39 @@ class Probe {
 
   /** Through the probe while it lives; after it ended (a lost link), a plain command (which reconnects). */
   async read(how: 'full' | 'fast'): Promise<ServiceState> {
-    const stream = this.#stream;
-    if (!stream) return readServiceState(this.#t, this.#unit);
     try {
-      return await new Promise<ServiceState>((resolve, reject) => {
-        const timer = setTimeout(() => this.#drop(new NodeError(this.#t.name, 'the state probe did not answer')), ANSWER_TIMEOUT_MS);
-        const done = <T>(f: (v: T) => void) => (v: T) => {
-          clearTimeout(timer);
-          f(v);
-        };
-        this.#waiting.push({ resolve: done(resolve), reject: done(reject), lines: [] });
-        stream.send(`${how}\n`);
-      });
+      const state = await this.#ask(`${how}\n`, {});
+      if (state) return state;
     } catch {
-      return readServiceState(this.#t, this.#unit);
+      // the probe is gone: below
     }
+    return readServiceState(this.#t, this.#unit);
+  }
+
+  /** Releases the lock through the probe (see PROBE_SCRIPT); a plain command when it cannot. */
+  async release(runId: string, opts: ReleaseOptions): Promise<void> {
+    const lines = [runId, String(keepOf(opts)), String(opts.remove?.length ?? 0), ...(opts.remove ?? [])];
+    try {
+      if (!lines.some((l) => l.includes('\n'))) return void (await this.#ask(`release\n${lines.join('\n')}\n`, { release: true }));
+    } catch {
+      // the probe is gone: below
+    }
+    await releaseLock(this.#t, runId, opts);
+  }
+
+  // One question; rejects when the probe is gone or does not answer in time.
+  #ask(question: string, kind: { release?: true }): Promise<ServiceState | null> {
+    const stream = this.#stream;
+    if (!stream) return Promise.reject(new NodeError(this.#t.name, 'the state probe ended'));
+    return new Promise<ServiceState | null>((resolve, reject) => {
+      const timer = setTimeout(() => this.#drop(new NodeError(this.#t.name, 'the state probe did not answer')), ANSWER_TIMEOUT_MS);
+      const done = <T>(f: (v: T) => void) => (v: T) => {
+        clearTimeout(timer);
+        f(v);
+      };
+      this.#waiting.push({ resolve: done(resolve), reject: done(reject), lines: [], ...kind });
+      stream.send(question);
+    });
   }
 
   close(): void {
@@ -111,21 +146,27 @@ class Probe {
 /**
  * Opens a state probe on every node (channels on the existing connections).
  * `read` answers from the probe, or by a plain command once a probe is gone;
- * `close` ends them all.
+ * `release` releases a node's lock (releaseLock) the same way; `close` ends
+ * them all.
  */
-export function openServiceProbes(transports: ReadonlyMap<string, Transport>, unit: string): { read: StateReader; close(): void } {
+export function openServiceProbes(
+  transports: ReadonlyMap<string, Transport>,
+  unit: string,
+): { read: StateReader; release(node: string, runId: string, opts: ReleaseOptions): Promise<void>; close(): void } {
   const probes = new Map<string, Probe>();
+  const probe = (node: string): Probe => {
+    let p = probes.get(node);
+    if (!p) {
+      const t = transports.get(node);
+      if (!t) throw new NodeError(node, 'not connected');
+      p = new Probe(t, unit);
+      probes.set(node, p);
+    }
+    return p;
+  };
   return {
-    read: (node, how = 'full') => {
-      let p = probes.get(node);
-      if (!p) {
-        const t = transports.get(node);
-        if (!t) return Promise.reject(new NodeError(node, 'not connected'));
-        p = new Probe(t, unit);
-        probes.set(node, p);
-      }
-      return p.read(how);
-    },
+    read: async (node, how = 'full') => probe(node).read(how),
+    release: async (node, runId, opts) => probe(node).release(runId, opts),
     close: () => probes.forEach((p) => p.close()),
   };
 }

@@ -185,6 +185,11 @@ describe('faults injected during a rollout', () => {
     expect(r.stderr).toContain('kms-2 failed its gate after the change');
     expect(fleetStates()).toEqual(['new', 'old', 'old']);
     expect((await serviceState('kms-2')).ActiveState).toBe('active');
+    // Released (through the state probes): no lock and no staged copy on any node, and kms-3, never touched, keeps no backup of this run.
+    const runId = /Run (\S+): state in/.exec(r.stdout)![1]!;
+    for (const n of NODES) expect(await onNode(n, 'ls -a /etc/minkms /run/rollout 2>/dev/null; true')).not.toMatch(/rollout-staged|lock\.json/);
+    expect(await onNode('kms-3', 'ls /var/backups/rollout')).not.toContain(runId);
+    expect(await onNode('kms-2', 'ls /var/backups/rollout')).toContain(runId);
     clearKnob('kms-2', 'reject-vault');
 
     const back = await rollout(['rollback', inv, '--yes']);

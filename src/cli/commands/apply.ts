@@ -201,7 +201,6 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       io.result(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
       return EXIT.ok;
     } finally {
-      probes?.close();
       if (!hardStop) {
         // Staged copies never moved into place go with the lock; backups are pruned only after a complete run.
         // A node this run never wrote to keeps no backup of it either (staging took one on every node).
@@ -212,10 +211,15 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           const mine = steps.filter((s) => s.node === name);
           if (mine.every((s) => s.status === 'planned')) paths.push(`/var/backups/rollout/${runId}`);
         }
+        // Through the state probes where they are open: no SSH session of its own.
         await Promise.all(
-          [...session.transports].map(([name, t]) => releaseLock(t, runId, { remove: staged.get(name) ?? [], pruneKeep }).catch(() => undefined)),
+          [...session.transports].map(([name, t]) => {
+            const opts = { remove: staged.get(name) ?? [], pruneKeep };
+            return (probes ? probes.release(name, runId, opts) : releaseLock(t, runId, opts)).catch(() => undefined);
+          }),
         );
       }
+      probes?.close();
     }
   } finally {
     session.close();
