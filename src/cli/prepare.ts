@@ -1,12 +1,16 @@
+import path from 'node:path';
 import { InputError, RolloutError } from '../errors.js';
+import { nodeCheckScript, type NodeCheckTarget } from '../preflight/node-checks.js';
 import { limitNodes, loadInventory, type Inventory } from '../inventory/load.js';
 import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secrets.js';
 import { loadPlaybook, varsProblems } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
-import { buildPlan, type Connection } from '../plan/build.js';
-import type { Plan } from '../plan/types.js';
+import { planNode, planPhases, type Connection } from '../plan/build.js';
+import type { NodePlan, Plan } from '../plan/types.js';
 import { acceptedHostKeys, connectSsh, sudoSecrets } from '../transport/ssh.js';
+import type { LockAttempt } from '../transport/remote-files.js';
 import type { Transport } from '../transport/transport.js';
+import type { LockInfo } from '../rollout/lock.js';
 import { mapLimit } from '../util/map-limit.js';
 import { createRedactor, type Redactor } from '../util/redact.js';
 
@@ -22,16 +26,23 @@ export type Session = {
   transports: Map<string, Transport>;
   /** Host keys recorded by --accept-new-host-keys while connecting: the commands print them. */
   notes: string[];
+  /** With `survey`: what taking the lock found on each node read (lockFleet settles the rest). */
+  lockAttempts: Map<string, LockAttempt>;
+  /** With `survey`: each node's checks (nodeCheckScript), run in its first read under the lock. */
+  nodeChecks: Map<string, { target: NodeCheckTarget; out: string }>;
   close(): void;
 };
 
 /**
  * Validates the inventory and playbook (no network until both pass), keeps the
  * nodes `limit` (--limit) selects, resolves
- * secrets, opens one SSH connection per node (at most `parallel` handshakes at
- * once) and plans every node. Nothing is written anywhere.
+ * secrets, opens one SSH connection per node (at most `parallel` nodes at
+ * once) and plans each node as soon as it is connected. Nothing is written
+ * anywhere, except with `survey` (apply): each node's first read also tries
+ * to take the fleet lock, then runs the preflight's node checks (see
+ * lockAttempts, nodeChecks), in the same command.
  */
-export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined, limit?: string, acceptNewHostKeys = false): Promise<Session> {
+export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined, limit?: string, acceptNewHostKeys = false, survey?: { lock: LockInfo }): Promise<Session> {
   const loaded = limitNodes(await loadInventory(inventoryFile), limit);
   const inventory = acceptNewHostKeys ? { ...loaded, nodes: loaded.nodes.map((n) => ({ ...n, acceptNewHostKeys: true })) } : loaded;
   const playbook = await loadPlaybook(inventory.playbookFile);
@@ -45,23 +56,47 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
   if (unknownVars.length > 0) throw new InputError(inventory.playbookFile, unknownVars);
   const parallel = parallelFlag ?? inventory.parallel;
 
-  const connections = await mapLimit(inventory.nodes, parallel, async (node): Promise<Connection> => {
-    try {
-      return { node, transport: await connectSsh(node) };
-    } catch (err) {
-      if (err instanceof RolloutError) return { node, error: err.message.replace(`${node.name}: `, '') };
-      throw err;
-    }
-  });
-  // Built once connected: a sudo password typed at the prompt is a secret too.
-  const redact = createRedactor({ secrets: [...vars.secrets, ...sudoSecrets], ...playbook.secrets });
-  const transports = new Map(connections.flatMap((c) => ('transport' in c ? [[c.node.name, c.transport] as const] : [])));
-  const close = () => transports.forEach((t) => t.close());
+  // Each node is read as soon as it is connected, while the others still shake hands.
+  const opened = new Map<string, Transport>();
+  const lockAttempts = new Map<string, LockAttempt>();
+  const nodeChecks = new Map<string, { target: NodeCheckTarget; out: string }>();
+  const close = () => opened.forEach((t) => t.close());
+  let nodes: NodePlan[];
   try {
-    const plan = await buildPlan(connections, playbook, vars, parallel);
-    return { inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), close };
+    nodes = await mapLimit(inventory.nodes, parallel, async (node) => {
+      let connection: Connection;
+      try {
+        const transport = await connectSsh(node);
+        opened.set(node.name, transport);
+        connection = { node, transport };
+      } catch (err) {
+        if (!(err instanceof RolloutError)) throw err;
+        connection = { node, error: err.message.replace(`${node.name}: `, '') };
+      }
+      if (!survey || 'error' in connection) return planNode(connection, playbook, vars);
+      // The directories of the files the playbook names for this node (a path found later, in another file, is checked apart).
+      const target: NodeCheckTarget = {
+        dirs: [...new Set(Object.values(playbook.files).map((f) => path.posix.dirname((f.nodeOverride ? node[f.nodeOverride] : undefined) ?? f.path)))],
+        unit: playbook.service.unit,
+        ...(vars.values.vault ? { vaultServer: vars.values.vault.server } : {}),
+      };
+      return planNode(connection, playbook, vars, {
+        lock: JSON.stringify(survey.lock),
+        checks: nodeCheckScript(target),
+        onFirst: (r) => {
+          if (r.lock) lockAttempts.set(node.name, r.lock);
+          if (r.checks !== null) nodeChecks.set(node.name, { target, out: r.checks });
+        },
+      });
+    });
   } catch (err) {
     close();
     throw err;
   }
+  // Built once connected: a sudo password typed at the prompt is a secret too.
+  const redact = createRedactor({ secrets: [...vars.secrets, ...sudoSecrets], ...playbook.secrets });
+  // In inventory order, as every later step walks them.
+  const transports = new Map(inventory.nodes.flatMap((n) => (opened.has(n.name) ? [[n.name, opened.get(n.name)!] as const] : [])));
+  const plan: Plan = { playbookName: playbook.name, phases: planPhases(playbook, vars), nodes };
+  return { inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), lockAttempts, nodeChecks, close };
 }

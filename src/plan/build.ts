@@ -5,8 +5,7 @@ import type { Playbook, TaskSpec } from '../playbook/schema.js';
 import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
 import { FileContentError } from '../tasks/file-content-error.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
-import { batchedReader, type RemoteFile } from '../transport/remote-files.js';
-import { mapLimit } from '../util/map-limit.js';
+import { batchedReader, type FirstRead, type RemoteFile } from '../transport/remote-files.js';
 import { sha256 } from '../util/sha256.js';
 import type { Transport } from '../transport/transport.js';
 import type { FileChange, NodePlan, PhasePlan, Plan } from './types.js';
@@ -24,12 +23,16 @@ export function planPhases(playbook: Playbook, vars: ResolvedVars): Plan['phases
   }));
 }
 
-/** Reads one node's files and computes its changes. Never writes; errors become an `error` node plan. */
-export async function planNode(connection: Connection, playbook: Playbook, vars: ResolvedVars): Promise<NodePlan> {
+/**
+ * Reads one node's files and computes its changes. Never writes, except the
+ * fleet lock when `first` asks (apply: taken in the same command as the first
+ * read, see batchedReader); errors become an `error` node plan.
+ */
+export async function planNode(connection: Connection, playbook: Playbook, vars: ResolvedVars, first?: FirstRead): Promise<NodePlan> {
   const { node } = connection;
   if ('error' in connection) return { node, status: 'error', error: connection.error };
   try {
-    const read = batchedReader(connection.transport);
+    const read = batchedReader(connection.transport, first);
     return { node, status: 'ready', phases: await computePhases(read, node, playbook, vars) };
   } catch (err) {
     if (err instanceof RolloutError || err instanceof FileContentError) {
@@ -182,13 +185,4 @@ function decodeUtf8(content: Buffer, path: string): string {
   const text = content.toString('utf8');
   if (!Buffer.from(text, 'utf8').equals(content)) throw new FileContentError(`${path} is not UTF-8 text; rollout edits text files only`);
   return text;
-}
-
-/** Plans every node (the connections are already open); nodes keep inventory order. */
-export async function buildPlan(connections: readonly Connection[], playbook: Playbook, vars: ResolvedVars, parallel: number): Promise<Plan> {
-  return {
-    playbookName: playbook.name,
-    phases: planPhases(playbook, vars),
-    nodes: await mapLimit(connections, parallel, (c) => planNode(c, playbook, vars)),
-  };
 }

@@ -22,73 +22,111 @@ export function lockCheck(node: string, text: string, mine: string | null): Chec
   return c('fail', `locked by run ${h.runId} of ${h.user}@${h.host} (pid ${h.pid}, since ${h.startedAt})`);
 }
 
+/** What the node checks look at: the directories that must be writable, the unit, the node's path to Vault. */
+export type NodeCheckTarget = { dirs: readonly string[]; unit: string; vaultServer?: string };
+
 /**
- * Checks one node can be changed safely, changing nothing, in one command:
- * root (directly or by `sudo -n`), the lock, the planned files unchanged and
- * their directories writable, the journal readable, the unit running now, and
- * (given a Vault server) the node's own path to Vault.
+ * The node checks as a shell snippet that changes nothing: root (directly or
+ * by `sudo -n`), the lock, the directories writable, the journal readable, the
+ * unit's state, and (given a Vault server) the node's own path to Vault; with
+ * `sums`, also the checksums of those files. Its output, between
+ * `@checks-begin` and `@checks-end`, is read by parseNodeChecks. It runs in a
+ * subshell: the caller's arguments are left alone.
  */
-export async function checkNode(t: Transport, plan: ReadyNode, unit: string, opts: { lockRunId: string | null; vaultServer?: string }): Promise<Check[]> {
-  const changes = plan.phases.flatMap((p) => p.changes);
-  const dirs = [...new Set(changes.map((c) => path.posix.dirname(c.path)))];
+export function nodeCheckScript(target: NodeCheckTarget, sums: readonly string[] = []): string {
   const q = shellQuote;
-  const vault = opts.vaultServer ? vaultTarget(opts.vaultServer) : null;
+  const vault = target.vaultServer ? vaultTarget(target.vaultServer) : null;
   // Each process costs a node 20-30 ms: shell builtins where they do, one sha256sum for all files.
-  const script = [
+  return [
+    'echo @checks-begin; (',
     // The effective uid, from the shell's own status (no process).
     'while read -r k r e _; do [ "$k" != Uid: ] || { echo "@uid $e"; break; }; done < /proc/self/status',
     `l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true; echo "@lock $l"`,
-    ...(changes.length > 0 ? [`echo @sums-begin; sha256sum -- ${changes.map((c) => q(c.path)).join(' ')} 2>/dev/null; echo @sums-end`] : []),
-    ...dirs.map((d, i) => `test -w ${q(d)} && echo "@dir ${i} ok" || echo "@dir ${i} no"`),
+    ...(sums.length > 0 ? [`echo @sums-begin; sha256sum -- ${sums.map(q).join(' ')} 2>/dev/null; echo @sums-end`] : []),
+    ...target.dirs.map((d, i) => `test -w ${q(d)} && echo "@dir ${i} ok" || echo "@dir ${i} no"`),
     'journalctl --no-pager -n 1 -o json >/dev/null 2>&1 && echo "@journal ok" || echo "@journal no"',
-    `echo @svc-begin; systemctl show -p ${SHOW_PROPERTIES} -- ${q(unit)}; echo @svc-end`,
+    `echo @svc-begin; systemctl show -p ${SHOW_PROPERTIES} -- ${q(target.unit)}; echo @svc-end`,
     ...(vault ? [`set -- ${[vault.host, String(vault.port), vault.tls ? 'https' : 'http'].map(q).join(' ')}`, REACH_SCRIPT] : []),
+    '); echo @checks-end',
   ].join('\n');
-  const fail = (name: string, detail: string): Check[] => [{ scope: t.name, name, status: 'fail', detail }];
-  let out: string;
+}
+
+/** The directories a node's planned changes write in. */
+export function changeDirs(plan: ReadyNode): string[] {
+  return [...new Set(plan.phases.flatMap((p) => p.changes).map((c) => path.posix.dirname(c.path)))];
+}
+
+/**
+ * Checks one node can be changed safely, changing nothing, in one command
+ * (nodeCheckScript, with the planned files' checksums: unchanged since the plan).
+ */
+export async function checkNode(t: Transport, plan: ReadyNode, unit: string, opts: { lockRunId: string | null; vaultServer?: string }): Promise<Check[]> {
+  const changes = plan.phases.flatMap((p) => p.changes);
+  const target = { dirs: changeDirs(plan), unit, ...(opts.vaultServer ? { vaultServer: opts.vaultServer } : {}) };
   try {
-    const r = await t.exec(script, { timeoutMs: 60_000 });
-    out = r.stdout.toString('utf8');
-    if (!out.includes('@uid ')) return fail('root', `cannot run commands as root (${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}); log in as root or give the user passwordless sudo`);
+    const r = await t.exec(nodeCheckScript(target, changes.map((c) => c.path)), { timeoutMs: 60_000 });
+    return parseNodeChecks(t.name, r.stdout.toString('utf8'), plan, target, opts.lockRunId, r.stderr.trim().split('\n').pop() || `exit ${r.code}`);
   } catch (err) {
-    return fail('reachable', (err as Error).message.replace(`${t.name}: `, ''));
+    return [{ scope: t.name, name: 'reachable', status: 'fail', detail: (err as Error).message.replace(`${t.name}: `, '') }];
   }
-  const lines = out.split('\n');
+}
+
+/**
+ * Pure. The checks from nodeCheckScript's output (the block is found in `out`).
+ * The planned files must still match the plan where the output holds their
+ * checksums; without (the checks ran in the command that read them, under the
+ * lock) they are the plan's. `lockRunId`: the run that should hold the lock
+ * (null: none may), or `settled`. `why` says why no block came (stderr).
+ */
+export function parseNodeChecks(node: string, out: string, plan: ReadyNode, target: NodeCheckTarget, lockRunId: string | null | 'settled', why = ''): Check[] {
+  const changes = plan.phases.flatMap((p) => p.changes);
+  const all = out.split('\n');
+  const lines = all.slice(all.indexOf('@checks-begin') + 1, all.includes('@checks-end') ? all.lastIndexOf('@checks-end') : undefined);
+  const fail = (name: string, detail: string): Check[] => [{ scope: node, name, status: 'fail', detail }];
+  if (!all.includes('@checks-begin') || !lines.some((l) => l.startsWith('@uid '))) {
+    return fail('root', `cannot run commands as root (${why}); log in as root or give the user passwordless sudo`);
+  }
   const value = (tag: string) => lines.filter((l) => l.startsWith(`@${tag} `)).map((l) => l.slice(tag.length + 2));
   const block = (tag: string) => {
     const from = lines.indexOf(`@${tag}-begin`);
     const to = lines.indexOf(`@${tag}-end`, from);
-    return from < 0 || to < 0 ? [] : lines.slice(from + 1, to);
+    return from < 0 || to < 0 ? null : lines.slice(from + 1, to);
   };
   const checks: Check[] = [];
-  const add = (name: string, ok: boolean, pass: string, failText: string) => checks.push({ scope: t.name, name, status: ok ? 'pass' : 'fail', detail: ok ? pass : failText });
+  const add = (name: string, ok: boolean, pass: string, failText: string) => checks.push({ scope: node, name, status: ok ? 'pass' : 'fail', detail: ok ? pass : failText });
   const uid = value('uid')[0];
   add('root', uid === '0', 'commands run as root', `commands run as uid ${uid}, not root; log in as root or give the user passwordless sudo`);
   if (uid !== '0') return checks;
-  checks.push(lockCheck(t.name, value('lock')[0] ?? '', opts.lockRunId));
+  // `settled`: the lock was settled after this output (lockFleet: a stale one broken, a resumed run's taken over).
+  checks.push(lockRunId === 'settled' ? { scope: node, name: 'lock', status: 'pass', detail: 'held by this run' } : lockCheck(node, value('lock')[0] ?? '', lockRunId));
   if (changes.length > 0) {
     // sha256sum prints "SUM  PATH" per file it could read, in argument order.
-    const sums = new Map(block('sums').map((l) => [l.slice(66), l.slice(0, 64)] as const));
-    const stale = changes.filter((c) => sums.get(c.path) !== c.beforeSha256).map((c) => c.path);
-    const unwritable = value('dir').filter((v) => v.endsWith(' no')).map((v) => dirs[Number(v.split(' ')[0])]);
+    const summed = block('sums');
+    const sums = new Map((summed ?? []).map((l) => [l.slice(66), l.slice(0, 64)] as const));
+    const stale = summed === null ? [] : changes.filter((c) => sums.get(c.path) !== c.beforeSha256).map((c) => c.path);
+    const written = changeDirs(plan);
+    const dirOk = new Map(value('dir').map((v) => [target.dirs[Number(v.split(' ')[0])], v.endsWith(' ok')] as const));
+    const unwritable = written.filter((d) => dirOk.get(d) !== true);
     add(
       'files',
       stale.length === 0 && unwritable.length === 0,
-      `${changes.length} file change(s) still match the plan; directories writable`,
+      `${changes.length} file change(s) ${summed === null ? 'planned from files read under the lock' : 'still match the plan'}; directories writable`,
       stale.length > 0
         ? `${stale.join(', ')} changed after the plan was made; run \`rollout plan\` again and review the new diff`
         : `cannot write in ${unwritable.join(', ')} (read-only file system?)`,
     );
   }
   add('journal', value('journal')[0] === 'ok', 'journal readable', 'journalctl cannot read the journal');
-  const s = parseServiceState(block('svc').join('\n'));
+  const s = parseServiceState((block('svc') ?? []).join('\n'));
+  const unit = target.unit;
   add('service', s.activeState === 'active' && s.subState === 'running', `${unit} is running`,
     `${unit} is not running now (${s.activeState}/${s.subState}, ${s.nRestarts} restarts); rollout only changes a healthy cluster: fix this node first`);
+  const vault = target.vaultServer ? vaultTarget(target.vaultServer) : null;
   if (vault && checks.every((c) => c.status !== 'fail')) {
     // The reach line comes last; curl's error text after it may span lines.
     const at = lines.findIndex((l) => l.startsWith('@reach '));
     const reach = at < 0 ? '' : [lines[at]!.slice(7), ...lines.slice(at + 1)].join(' ').trim();
-    checks.push(parseReach(t.name, vault.host, vault.port, vault.tls, reach));
+    checks.push(parseReach(node, vault.host, vault.port, vault.tls, reach));
   }
   return checks;
 }

@@ -4,7 +4,7 @@ import type { Session } from '../cli/prepare.js';
 import { readRemoteFile } from '../transport/remote-files.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
-import { checkNode } from './node-checks.js';
+import { changeDirs, checkNode, parseNodeChecks } from './node-checks.js';
 import { runVaultChecks } from './vault-checks.js';
 
 export type PreflightFlags = {
@@ -22,9 +22,14 @@ export type PreflightFlags = {
 export async function runPreflight(session: Session, flags: PreflightFlags): Promise<Check[]> {
   const vault = session.vars.values.vault;
   const ready = session.plan.nodes.filter((n) => n.status === 'ready');
-  // The nodes check themselves while this machine checks Vault.
+  // The nodes check themselves while this machine checks Vault; apply's nodes
+  // already did, in the read that planned them (unless a change writes in a
+  // directory that read did not know).
   const perNode = mapLimit(ready, session.parallel, async (n) => {
     const t = session.transports.get(n.node.name)!;
+    const done = session.nodeChecks.get(n.node.name);
+    // This run took the lock with that read, and lockFleet settled it since.
+    if (done && changeDirs(n).every((d) => done.target.dirs.includes(d))) return parseNodeChecks(n.node.name, done.out, n, done.target, 'settled');
     return checkNode(t, n, session.playbook.service.unit, { lockRunId: flags.lockRunId ?? null, ...(vault ? { vaultServer: vault.server } : {}) });
   });
   perNode.catch(() => undefined);

@@ -2,6 +2,7 @@
 // is a file in /run (tmpfs: a reboot clears it) holding who took it and when.
 import { hostname, userInfo } from 'node:os';
 import { RolloutError } from '../errors.js';
+import type { LockAttempt } from '../transport/remote-files.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 
@@ -23,8 +24,12 @@ export function lockHolder(runId: string, inventory: string): LockInfo {
 /** The lock on a node, or null when it is free. */
 export async function readLock(t: Transport): Promise<LockInfo | null> {
   const r = await t.exec(`cat -- ${LOCK_FILE} 2>/dev/null || true`, { timeoutMs: 30_000 });
-  const text = r.stdout.toString('utf8').trim();
-  if (!text) return null;
+  return parseLock(r.stdout.toString('utf8'));
+}
+
+/** Pure. A lock file's text as its holder; null when empty. */
+export function parseLock(text: string): LockInfo | null {
+  if (!text.trim()) return null;
   try {
     return JSON.parse(text) as LockInfo;
   } catch {
@@ -100,14 +105,17 @@ function pidAlive(pid: number): boolean {
 /**
  * Takes the lock on every node or on none: a node held by a live run refuses the
  * whole fleet; a stale lock (older than `staleMs`, holder gone) needs `breakLock`.
+ * `tried`: what taking it already found on some nodes (in the read that planned
+ * them, see batchedReader); those are not asked again.
  */
-export async function lockFleet(transports: readonly Transport[], me: LockInfo, opts: { staleMs: number; breakLock: boolean }): Promise<void> {
+export async function lockFleet(transports: readonly Transport[], me: LockInfo, opts: { staleMs: number; breakLock: boolean }, tried?: ReadonlyMap<string, LockAttempt>): Promise<void> {
   const taken: Transport[] = [];
   const refused: string[] = [];
   await Promise.all(
     transports.map(async (t) => {
-      if (await tryCreate(t, me, false)) return void taken.push(t);
-      const holder = await readLock(t);
+      const first = tried?.get(t.name);
+      if (first ? first.taken : await tryCreate(t, me, false)) return void taken.push(t);
+      const holder = first && !first.taken ? parseLock(first.holder) : await readLock(t);
       if (!holder) {
         if (await tryCreate(t, me, false)) return void taken.push(t);
         return void refused.push(`${t.name}: the lock changed hands while rollout looked at it; try again`);

@@ -4,6 +4,7 @@ import { RemoteCommandError } from '../errors.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { sha256 } from '../util/sha256.js';
 import type { Transport } from './transport.js';
+import { LOCK_FILE } from '../rollout/lock.js';
 
 /** A file as read from a node: bytes plus the owner and mode to keep when it is rewritten. */
 export type RemoteFile = { path: string; content: Buffer; sha256: string; uid: number; gid: number; mode: number };
@@ -19,42 +20,89 @@ export async function readRemoteFile(t: Transport, path: string): Promise<Remote
  * whatever the number of files (stat, cat).
  */
 export async function readRemoteFiles(t: Transport, paths: readonly string[]): Promise<Map<string, RemoteFile | null>> {
-  const script = `n=$#; for p do [ ! -e "$p" ] || set -- "$@" "$p"; done; shift $n
+  return (await readFilesCommand(t, paths)).files;
+}
+
+/** What taking a node's lock found: taken, or held (the lock file's first line). */
+export type LockAttempt = { taken: true } | { taken: false; holder: string };
+
+// The lock taken in the read's own command (no session of its own): created
+// with noclobber (O_EXCL, so of two runs exactly one wins) by shell builtins.
+const LOCK_TAKE = `umask 077; [ -d /run/rollout ] || mkdir -p /run/rollout
+if { set -C; printf '%s\\n' "$1" > ${LOCK_FILE}; } 2>/dev/null; then echo "@lock taken"
+else l=; IFS= read -r l < ${LOCK_FILE}; echo "@lock held $l"; fi
+set +C; shift`;
+
+/**
+ * What a node's first read may also do, in the same command (apply: no session
+ * of their own): take the fleet lock (`lock`, the record to write), then run
+ * `checks` (a snippet printing an `@checks-begin`..`@checks-end` block, see
+ * nodeCheckScript), before the files are read.
+ */
+export type FirstRead = { lock?: string; checks?: string; onFirst: (r: { lock: LockAttempt | null; checks: string | null }) => void };
+
+async function readFilesCommand(t: Transport, paths: readonly string[], first?: FirstRead): Promise<{ files: Map<string, RemoteFile | null>; lock: LockAttempt | null; checks: string | null }> {
+  const lock = first?.lock ?? null;
+  const script = `${lock === null ? '' : `${LOCK_TAKE}\n`}${first?.checks ? `${first.checks}\n` : ''}n=$#; for p do [ ! -e "$p" ] || set -- "$@" "$p"; done; shift $n
 [ $# = 0 ] || { stat -L -c '%u %g %a %s %n' -- "$@" && echo @data && cat -- "$@"; }`;
-  const r = await t.exec(`sh -c ${shellQuote(script)} rollout-read ${paths.map(shellQuote).join(' ')}`);
+  const args = lock === null ? paths : [lock, ...paths];
+  const r = await t.exec(`sh -c ${shellQuote(script)} rollout-read ${args.map(shellQuote).join(' ')}`);
   if (r.code !== 0) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}`, r.code, r.stderr);
+  let stdout = r.stdout;
+  let attempt: LockAttempt | null = null;
+  if (lock !== null) {
+    const eol = stdout.indexOf('\n');
+    const line = stdout.subarray(0, eol).toString('utf8');
+    if (eol < 0 || !line.startsWith('@lock ')) throw new RemoteCommandError(t.name, 'taking the lock: unexpected answer', r.code, r.stderr);
+    attempt = line === '@lock taken' ? { taken: true } : { taken: false, holder: line.replace(/^@lock held ?/, '') };
+    stdout = stdout.subarray(eol + 1);
+  }
+  let checks: string | null = null;
+  if (first?.checks) {
+    const end = stdout.indexOf('@checks-end\n');
+    if (end < 0) throw new RemoteCommandError(t.name, 'checking the node: unexpected answer', r.code, r.stderr);
+    checks = stdout.subarray(0, end + 12).toString('utf8');
+    stdout = stdout.subarray(end + 12);
+  }
   const out = new Map<string, RemoteFile | null>(paths.map((p) => [p, null]));
-  if (r.stdout.length === 0) return out;
-  const marker = r.stdout.indexOf('\n@data\n');
+  if (stdout.length === 0) return { files: out, lock: attempt, checks };
+  const marker = stdout.indexOf('\n@data\n');
   if (marker < 0) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}: unexpected answer`, r.code, r.stderr);
   let offset = marker + 7;
-  for (const line of r.stdout.subarray(0, marker).toString('utf8').split('\n')) {
+  for (const line of stdout.subarray(0, marker).toString('utf8').split('\n')) {
     const [uid, gid, mode, size] = line.split(' ', 4);
     const path = line.split(' ').slice(4).join(' ');
-    const content = r.stdout.subarray(offset, offset + Number(size));
+    const content = stdout.subarray(offset, offset + Number(size));
     offset += Number(size);
     out.set(path, { path, content, sha256: sha256(content), uid: Number(uid), gid: Number(gid), mode: parseInt(mode ?? '', 8) });
   }
   // A file that changed size between stat and cat would shift every boundary: refuse rather than guess.
-  if (offset !== r.stdout.length) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}: a file changed while it was read; try again`, null, '');
-  return out;
+  if (offset !== stdout.length) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}: a file changed while it was read; try again`, null, '');
+  return { files: out, lock: attempt, checks };
 }
 
 /**
  * A reader that gathers the paths asked for in the same tick and reads them in
- * one command (planning asks for every known path at once).
+ * one command (planning asks for every known path at once). Its first command
+ * also does what `first` asks (the lock, the node checks) and tells `onFirst`.
  */
-export function batchedReader(t: Transport): (path: string) => Promise<RemoteFile | null> {
+export function batchedReader(t: Transport, first?: FirstRead): (path: string) => Promise<RemoteFile | null> {
   let batch: Map<string, Array<{ resolve: (f: RemoteFile | null) => void; reject: (e: unknown) => void }>> | null = null;
+  let pending = first;
   return (path) =>
     new Promise((resolve, reject) => {
       if (!batch) {
         const mine = new Map<string, Array<{ resolve: (f: RemoteFile | null) => void; reject: (e: unknown) => void }>>();
         batch = mine;
+        const now = pending;
+        pending = undefined;
         queueMicrotask(() => {
           batch = null;
-          readRemoteFiles(t, [...mine.keys()]).then(
-            (files) => mine.forEach((ws, p) => ws.forEach((w) => w.resolve(files.get(p) ?? null))),
+          readFilesCommand(t, [...mine.keys()], now).then(
+            (r) => {
+              now?.onFirst({ lock: r.lock, checks: r.checks });
+              mine.forEach((ws, p) => ws.forEach((w) => w.resolve(r.files.get(p) ?? null)));
+            },
             (err) => mine.forEach((ws) => ws.forEach((w) => w.reject(err))),
           );
         });

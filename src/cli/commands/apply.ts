@@ -49,57 +49,58 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
     return EXIT.ok;
   }
 
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
+  const runId = last ? last.state.runId : newRunId();
+  const me = lockHolder(runId, inventoryFile);
+  // The lock comes first, taken by each node's first read (which also runs the
+  // preflight's node checks): two runs must not even plan and preflight (and
+  // spend SecretID uses) at once. A dry run takes none.
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys, flags.dryRun ? undefined : { lock: me });
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);
-    const { plan } = session;
-    if (saved) {
-      io.out(`Saved plan from ${saved.createdAt}:\n${saved.rendered}`);
-      const problems = compareWithPlanFile(saved, plan);
-      if (problems.length > 0) throw new PreflightError(problems, 'the saved plan does not match the nodes now, nothing was changed; run `rollout plan --out` again and review it');
-    } else {
-      showPlan(io, plan, session.redact);
-    }
-    const failed = plan.nodes.filter((n) => n.status === 'error');
-    if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`));
-
-    let work: NodeWork[];
-    let runId: string;
-    if (last) {
-      const resume = await planResume(last.state, plan, session.transports, session.playbook.service.unit);
-      if (resume.problems.length > 0) throw new PreflightError(resume.problems, `cannot resume run ${last.state.runId} safely, nothing was changed`);
-      io.out(`Resuming run ${last.state.runId}: ${resume.verified.length ? `verified done: ${resume.verified.join(', ')}` : 'no node was done'}; ${resume.work.length} step(s) left.`);
-      work = resume.work;
-      runId = last.state.runId;
-    } else {
-      work = workFromPlan(plan);
-      runId = newRunId();
-    }
-    if (work.length === 0) {
-      if (last) await new RunRecorder(last.state, last.dir).finish('done');
-      io.result('Every node is up to date: nothing to do, nothing restarted.');
-      return EXIT.ok;
-    }
-    if (flags.dryRun) {
-      io.result('Dry run: nothing was changed.');
-      return EXIT.ok;
-    }
-    // The lock comes first: two runs must not even preflight (and spend SecretID uses) at once.
-    const transports = [...session.transports.values()];
-    const me = lockHolder(runId, inventoryFile);
-    await lockFleet(transports, me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true });
+    if (!flags.dryRun) await lockFleet([...session.transports.values()], me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true }, session.lockAttempts);
     let hardStop = false;
     const unit = session.playbook.service.unit;
     let probes: ReturnType<typeof openServiceProbes> | null = null;
     let pruneKeep = 0;
     let recorder: RunRecorder | null = null;
+    let work: NodeWork[] = [];
     try {
+      const { plan } = session;
+      if (saved) {
+        io.out(`Saved plan from ${saved.createdAt}:\n${saved.rendered}`);
+        const problems = compareWithPlanFile(saved, plan);
+        if (problems.length > 0) throw new PreflightError(problems, 'the saved plan does not match the nodes now, nothing was changed; run `rollout plan --out` again and review it');
+      } else {
+        showPlan(io, plan, session.redact);
+      }
+      const failed = plan.nodes.filter((n) => n.status === 'error');
+      if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`));
+
+      if (last) {
+        const resume = await planResume(last.state, plan, session.transports, session.playbook.service.unit);
+        if (resume.problems.length > 0) throw new PreflightError(resume.problems, `cannot resume run ${last.state.runId} safely, nothing was changed`);
+        io.out(`Resuming run ${last.state.runId}: ${resume.verified.length ? `verified done: ${resume.verified.join(', ')}` : 'no node was done'}; ${resume.work.length} step(s) left.`);
+        work = resume.work;
+      } else {
+        work = workFromPlan(plan);
+      }
+      if (work.length === 0) {
+        if (last) await new RunRecorder(last.state, last.dir).finish('done');
+        io.result('Every node is up to date: nothing to do, nothing restarted.');
+        return EXIT.ok;
+      }
+      if (flags.dryRun) {
+        io.result('Dry run: nothing was changed.');
+        return EXIT.ok;
+      }
+      // The state probes open while Vault is checked from here (the nodes are idle then);
+      // they first read the unit's state after the confirmation, as the baseline.
+      probes = openServiceProbes(session.transports, unit);
       await checkSession(session, { ...flags, lockRunId: runId }, io);
       await confirm(flags.yes === true, io);
-      // Every node's new files are staged (and backed up) at once, and the state
-      // probes opened; a node's turn is then one channel: move, restart, gate.
-      probes = openServiceProbes(session.transports, unit);
+      // Every node's new files are staged (and backed up) at once, and the
+      // baseline read; a node's turn is then one channel: move, restart, gate.
       const [staging, baseline] = await Promise.all([
         stageWork(session.transports, work, runId, session.parallel),
         readBaseline(session, probes.read),
@@ -134,6 +135,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           runId,
           unit,
           readState: probes.read,
+          adoptState: probes.adopt,
           gate: compileGate(session.playbook.gate),
           redact: session.redact,
           transports: session.transports,
@@ -201,7 +203,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       io.result(`Rollout complete: every node runs the new files and passed its gate. Backups: /var/backups/rollout/${runId}/ on each node.`);
       return EXIT.ok;
     } finally {
-      if (!hardStop) {
+      if (!hardStop && !flags.dryRun) {
         // Staged copies never moved into place go with the lock; backups are pruned only after a complete run.
         // A node this run never wrote to keeps no backup of it either (staging took one on every node).
         const steps = recorder?.state.steps ?? [];
