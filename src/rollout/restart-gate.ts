@@ -17,6 +17,8 @@ export type GateRun = {
   /** When the restart was asked for and when the gate decided (ms since epoch, this machine's clock). */
   startedAt: number;
   decidedAt: number;
+  /** The unit's state that decided a passed gate (read right after the ready line). */
+  state?: ServiceState;
 };
 
 /** What one channel of restartAndFollow/followFrom told before it ended or was closed. */
@@ -189,6 +191,8 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
     const ready = verdict.evidence[0];
     if (now.activeState !== 'active' || (ready?.invocationId && now.invocationId !== ready.invocationId)) {
       verdict = { status: 'failed', reason: `the ready line was logged but ${unit} is now ${now.activeState}/${now.subState} (invocation ${now.invocationId || 'none'})`, evidence: verdict.evidence };
+    } else {
+      return { ...done(verdict, unreachable), state: now };
     }
   }
   return done(verdict, unreachable);

@@ -38,6 +38,8 @@ export type RolloutOptions = {
   baseline: Map<string, ServiceState>;
   /** Reads a node's unit state now (the state probes). */
   readState: StateReader;
+  /** Hands the probes the state a node's gate read after its ready line (its next fast read then needs no systemctl). */
+  adoptState?: (node: string, state: ServiceState) => void;
   /** List only the nodes and phases `work` has items for (a canary, or the rest after it). */
   workOnly?: boolean;
   /** Machine-readable progress (--json): node-start, step, node-done, node-failed, node-skipped. */
@@ -122,6 +124,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                   const gated = outcome.gate?.verdict.evidence[0]?.invocationId;
                   const prior = opts.baseline.get(name);
                   if (gated && prior) opts.baseline.set(name, { ...prior, invocationId: gated, activeState: 'active', subState: 'running' });
+                  if (outcome.gate?.state) opts.adoptState?.(name, outcome.gate.state);
                   emit('node-done', { seconds: (Date.now() - started) / 1000, gate: gateData(outcome.gate, opts.redact) });
                   sub.title = `${name}: ${item.restartUnit ? (item.mode === 'full' ? 'written, restarted, ready' : 'restarted, ready') : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
                 } catch (err) {

@@ -21,7 +21,9 @@ export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<Servi
 // `@end`; it remembers the main pid and its start time (field 22 of
 // /proc/PID/stat, after the command name, which may hold spaces). A fast answer
 // is `@same` when that process is alive, read with shell builtins (no fork).
-// At the end of a run, `release` and its lines (run id, backups to keep, count,
+// `adopt PID` takes a state read elsewhere (the gate's, right after a node's
+// ready line) as the last full one: the next fast read of that node needs no
+// systemctl either. At the end of a run, `release` and its lines (run id, backups to keep, count,
 // paths) release the lock (RELEASE_SCRIPT), answered by `@released`: no
 // session of its own.
 const PROBE_SCRIPT = `u=$1; pid=0; start=
@@ -32,6 +34,11 @@ alive() {
 }
 while IFS= read -r q; do
   if [ "$q" = fast ] && alive; then echo @same; continue; fi
+  case $q in "adopt "*)
+    pid=\${q#adopt }; start=
+    if [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat; then set -- \${l##*) }; start=\${20}; else pid=0; fi
+    echo @adopted; continue;;
+  esac
   if [ "$q" = release ]; then
     IFS= read -r rid; IFS= read -r keep; IFS= read -r n; set --
     while [ "$n" -gt 0 ]; do IFS= read -r p; set -- "$@" "$p"; n=$((n - 1)); done
@@ -46,7 +53,7 @@ done`;
 /** One answer must come within this; otherwise the probe is dropped for a plain command. */
 const ANSWER_TIMEOUT_MS = 30_000;
 
-type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true };
+type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; adopt?: ServiceState };
 
 // The last full answer: what a fast `@same` stands for.
 
@@ -70,9 +77,10 @@ class Probe {
       for await (const line of stream.lines) {
         const head = this.#waiting[0];
         if (!head) continue;
-        if (head.release) {
-          if (line === '@released') {
+        if (head.release || head.adopt) {
+          if (line === '@released' || line === '@adopted') {
             this.#waiting.shift();
+            if (head.adopt) this.#last = head.adopt;
             head.resolve(null);
           }
           continue;
@@ -112,6 +120,11 @@ class Probe {
     return readServiceState(this.#t, this.#unit);
   }
 
+  /** Takes `state` (read on the node by other means) as the last full read, in order with the questions. */
+  adopt(state: ServiceState): void {
+    if (state.mainPid > 0) this.#ask(`adopt ${state.mainPid}\n`, { adopt: state }).catch(() => undefined);
+  }
+
   /** Releases the lock through the probe (see PROBE_SCRIPT); a plain command when it cannot. */
   async release(runId: string, opts: ReleaseOptions): Promise<void> {
     const lines = [runId, String(keepOf(opts)), String(opts.remove?.length ?? 0), ...(opts.remove ?? [])];
@@ -124,7 +137,7 @@ class Probe {
   }
 
   // One question; rejects when the probe is gone or does not answer in time.
-  #ask(question: string, kind: { release?: true }): Promise<ServiceState | null> {
+  #ask(question: string, kind: { release?: true; adopt?: ServiceState }): Promise<ServiceState | null> {
     const stream = this.#stream;
     if (!stream) return Promise.reject(new NodeError(this.#t.name, 'the state probe ended'));
     return new Promise<ServiceState | null>((resolve, reject) => {
@@ -144,16 +157,17 @@ class Probe {
 }
 
 /**
- * Opens a state probe on every node (channels on the existing connections).
+ * Opens a state probe on every node now (channels on the existing connections).
  * `read` answers from the probe, or by a plain command once a probe is gone;
- * `release` releases a node's lock (releaseLock) the same way; `close` ends
- * them all.
+ * `adopt` hands a probe a state read by other means; `release` releases a
+ * node's lock (releaseLock) the same way; `close` ends them all.
  */
 export function openServiceProbes(
   transports: ReadonlyMap<string, Transport>,
   unit: string,
-): { read: StateReader; release(node: string, runId: string, opts: ReleaseOptions): Promise<void>; close(): void } {
-  const probes = new Map<string, Probe>();
+): { read: StateReader; adopt(node: string, state: ServiceState): void; release(node: string, runId: string, opts: ReleaseOptions): Promise<void>; close(): void } {
+  // All open at once (their SSH sessions cost the nodes now, not at the first question).
+  const probes = new Map([...transports].map(([node, t]) => [node, new Probe(t, unit)] as const));
   const probe = (node: string): Probe => {
     let p = probes.get(node);
     if (!p) {
@@ -166,6 +180,7 @@ export function openServiceProbes(
   };
   return {
     read: async (node, how = 'full') => probe(node).read(how),
+    adopt: (node, state) => probes.get(node)?.adopt(state),
     release: async (node, runId, opts) => probe(node).release(runId, opts),
     close: () => probes.forEach((p) => p.close()),
   };

@@ -60,4 +60,21 @@ describe('openServiceProbes', () => {
       probes.close();
     }
   });
+
+  it('a state adopted from elsewhere (the gate\'s) answers the next fast read while its main process lives, without systemd', async () => {
+    const probes = openServiceProbes(new Map([['kms-1', t]]), 'minkms');
+    try {
+      await probes.read('kms-1', 'full');
+      const old = main;
+      old.kill('SIGKILL');
+      await new Promise((r) => old.once('exit', r));
+      startMain();
+      const gated = { activeState: 'active', subState: 'running', nRestarts: 1, invocationId: 'from-the-gate', mainPid: main.pid! };
+      probes.adopt('kms-1', gated);
+      expect(await probes.read('kms-1', 'fast')).toEqual(gated);
+      expect(calls()).toBe(1);
+    } finally {
+      probes.close();
+    }
+  });
 });
