@@ -9,7 +9,7 @@ import { commitStaged, type StagedCommit } from '../rollout/journal.js';
 import { openRestart, renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
-import { backupPath, readRemoteFile, restoreFile, stagedPath, stageFiles } from '../transport/remote-files.js';
+import { backupPath, readRemoteFile, restoreFile, stagedPath, stageFiles, type StageItem, type StageResult } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
@@ -78,15 +78,22 @@ export function commitOf(runId: string, c: FileChange): StagedCommit {
 /**
  * Before the first restart, on every node at once: backs up each file a `full`
  * item changes and stages its new content beside it (the files themselves are
- * untouched), so a node's turn only moves files and restarts. Returns why a
+ * untouched), so a node's turn only moves files and restarts, in one command
+ * a node (`stage`: stageFiles, or through the state probes). Returns why a
  * node could not be staged, one line each; empty when all were.
  */
-export async function stageWork(transports: ReadonlyMap<string, Transport>, work: readonly NodeWork[], runId: string, parallel: number): Promise<string[]> {
+export async function stageWork(
+  transports: ReadonlyMap<string, Transport>,
+  work: readonly NodeWork[],
+  runId: string,
+  parallel: number,
+  stage: (node: string, items: StageItem[]) => Promise<StageResult[]> = (node, items) => stageFiles(transports.get(node)!, items),
+): Promise<string[]> {
   const byNode = new Map<string, FileChange[]>();
   for (const w of work) if (w.mode === 'full') byNode.set(w.node, [...(byNode.get(w.node) ?? []), ...w.changes]);
   const problems = await mapLimit([...byNode], parallel, async ([node, changes]) => {
     try {
-      const results = await stageFiles(transports.get(node)!, changes.map((c) => ({ change: c, backup: backupPath(runId, c.path), staged: stagedPath(runId, c.path) })));
+      const results = await stage(node, changes.map((c) => ({ change: c, backup: backupPath(runId, c.path), staged: stagedPath(runId, c.path) })));
       return changes.filter((_, i) => results[i] === 'stale').map((c) => `${node}: ${c.path} changed after the plan was made; run \`rollout plan\` again and review the new diff`);
     } catch (err) {
       return [`${node}: staging failed: ${(err as Error).message.replace(`${node}: `, '')}`];

@@ -8,6 +8,7 @@ import type { LineStream, Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { parseServiceState, readServiceState, SHOW_PROPERTIES, type ServiceState } from './journal.js';
 import { keepOf, RELEASE_SCRIPT, releaseLock, type ReleaseOptions } from './lock.js';
+import { STAGE_SCRIPT, stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../transport/remote-files.js';
 
 /**
  * Reads a node's unit state now: `full` asks systemd; `fast` answers with the
@@ -21,7 +22,10 @@ export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<Servi
 // `@end`; it remembers the main pid and its start time (field 22 of
 // /proc/PID/stat, after the command name, which may hold spaces). A fast answer
 // is `@same` when that process is alive, read with shell builtins (no fork).
-// `adopt PID` takes a state read elsewhere (the gate's, right after a node's
+// \`stage\`, a count, its arguments a line each and the new contents stages files
+// (STAGE_SCRIPT, answered by \`@stage-end CODE\`); one that failed may have left
+// contents unread, so the probe ends then rather than read them as questions.
+// \`adopt PID\` takes a state read elsewhere (the gate's, right after a node's
 // ready line) as the last full one: the next fast read of that node needs no
 // systemctl either. At the end of a run, `release` and its lines (run id, backups to keep, count,
 // paths) release the lock (RELEASE_SCRIPT), answered by `@released`: no
@@ -34,6 +38,13 @@ alive() {
 }
 while IFS= read -r q; do
   if [ "$q" = fast ] && alive; then echo @same; continue; fi
+  if [ "$q" = stage ]; then
+    IFS= read -r n; set -- "$n"; i=0
+    while [ $i -lt $((n * 9)) ]; do IFS= read -r a; set -- "$@" "$a"; i=$((i + 1)); done
+    (${STAGE_SCRIPT}
+    ) || { echo "@stage-end $?"; exit 1; }
+    echo "@stage-end 0"; continue
+  fi
   case $q in "adopt "*)
     pid=\${q#adopt }; start=
     if [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat; then set -- \${l##*) }; start=\${20}; else pid=0; fi
@@ -53,7 +64,7 @@ done`;
 /** One answer must come within this; otherwise the probe is dropped for a plain command. */
 const ANSWER_TIMEOUT_MS = 30_000;
 
-type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; adopt?: ServiceState };
+type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; adopt?: ServiceState; stage?: true };
 
 // The last full answer: what a fast `@same` stands for.
 
@@ -77,6 +88,14 @@ class Probe {
       for await (const line of stream.lines) {
         const head = this.#waiting[0];
         if (!head) continue;
+        if (head.stage) {
+          head.lines.push(line);
+          if (line.startsWith('@stage-end ')) {
+            this.#waiting.shift();
+            head.resolve(null);
+          }
+          continue;
+        }
         if (head.release || head.adopt) {
           if (line === '@released' || line === '@adopted') {
             this.#waiting.shift();
@@ -125,6 +144,26 @@ class Probe {
     if (state.mainPid > 0) this.#ask(`adopt ${state.mainPid}\n`, { adopt: state }).catch(() => undefined);
   }
 
+  /** Stages files through the probe (see PROBE_SCRIPT); a plain command (stageFiles) when it cannot. */
+  async stage(items: readonly StageItem[]): Promise<StageResult[]> {
+    const { args, stdin } = stageRequest(items);
+    if (this.#stream && !args.some((a) => a.includes('\n'))) {
+      const lines: string[] = [];
+      let answered = false;
+      try {
+        await this.#ask(`stage\n${args.join('\n')}\n${stdin.toString('utf8')}`, { stage: true, lines });
+        answered = true;
+      } catch {
+        // the probe is gone: below
+      }
+      if (answered) {
+        const code = Number(lines.at(-1)?.slice('@stage-end '.length));
+        return stageResults(this.#t.name, items, lines, code, '');
+      }
+    }
+    return stageFiles(this.#t, items);
+  }
+
   /** Releases the lock through the probe (see PROBE_SCRIPT); a plain command when it cannot. */
   async release(runId: string, opts: ReleaseOptions): Promise<void> {
     const lines = [runId, String(keepOf(opts)), String(opts.remove?.length ?? 0), ...(opts.remove ?? [])];
@@ -137,7 +176,7 @@ class Probe {
   }
 
   // One question; rejects when the probe is gone or does not answer in time.
-  #ask(question: string, kind: { release?: true; adopt?: ServiceState }): Promise<ServiceState | null> {
+  #ask(question: string, kind: { release?: true; adopt?: ServiceState; stage?: true; lines?: string[] }): Promise<ServiceState | null> {
     const stream = this.#stream;
     if (!stream) return Promise.reject(new NodeError(this.#t.name, 'the state probe ended'));
     return new Promise<ServiceState | null>((resolve, reject) => {
@@ -146,7 +185,7 @@ class Probe {
         clearTimeout(timer);
         f(v);
       };
-      this.#waiting.push({ resolve: done(resolve), reject: done(reject), lines: [], ...kind });
+      this.#waiting.push({ resolve: done(resolve), reject: done(reject), ...kind, lines: kind.lines ?? [] });
       stream.send(question);
     });
   }
@@ -159,13 +198,20 @@ class Probe {
 /**
  * Opens a state probe on every node now (channels on the existing connections).
  * `read` answers from the probe, or by a plain command once a probe is gone;
- * `adopt` hands a probe a state read by other means; `release` releases a
+ * `stage` stages files (stageFiles); `adopt` hands a probe a state read by
+ * other means; `release` releases a
  * node's lock (releaseLock) the same way; `close` ends them all.
  */
 export function openServiceProbes(
   transports: ReadonlyMap<string, Transport>,
   unit: string,
-): { read: StateReader; adopt(node: string, state: ServiceState): void; release(node: string, runId: string, opts: ReleaseOptions): Promise<void>; close(): void } {
+): {
+  read: StateReader;
+  stage(node: string, items: readonly StageItem[]): Promise<StageResult[]>;
+  adopt(node: string, state: ServiceState): void;
+  release(node: string, runId: string, opts: ReleaseOptions): Promise<void>;
+  close(): void;
+} {
   // All open at once (their SSH sessions cost the nodes now, not at the first question).
   const probes = new Map([...transports].map(([node, t]) => [node, new Probe(t, unit)] as const));
   const probe = (node: string): Probe => {
@@ -180,6 +226,7 @@ export function openServiceProbes(
   };
   return {
     read: async (node, how = 'full') => probe(node).read(how),
+    stage: async (node, items) => probe(node).stage(items),
     adopt: (node, state) => probes.get(node)?.adopt(state),
     release: async (node, runId, opts) => probe(node).release(runId, opts),
     close: () => probes.forEach((p) => p.close()),

@@ -152,7 +152,7 @@ export function stagedPath(runId: string, path: string): string {
 // Each process costs a node 20-30 ms: four a file (dd, cp, sha256sum, chown
 // (a set-group-id directory would give a new file its group)), a mkdir and a
 // sync a node. Arguments: the count, then 9 per file.
-const STAGE_SCRIPT = `set -u
+export const STAGE_SCRIPT = `set -u
 n=$1; shift
 umask 077
 i=0
@@ -196,6 +196,13 @@ export type StageItem = {
  * neither (nothing kept). Throws when a copy could not be written or checked.
  */
 export async function stageFiles(t: Transport, items: readonly StageItem[]): Promise<StageResult[]> {
+  const { args, stdin } = stageRequest(items);
+  const r = await t.exec(`sh -c ${shellQuote(STAGE_SCRIPT)} rollout-stage ${args.map(shellQuote).join(' ')}`, { stdin, timeoutMs: 60_000 });
+  return stageResults(t.name, items, r.stdout.toString('utf8').split('\n'), r.code, r.stderr);
+}
+
+/** Pure. STAGE_SCRIPT's arguments and stdin (the new contents, one after another) for these items. */
+export function stageRequest(items: readonly StageItem[]): { args: string[]; stdin: Buffer } {
   const contents = items.map((i) => Buffer.from(i.change.after, 'utf8'));
   const args = [String(items.length)];
   items.forEach(({ change: c, backup, staged }, k) => {
@@ -204,12 +211,15 @@ export async function stageFiles(t: Transport, items: readonly StageItem[]): Pro
     const byUmask = (mode & ~0o666) === 0;
     args.push(c.path, c.beforeSha256, c.afterSha256, String(contents[k]!.length), `${c.uid}:${c.gid}`, byUmask ? (~mode & 0o777).toString(8).padStart(3, '0') : '077', byUmask ? '-' : mode.toString(8), backup, staged);
   });
-  const r = await t.exec(`sh -c ${shellQuote(STAGE_SCRIPT)} rollout-stage ${args.map(shellQuote).join(' ')}`, { stdin: Buffer.concat(contents), timeoutMs: 60_000 });
-  const lines = r.stdout.toString('utf8').split('\n');
+  return { args, stdin: Buffer.concat(contents) };
+}
+
+/** Pure. STAGE_SCRIPT's answer as one result per item, in order; throws when it did not complete. */
+export function stageResults(node: string, items: readonly StageItem[], lines: readonly string[], code: number | null, stderr: string): StageResult[] {
   const error = lines.find((l) => l.startsWith('@error '));
   const results = lines.filter((l) => l === '@staged' || l === '@already' || l === '@stale').map((l) => l.slice(1) as StageResult);
-  if (r.code !== 0 || error || !lines.includes('@done') || results.length !== items.length) {
-    throw new RemoteCommandError(t.name, `staging ${items.map((i) => i.change.path).join(', ')}`, r.code, error ? error.slice(7) : r.stderr);
+  if (code !== 0 || error || !lines.includes('@done') || results.length !== items.length) {
+    throw new RemoteCommandError(node, `staging ${items.map((i) => i.change.path).join(', ')}`, code, error ? error.slice(7) : stderr);
   }
   return results;
 }

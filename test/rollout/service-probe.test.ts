@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openServiceProbes } from '../../src/rollout/service-probe.js';
+import { stagedPath } from '../../src/transport/remote-files.js';
+import { sha256 } from '../../src/util/sha256.js';
 import { LocalTransport } from '../helpers/local-transport.js';
 
 // The probe script runs here with the real sh; systemctl is a stand-in on PATH
@@ -56,6 +58,31 @@ describe('openServiceProbes', () => {
       await probes.read('kms-1', 'full');
       expect(calls()).toBe(3);
       expect(t.commands).toHaveLength(1);
+    } finally {
+      probes.close();
+    }
+  });
+
+  it('stages files through the probe, their contents on its stdin (lines that look like questions stay contents), then answers questions as before', async () => {
+    const probes = openServiceProbes(new Map([['kms-1', t]]), 'minkms');
+    try {
+      const before = 'old: 1\n';
+      const contents = ['fast\nrelease\nadopt 1\nfull\n', 'stage\n\nlast line without newline'];
+      const items = contents.map((after, i) => {
+        const file = path.join(dir, `f${i}.yaml`);
+        writeFileSync(file, before);
+        const id = process.getuid!();
+        return {
+          change: { path: file, after, beforeSha256: sha256(Buffer.from(before)), afterSha256: sha256(Buffer.from(after)), uid: id, gid: process.getgid!(), mode: 0o640 },
+          backup: path.join(dir, 'backups', `f${i}.yaml`),
+          staged: stagedPath('20261127T000000Z-abcdef', file),
+        };
+      });
+      expect(await probes.stage('kms-1', items)).toEqual(['staged', 'staged']);
+      items.forEach((item, i) => expect(readFileSync(item.staged, 'utf8')).toBe(contents[i]));
+      expect(t.commands).toHaveLength(1);
+      expect(await probes.read('kms-1', 'full')).toMatchObject({ mainPid: main.pid });
+      expect(calls()).toBe(1);
     } finally {
       probes.close();
     }
