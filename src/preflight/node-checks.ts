@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { NodePlan } from '../plan/types.js';
-import { parseServiceState, SHOW_PROPERTIES } from '../rollout/journal.js';
+import { parseServiceState, SHOW_PROPERTIES, type ServiceState } from '../rollout/journal.js';
 import { LOCK_FILE, type LockInfo } from '../rollout/lock.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
@@ -69,6 +69,14 @@ export async function checkNode(t: Transport, plan: ReadyNode, unit: string, opt
   } catch (err) {
     return [{ scope: t.name, name: 'reachable', status: 'fail', detail: (err as Error).message.replace(`${t.name}: `, '') }];
   }
+}
+
+/** Pure. The unit's state nodeCheckScript's output holds; null when it holds none. */
+export function checkedServiceState(out: string): ServiceState | null {
+  const lines = out.split('\n');
+  const from = lines.indexOf('@svc-begin');
+  const to = lines.indexOf('@svc-end', from);
+  return from < 0 || to < 0 ? null : parseServiceState(lines.slice(from + 1, to).join('\n'));
 }
 
 /**

@@ -21,6 +21,7 @@ import { showPlan, type Output } from '../output.js';
 import { prepareSession, type Session } from '../prepare.js';
 import { canAsk, confirm } from '../confirm.js';
 import { checkSession } from './preflight.js';
+import { checkedServiceState } from '../../preflight/node-checks.js';
 
 export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean; limit?: string; canary?: boolean; acceptNewHostKeys?: boolean };
 
@@ -96,14 +97,15 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       }
       // The state probes open while Vault is checked from here (the nodes are idle then);
       // they first read the unit's state after the confirmation, as the baseline.
-      probes = openServiceProbes(session.transports, unit);
+      const probe = openServiceProbes(session.transports, unit);
+      probes = probe;
       await checkSession(session, { ...flags, lockRunId: runId }, io);
       await confirm(flags.yes === true, io);
       // Every node's new files are staged (and backed up) at once, and the
       // baseline read; a node's turn is then one channel: move, restart, gate.
       const [staging, baseline] = await Promise.all([
-        stageWork(session.transports, work, runId, session.parallel),
-        readBaseline(session, probes.read),
+        stageWork(session.transports, work, runId, session.parallel, probe.stage),
+        readBaseline(session, probe, flags.yes === true),
       ]);
       if (staging.length > 0) throw new PreflightError(staging, 'staging the new files failed; no file a service reads was changed');
       const rec = last
@@ -134,8 +136,8 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         const options: RolloutOptions = {
           runId,
           unit,
-          readState: probes.read,
-          adoptState: probes.adopt,
+          readState: probe.read,
+          adoptState: probe.adopt,
           gate: compileGate(session.playbook.gate),
           redact: session.redact,
           transports: session.transports,
@@ -228,8 +230,21 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
   }
 }
 
-async function readBaseline(session: Session, read: StateReader): Promise<Map<string, ServiceState>> {
-  const entries = await Promise.all([...session.transports.keys()].map(async (name) => [name, await read(name)] as const));
+// Each node's unit state as the rollout's health checks start from. Without a
+// prompt, the state the node checks read under the lock a moment ago (handed to
+// the probe: no systemctl); after one (minutes may have passed), read again.
+async function readBaseline(session: Session, probe: { read: StateReader; adopt(node: string, s: ServiceState): void }, noPrompt: boolean): Promise<Map<string, ServiceState>> {
+  const entries = await Promise.all(
+    [...session.transports.keys()].map(async (name) => {
+      const checked = noPrompt ? session.nodeChecks.get(name) : undefined;
+      const state = checked && checkedServiceState(checked.out);
+      if (state?.activeState === 'active' && state.mainPid > 0) {
+        probe.adopt(name, state);
+        return [name, state] as const;
+      }
+      return [name, await probe.read(name)] as const;
+    }),
+  );
   return new Map(entries);
 }
 
