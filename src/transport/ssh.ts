@@ -7,6 +7,7 @@ import type { NodeTarget } from '../inventory/load.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { checkHostKey, fingerprint, knownHostsName, knownKeyTypes, parseKnownHosts, type KnownHostEntry } from './known-hosts.js';
 import type { ExecResult, LineStream, Transport } from './transport.js';
+import { LineQueue } from '../util/line-queue.js';
 
 // ssh2 is CommonJS: its named exports are only reachable through the default one.
 const { Client, utils } = ssh2;
@@ -321,28 +322,17 @@ class SshTransport implements Transport {
   }
 
   stream(command: string, opts: { input?: boolean } = {}): LineStream {
-    const queue: string[] = [];
-    let wake: (() => void) | null = null;
-    let ended = false;
+    const queue = new LineQueue();
     let channel: ClientChannel | null = null;
     let closeRequested = false;
-    let partial = '';
     let failure: Error | null = null;
     const pending: string[] = [];
-    const finish = () => {
-      ended = true;
-      wake?.();
-    };
+    const finish = () => queue.end();
     this.#open(command).then(
       (ch) => {
         channel = ch;
         if (closeRequested) ch.close();
-        ch.on('data', (d: Buffer) => {
-          const parts = (partial + d.toString('utf8')).split('\n');
-          partial = parts.pop() ?? '';
-          queue.push(...parts);
-          wake?.();
-        });
+        ch.on('data', (d: Buffer) => queue.push(d));
         ch.stderr.resume();
         ch.on('close', finish);
         const password = this.#stdin();
@@ -359,20 +349,11 @@ class SshTransport implements Transport {
       },
     );
     return {
-      lines: {
-        async *[Symbol.asyncIterator]() {
-          for (;;) {
-            if (queue.length > 0) yield queue.shift()!;
-            else if (ended) return;
-            else await new Promise<void>((r) => (wake = r));
-            wake = null;
-          }
-        },
-      },
+      lines: queue.lines,
       started: () => channel !== null,
       failure: () => failure,
       send: (text: string) => {
-        if (!opts.input || ended || closeRequested) return false;
+        if (!opts.input || queue.ended || closeRequested) return false;
         if (channel) channel.write(text);
         else pending.push(text);
         return true;

@@ -7,9 +7,10 @@ export type LineStream = {
   lines: AsyncIterable<string>;
   /**
    * Writes to the command's stdin (streams opened with `{ input: true }`; text
-   * written before the channel opened is sent once it does). Never a secret:
-   * control words only. false when the text cannot reach the command: the
-   * channel ended (or never opened) or was closed.
+   * written before the channel opened is sent once it does). Control words,
+   * and file contents as exec's stdin carries them (never logged, never on a
+   * command line). false when the text cannot reach the command: the channel
+   * ended (or never opened) or was closed.
    */
   send(text: string): boolean;
   /** Whether the remote command was started (its channel opened); false while opening and when it never could be. */

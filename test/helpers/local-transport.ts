@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ExecResult, LineStream, Transport } from '../../src/transport/transport.js';
+import { LineQueue } from '../../src/util/line-queue.js';
 
 /**
  * A Transport that runs commands on this machine with the real sh and
@@ -35,33 +36,13 @@ export class LocalTransport implements Transport {
     this.commands.push(command);
     const child = spawn('sh', ['-c', command], { stdio: ['pipe', 'pipe', 'ignore'], env: this.env });
     if (!opts.input) child.stdin.end();
-    const queue: string[] = [];
-    let partial = '';
-    let ended = false;
-    let wake: (() => void) | null = null;
-    child.stdout.on('data', (d: Buffer) => {
-      const parts = (partial + d.toString('utf8')).split('\n');
-      partial = parts.pop() ?? '';
-      queue.push(...parts);
-      wake?.();
-    });
-    child.on('close', () => {
-      ended = true;
-      wake?.();
-    });
+    const queue = new LineQueue();
+    child.stdout.on('data', (d: Buffer) => queue.push(d));
+    child.on('close', () => queue.end());
     return {
-      lines: {
-        async *[Symbol.asyncIterator]() {
-          for (;;) {
-            if (queue.length > 0) yield queue.shift()!;
-            else if (ended) return;
-            else await new Promise<void>((r) => (wake = r));
-            wake = null;
-          }
-        },
-      },
+      lines: queue.lines,
       send: (text) => {
-        if (!opts.input || ended) return false;
+        if (!opts.input || queue.ended) return false;
         child.stdin.write(text);
         return true;
       },
