@@ -18,19 +18,21 @@ import { STAGE_SCRIPT, stageFiles, stageRequest, stageResults, type StageItem, t
  */
 export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<ServiceState>;
 
-// Questions are lines: `full` or `fast`. A full answer is systemctl's output and
-// `@end`; it remembers the main pid and its start time (field 22 of
-// /proc/PID/stat, after the command name, which may hold spaces). A fast answer
-// is `@same` when that process is alive, read with shell builtins (no fork).
-// \`stage\`, a count, its arguments a line each and the new contents stages files
-// (STAGE_SCRIPT, answered by \`@stage-end CODE\`); one that failed may have left
-// contents unread, so the probe ends then rather than read them as questions.
-// \`adopt PID\` takes a state read elsewhere (the gate's, right after a node's
-// ready line) as the last full one: the next fast read of that node needs no
-// systemctl either. At the end of a run, `release` and its lines (run id, backups to keep, count,
-// paths) release the lock (RELEASE_SCRIPT), answered by `@released`: no
-// session of its own.
+// Questions are lines. `full`: systemctl's output and `@end`; the probe then
+// remembers the main pid and its start time (field 22 of /proc/PID/stat, after
+// the command name, which may hold spaces). `fast`: `@same` while that process
+// is alive, read with shell builtins (no fork), else as `full`. `adopt PID`
+// remembers a state read elsewhere (the gate's, right after a node's ready
+// line), answered by `@adopted`. `stage`, a count, its arguments a line each and
+// the new contents: STAGE_SCRIPT, answered by `@stage-end CODE`; a staging that
+// failed may have left contents unread, so the probe ends rather than read them
+// as questions. `release` and its lines (run id, backups to keep, count, paths):
+// RELEASE_SCRIPT, answered by `@released`.
 const PROBE_SCRIPT = `u=$1; pid=0; start=
+remember() {
+  pid=$1; start=
+  if [ "\${pid:-0}" != 0 ] && [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat; then set -- \${l##*) }; start=\${20}; else pid=0; fi
+}
 alive() {
   [ "$pid" != 0 ] && [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat || return 1
   set -- \${l##*) }
@@ -38,6 +40,7 @@ alive() {
 }
 while IFS= read -r q; do
   if [ "$q" = fast ] && alive; then echo @same; continue; fi
+  case $q in "adopt "*) remember "\${q#adopt }"; echo @adopted; continue;; esac
   if [ "$q" = stage ]; then
     IFS= read -r n; set -- "$n"; i=0
     while [ $i -lt $((n * 9)) ]; do IFS= read -r a; set -- "$@" "$a"; i=$((i + 1)); done
@@ -45,11 +48,6 @@ while IFS= read -r q; do
     ) || { echo "@stage-end $?"; exit 1; }
     echo "@stage-end 0"; continue
   fi
-  case $q in "adopt "*)
-    pid=\${q#adopt }; start=
-    if [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat; then set -- \${l##*) }; start=\${20}; else pid=0; fi
-    echo @adopted; continue;;
-  esac
   if [ "$q" = release ]; then
     IFS= read -r rid; IFS= read -r keep; IFS= read -r n; set --
     while [ "$n" -gt 0 ]; do IFS= read -r p; set -- "$@" "$p"; n=$((n - 1)); done
@@ -57,8 +55,7 @@ while IFS= read -r q; do
     ); echo @released; continue
   fi
   s=$(systemctl show -p ${SHOW_PROPERTIES} -- "$u"); printf '%s\n@end\n' "$s"
-  pid=\${s##*MainPID=}; pid=\${pid%%[!0-9]*}; start=
-  if [ "\${pid:-0}" != 0 ] && [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat; then set -- \${l##*) }; start=\${20}; else pid=0; fi
+  p=\${s##*MainPID=}; remember "\${p%%[!0-9]*}"
 done`;
 
 /** One answer must come within this; otherwise the probe is dropped for a plain command. */
@@ -66,14 +63,13 @@ const ANSWER_TIMEOUT_MS = 30_000;
 
 type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; adopt?: ServiceState; stage?: true };
 
-// The last full answer: what a fast `@same` stands for.
-
 // One node's probe: questions are answered in order, so waiters form a queue.
 class Probe {
   readonly #t: Transport;
   readonly #unit: string;
   #stream: LineStream | null;
   readonly #waiting: Waiter[] = [];
+  // The last full answer (or adopted state): what a fast `@same` stands for.
   #last: ServiceState | null = null;
 
   constructor(t: Transport, unit: string) {
