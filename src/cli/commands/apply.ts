@@ -96,7 +96,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         return EXIT.ok;
       }
       // The state probes open while Vault is checked from here (the nodes are idle then);
-      // they first read the unit's state after the confirmation, as the baseline.
+      // the baseline comes through them after the confirmation (see readBaseline).
       const probe = openServiceProbes(session.transports, unit);
       probes = probe;
       await checkSession(session, { ...flags, lockRunId: runId }, io);
