@@ -105,7 +105,7 @@ export async function stageWork(
 /**
  * Opens the restart channel of a node's turn ahead of time (see openRestart),
  * while the turn before it runs; null for work without a restart. Give it to
- * applyNodePhase as \`channel\`, or close it (nothing on the node changes).
+ * applyNodePhase as `channel`, or close it (nothing on the node changes).
  */
 export function openTurn(t: Transport, work: NodeWork, runId: string, gate: CompiledGate): LineStream | null {
   if (!work.restartUnit) return null;

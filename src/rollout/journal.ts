@@ -60,7 +60,7 @@ export const SHOW_PROPERTIES = 'ActiveState,SubState,NRestarts,InvocationID,Main
 // state as systemd sees it then (between @now-begin and @now-end): a ready line
 // can be judged against the invocation running after it without another
 // command. A heartbeat line per poll ends the loop as soon as rollout closes
-// the channel (the write fails); \`timeout\` bounds it. The signal traps turn
+// the channel (the write fails); `timeout` bounds it. The signal traps turn
 // those ends into an exit, so the cursor file is removed. Every process counts
 // (each costs a node 20-30 ms): an idle poll forks only journalctl and sleep.
 const POLL_LOOP = `[ -d /run/rollout ] || mkdir -p -m 0700 /run/rollout
@@ -79,10 +79,10 @@ done`;
 export type StagedCommit = { path: string; staged: string; beforeSha256: string; afterSha256: string; uid: number; gid: number; mode: number };
 
 // Moves staged files into place, all checked first: every target must still
-// hold its planned old content (or already the new one), else \`@stale PATH\`
+// hold its planned old content (or already the new one), else `@stale PATH`
 // and nothing is touched; every staged copy must hold the new content with the
 // planned owner and mode. Then each is renamed over its target (atomic) and the
-// directory fsynced (\`@file PATH\`). Arguments: groups of 7 (path, staged,
+// directory fsynced (`@file PATH`). Arguments: groups of 7 (path, staged,
 // before, after, uid, gid, octal mode). Four processes a file: sha256sum (both
 // files), stat, mv, sync.
 const COMMIT_FUNCTIONS = `check_all() {
@@ -111,7 +111,7 @@ commit_all() {
 }`;
 
 // The moves without a restart: a stale target ends it with nothing touched
-// (exit 0 after \`@stale\`), a bad staged copy or a failed move with exit 1.
+// (exit 0 after `@stale`), a bad staged copy or a failed move with exit 1.
 const COMMIT_STEP = `${COMMIT_FUNCTIONS}
 check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
 commit_all "$@" || exit 1

@@ -45,10 +45,10 @@ async function tryCreate(t: Transport, info: LockInfo, replace: boolean): Promis
 }
 
 /**
- * The release as a shell snippet: removes the lock if run \`$rid\` holds it,
+ * The release as a shell snippet: removes the lock if run `$rid` holds it,
  * together with what must not outlive it: the paths in "$@" (this run's staged
- * copies never moved into place) and, unless \`$keep\` is 0, all but the
- * newest \`$keep\` run directories of backups (run ids sort by time). At most
+ * copies never moved into place) and, unless `$keep` is 0, all but the
+ * newest `$keep` run directories of backups (run ids sort by time). At most
  * two processes. Shared by releaseLock and the state probes (see
  * service-probe.ts), which release without a session of their own.
  */

@@ -51,8 +51,8 @@ export type RestartOptions = {
 /**
  * Opens a node's restart channel ahead of its turn, while the node before it
  * restarts: its checks, state and cursor are then ready when the turn comes,
- * and only the moves and the restart wait on \`go\`. It waits for \`go\` up to
- * \`waitMs\` (the turn before it) on top of its own bound.
+ * and only the moves and the restart wait on `go`. It waits for `go` up to
+ * `waitMs` (the turn before it) on top of its own bound.
  */
 export function openRestart(t: Transport, unit: string, gate: CompiledGate, commits: readonly StagedCommit[], waitMs: number): LineStream {
   return restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, channelSeconds(gate) + waitMs / 1000, commits);

@@ -57,7 +57,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
   const nodes = plan.nodes.map((n) => n.node.name);
   // The next turn's restart channel, opened once this turn's restart returned, so that
   // its checks and cursor are done by the time the turn comes; a turn that never
-  // comes sends it \`stop\` (nothing on that node changes).
+  // comes sends it `stop` (nothing on that node changes).
   let ahead: { item: NodeWork; stream: LineStream } | null = null;
   const takeAhead = (item: NodeWork | null): LineStream | undefined => {
     const a = ahead;

@@ -142,11 +142,11 @@ export function stagedPath(runId: string, path: string): string {
 // the files, in one command (one round trip), for all nodes at once before the
 // first restart. Per file: staged copies of earlier runs of it removed (the
 // fleet lock means no other run is using them); the new bytes read from stdin
-// (\`dd iflag=fullblock\` reads exactly their size, so the next file's bytes
+// (`dd iflag=fullblock` reads exactly their size, so the next file's bytes
 // stay on stdin) into the staged copy beside it, created with the planned mode
 // where a umask can give it; the file backed up (owner, mode, times kept; 0700
 // directory); both checksummed: a file that held neither the old nor the new
-// content is \`@stale\`, one already new \`@already\` (nothing kept of either).
+// content is `@stale`, one already new `@already` (nothing kept of either).
 // Then one fsync of every backup and staged copy. The targets are not touched:
 // moving a staged copy into place is the one step left for the node's turn.
 // Each process costs a node 20-30 ms: four a file (dd, cp, sha256sum, chown
