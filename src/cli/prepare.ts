@@ -8,9 +8,8 @@ import type { Playbook } from '../playbook/schema.js';
 import { planNode, planPhases, type Connection } from '../plan/build.js';
 import type { NodePlan, Plan } from '../plan/types.js';
 import { acceptedHostKeys, connectSsh, sudoSecrets } from '../transport/ssh.js';
-import type { LockAttempt } from '../transport/remote-files.js';
 import type { Transport } from '../transport/transport.js';
-import type { LockInfo } from '../rollout/lock.js';
+import type { LockAttempt, LockInfo } from '../rollout/lock.js';
 import { mapLimit } from '../util/map-limit.js';
 import { createRedactor, type Redactor } from '../util/redact.js';
 

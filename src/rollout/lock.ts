@@ -2,7 +2,6 @@
 // is a file in /run (tmpfs: a reboot clears it) holding who took it and when.
 import { hostname, userInfo } from 'node:os';
 import { RolloutError } from '../errors.js';
-import type { LockAttempt } from '../transport/remote-files.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 
@@ -21,12 +20,6 @@ export function lockHolder(runId: string, inventory: string): LockInfo {
   return { runId, user: userInfo().username, host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), inventory };
 }
 
-/** The lock on a node, or null when it is free. */
-export async function readLock(t: Transport): Promise<LockInfo | null> {
-  const r = await t.exec(`cat -- ${LOCK_FILE} 2>/dev/null || true`, { timeoutMs: 30_000 });
-  return parseLock(r.stdout.toString('utf8'));
-}
-
 /** Pure. A lock file's text as its holder; null when empty. */
 export function parseLock(text: string): LockInfo | null {
   if (!text.trim()) return null;
@@ -37,11 +30,36 @@ export function parseLock(text: string): LockInfo | null {
   }
 }
 
-// noclobber makes the create atomic (O_EXCL): of two runs, exactly one wins.
-async function tryCreate(t: Transport, info: LockInfo, replace: boolean): Promise<boolean> {
-  const create = replace ? `cat > ${LOCK_FILE}.new && mv -f ${LOCK_FILE}.new ${LOCK_FILE}` : `set -C; cat > ${LOCK_FILE}`;
-  const r = await t.exec(`umask 077; mkdir -p /run/rollout && ${create}`, { stdin: Buffer.from(JSON.stringify(info)), timeoutMs: 30_000 });
-  return r.code === 0;
+/** What taking a node's lock found: taken, or held (the lock file's first line). */
+export type LockAttempt = { taken: true } | { taken: false; holder: string };
+
+/**
+ * Takes a node's lock, as a shell snippet with the record in "$1" (shifted off
+ * at the end): created with noclobber (O_EXCL, so of two runs exactly one wins)
+ * by shell builtins. Its first line is `@lock taken` or `@lock held LINE`
+ * (parseLockTake). Run alone (takeLock) or before a node's first read (see
+ * batchedReader), where it costs no session of its own.
+ */
+export const LOCK_TAKE_SCRIPT = `umask 077; [ -d /run/rollout ] || mkdir -p /run/rollout
+if { set -C; printf '%s\n' "$1" > ${LOCK_FILE}; } 2>/dev/null; then echo "@lock taken"
+else l=; IFS= read -r l < ${LOCK_FILE}; echo "@lock held $l"; fi
+set +C; shift`;
+
+/** Pure. LOCK_TAKE_SCRIPT's line; null when it is not one. */
+export function parseLockTake(line: string): LockAttempt | null {
+  if (line === '@lock taken') return { taken: true };
+  return line.startsWith('@lock held') ? { taken: false, holder: line.replace(/^@lock held ?/, '') } : null;
+}
+
+// A command that did not answer (sudo refused, say) holds nothing and shows no holder.
+async function takeLock(t: Transport, info: LockInfo): Promise<LockAttempt> {
+  const r = await t.exec(`sh -c ${shellQuote(LOCK_TAKE_SCRIPT)} rollout-lock ${shellQuote(JSON.stringify(info))}`, { timeoutMs: 30_000 });
+  return parseLockTake(r.stdout.toString('utf8').split('\n')[0] ?? '') ?? { taken: false, holder: '' };
+}
+
+// Takes over a lock judged gone or stale (--break-lock) or this run's own (--resume).
+async function replaceLock(t: Transport, info: LockInfo): Promise<void> {
+  await t.exec(`umask 077; mkdir -p /run/rollout && cat > ${LOCK_FILE}.new && mv -f ${LOCK_FILE}.new ${LOCK_FILE}`, { stdin: Buffer.from(JSON.stringify(info)), timeoutMs: 30_000 });
 }
 
 /**
@@ -113,16 +131,16 @@ export async function lockFleet(transports: readonly Transport[], me: LockInfo, 
   const refused: string[] = [];
   await Promise.all(
     transports.map(async (t) => {
-      const first = tried?.get(t.name);
-      if (first ? first.taken : await tryCreate(t, me, false)) return void taken.push(t);
-      const holder = first && !first.taken ? parseLock(first.holder) : await readLock(t);
+      const first = tried?.get(t.name) ?? (await takeLock(t, me));
+      if (first.taken) return void taken.push(t);
+      const holder = parseLock(first.holder);
       if (!holder) {
-        if (await tryCreate(t, me, false)) return void taken.push(t);
+        if ((await takeLock(t, me)).taken) return void taken.push(t);
         return void refused.push(`${t.name}: the lock changed hands while rollout looked at it; try again`);
       }
       const verdict = judgeLock(holder, me, opts.staleMs, Date.now(), pidAlive);
       if (verdict === 'mine' || ((verdict === 'stale' || verdict === 'gone') && opts.breakLock)) {
-        await tryCreate(t, me, true);
+        await replaceLock(t, me);
         return void taken.push(t);
       }
       refused.push(

@@ -4,7 +4,7 @@ import { RemoteCommandError } from '../errors.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { sha256 } from '../util/sha256.js';
 import type { Transport } from './transport.js';
-import { LOCK_FILE } from '../rollout/lock.js';
+import { LOCK_TAKE_SCRIPT, parseLockTake, type LockAttempt } from '../rollout/lock.js';
 
 /** A file as read from a node: bytes plus the owner and mode to keep when it is rewritten. */
 export type RemoteFile = { path: string; content: Buffer; sha256: string; uid: number; gid: number; mode: number };
@@ -23,16 +23,6 @@ export async function readRemoteFiles(t: Transport, paths: readonly string[]): P
   return (await readFilesCommand(t, paths)).files;
 }
 
-/** What taking a node's lock found: taken, or held (the lock file's first line). */
-export type LockAttempt = { taken: true } | { taken: false; holder: string };
-
-// The lock taken in the read's own command (no session of its own): created
-// with noclobber (O_EXCL, so of two runs exactly one wins) by shell builtins.
-const LOCK_TAKE = `umask 077; [ -d /run/rollout ] || mkdir -p /run/rollout
-if { set -C; printf '%s\\n' "$1" > ${LOCK_FILE}; } 2>/dev/null; then echo "@lock taken"
-else l=; IFS= read -r l < ${LOCK_FILE}; echo "@lock held $l"; fi
-set +C; shift`;
-
 /**
  * What a node's first read may also do, in the same command (apply: no session
  * of their own): take the fleet lock (`lock`, the record to write), then run
@@ -43,7 +33,7 @@ export type FirstRead = { lock?: string; checks?: string; onFirst: (r: { lock: L
 
 async function readFilesCommand(t: Transport, paths: readonly string[], first?: FirstRead): Promise<{ files: Map<string, RemoteFile | null>; lock: LockAttempt | null; checks: string | null }> {
   const lock = first?.lock ?? null;
-  const script = `${lock === null ? '' : `${LOCK_TAKE}\n`}${first?.checks ? `${first.checks}\n` : ''}n=$#; for p do [ ! -e "$p" ] || set -- "$@" "$p"; done; shift $n
+  const script = `${lock === null ? '' : `${LOCK_TAKE_SCRIPT}\n`}${first?.checks ? `${first.checks}\n` : ''}n=$#; for p do [ ! -e "$p" ] || set -- "$@" "$p"; done; shift $n
 [ $# = 0 ] || { stat -L -c '%u %g %a %s %n' -- "$@" && echo @data && cat -- "$@"; }`;
   const args = lock === null ? paths : [lock, ...paths];
   const r = await t.exec(`sh -c ${shellQuote(script)} rollout-read ${args.map(shellQuote).join(' ')}`);
@@ -52,9 +42,8 @@ async function readFilesCommand(t: Transport, paths: readonly string[], first?: 
   let attempt: LockAttempt | null = null;
   if (lock !== null) {
     const eol = stdout.indexOf('\n');
-    const line = stdout.subarray(0, eol).toString('utf8');
-    if (eol < 0 || !line.startsWith('@lock ')) throw new RemoteCommandError(t.name, 'taking the lock: unexpected answer', r.code, r.stderr);
-    attempt = line === '@lock taken' ? { taken: true } : { taken: false, holder: line.replace(/^@lock held ?/, '') };
+    attempt = eol < 0 ? null : parseLockTake(stdout.subarray(0, eol).toString('utf8'));
+    if (!attempt) throw new RemoteCommandError(t.name, 'taking the lock: unexpected answer', r.code, r.stderr);
     stdout = stdout.subarray(eol + 1);
   }
   let checks: string | null = null;
