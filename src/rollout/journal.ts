@@ -75,7 +75,7 @@ while :; do
   sleep 0.05
 done`;
 
-/** A staged file to move into place right before a restart (see stageFileChange). */
+/** A staged file to move into place right before a restart (see stageFiles). */
 export type StagedCommit = { path: string; staged: string; beforeSha256: string; afterSha256: string; uid: number; gid: number; mode: number };
 
 // Moves staged files into place, all checked first: every target must still
@@ -110,12 +110,14 @@ commit_all() {
   done
 }`;
 
-// The moves without a restart: a stale target ends it with nothing touched
-// (exit 0 after `@stale`), a bad staged copy or a failed move with exit 1.
-const COMMIT_STEP = `${COMMIT_FUNCTIONS}
-check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
-commit_all "$@" || exit 1
-echo @committed`;
+// The two halves of a commit as script steps: a stale target ends the script
+// with nothing touched (exit 0 after `@stale`), a bad staged copy or a failed
+// move with exit 1.
+const CHECK_STEP = 'check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1';
+const MOVE_STEP = 'commit_all "$@" || exit 1\necho @committed';
+
+// The moves without a restart.
+const COMMIT_STEP = `${COMMIT_FUNCTIONS}\n${CHECK_STEP}\n${MOVE_STEP}`;
 
 function commitArgs(commits: readonly StagedCommit[]): string {
   return commits.flatMap((c) => [c.path, c.staged, c.beforeSha256, c.afterSha256, String(c.uid), String(c.gid), c.mode.toString(8)]).map(shellQuote).join(' ');
@@ -140,7 +142,7 @@ export function restartAndFollow(t: Transport, unit: string, restartTimeoutSecon
   // line from the invocation still running after it.
   const script = `u=$1; shift
 ${COMMIT_FUNCTIONS}
-check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] || exit 1
+${CHECK_STEP}
 svc=$(systemctl show -p ${SHOW_PROPERTIES} -- "$u")
 printf '@svc-begin\n%s\n@svc-end\n' "$svc"
 C=$(journalctl -n 0 --show-cursor -q); C=\${C#*-- cursor: }
@@ -148,8 +150,7 @@ C=$(journalctl -n 0 --show-cursor -q); C=\${C#*-- cursor: }
 echo "@cursor $C"
 while IFS= read -r word && [ "$word" = ping ]; do echo @pong; done
 [ "$word" = go ] || exit 0
-commit_all "$@" || exit 1
-echo @committed
+${MOVE_STEP}
 # A failed unit (a restart after a failed gate) may have hit its start limit.
 case $svc in *ActiveState=active*) ;; *) systemctl reset-failed -- "$u" 2>/dev/null;; esac
 timeout ${Math.ceil(restartTimeoutSeconds)} systemctl restart -- "$u"; echo "@restarted $?"
