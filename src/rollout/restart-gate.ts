@@ -1,5 +1,5 @@
 import { NodeError, RemoteCommandError, StalePlanError } from '../errors.js';
-import { readRemoteFile } from '../transport/remote-files.js';
+import { readRemoteFiles } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
@@ -30,7 +30,6 @@ type Attempt = {
   ended: boolean;
   /** A file that no longer holds what the plan read: nothing was touched. */
   stale: string | null;
-  committed: boolean;
   /** The unit's state read on the node right after the batch holding the ready line. */
   stateAfterReady: ServiceState | null;
 };
@@ -69,9 +68,9 @@ function channelSeconds(gate: CompiledGate): number {
  * unit's state and a journal cursor taken before the restart, then, after
  * `beforeGo` resolved, the moves, the restart, and the journal after the
  * cursor, so only lines logged after it count; the ready line must come from
- * the new invocation, which must still be the running one. If the link drops, the node is asked what already
- * happened (files, restart) before anything is repeated, and the journal is
- * read again from the same cursor. Throws StalePlanError (nothing touched),
+ * the new invocation, which must still be the running one. If the link drops,
+ * the node is asked what already happened (files, restart) before anything is
+ * repeated, and the journal is read again from the same cursor. Throws StalePlanError (nothing touched),
  * `beforeGo`'s error (nothing touched) or a NodeError when the moves failed.
  */
 export async function restartAndGate(t: Transport, unit: string, gate: CompiledGate, progress: (text: string) => void, redact: Redactor, opts: RestartOptions = {}): Promise<GateRun> {
@@ -212,7 +211,7 @@ async function watch(
   onCommitted: () => Promise<void>,
   onRestarted?: () => void,
 ): Promise<{ attempt: Attempt; verdict: GateVerdict }> {
-  const attempt: Attempt = { before: null, cursor: null, restarted: null, error: null, ended: false, stale: null, committed: false, stateAfterReady: null };
+  const attempt: Attempt = { before: null, cursor: null, restarted: null, error: null, ended: false, stale: null, stateAfterReady: null };
   const svc: string[] = [];
   const now: string[] = [];
   let block: 'svc' | 'now' | null = null;
@@ -229,7 +228,6 @@ async function watch(
         return { attempt, verdict };
       }
       if (line === '@committed') {
-        attempt.committed = true;
         await onCommitted();
         continue;
       }
@@ -337,8 +335,9 @@ export function renderGateEvidence(run: GateRun, redact: Redactor): string {
 // cannot vouch for.
 async function remainingCommits(t: Transport, commits: readonly StagedCommit[]): Promise<StagedCommit[]> {
   const left: StagedCommit[] = [];
+  const files = await readRemoteFiles(t, commits.map((c) => c.path));
   for (const c of commits) {
-    const f = await readRemoteFile(t, c.path);
+    const f = files.get(c.path);
     if (f?.sha256 === c.afterSha256) continue;
     if (f?.sha256 !== c.beforeSha256) throw new NodeError(t.name, `${c.path} holds neither the old nor the new content after a lost connection`);
     left.push(c);
