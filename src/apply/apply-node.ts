@@ -70,9 +70,10 @@ export function stepFile(runId: string, c: FileChange): StepFile {
   return { path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, backup: backupPath(runId, c.path), uid: c.uid, gid: c.gid, mode: c.mode };
 }
 
-/** What the restart channel moves into place for a change staged by stageWork. */
-export function commitOf(runId: string, c: FileChange): StagedCommit {
-  return { path: c.path, staged: stagedPath(runId, c.path), beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, uid: c.uid, gid: c.gid, mode: c.mode };
+/** What a node's turn moves into place: its changes as stageWork staged them (none for restart-only work). */
+function commitsOf(work: NodeWork, runId: string): StagedCommit[] {
+  if (work.mode !== 'full') return [];
+  return work.changes.map((c) => ({ path: c.path, staged: stagedPath(runId, c.path), beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, uid: c.uid, gid: c.gid, mode: c.mode }));
 }
 
 /**
@@ -109,8 +110,7 @@ export async function stageWork(
  */
 export function openTurn(t: Transport, work: NodeWork, runId: string, gate: CompiledGate): LineStream | null {
   if (!work.restartUnit) return null;
-  const commits = work.mode === 'full' ? work.changes.map((c) => commitOf(runId, c)) : [];
-  return openRestart(t, work.restartUnit, gate, commits, gate.timeoutMs + gate.restartTimeoutMs);
+  return openRestart(t, work.restartUnit, gate, commitsOf(work, runId), gate.timeoutMs + gate.restartTimeoutMs);
 }
 
 /**
@@ -123,7 +123,7 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   const record = (patch: Parameters<RunRecorder['update']>[2]) => ctx.recorder.update(work.node, work.phase, patch);
   const files = work.mode === 'full' ? work.changes.map((c) => stepFile(ctx.runId, c)) : work.files;
   const outcome: PhaseOutcome = { node: t.name, phase: work.phase, status: 'applied', files, gate: null };
-  const commits = work.mode === 'full' ? work.changes.map((c) => commitOf(ctx.runId, c)) : [];
+  const commits = commitsOf(work, ctx.runId);
   // Until `go` is sent, nothing on the node has changed.
   let went = work.mode === 'restart-only';
   const untouched = async (err: unknown): Promise<never> => {
