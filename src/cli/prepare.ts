@@ -5,7 +5,7 @@ import { limitNodes, loadInventory, type Inventory } from '../inventory/load.js'
 import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secrets.js';
 import { loadPlaybook, varsProblems } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
-import { planNode, planPhases, type Connection } from '../plan/build.js';
+import { nodeFilePath, planNode, planPhases, type Connection } from '../plan/build.js';
 import type { NodePlan, Plan } from '../plan/types.js';
 import { acceptedHostKeys, connectSsh, sudoSecrets } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
@@ -75,7 +75,7 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
       if (!survey || 'error' in connection) return planNode(connection, playbook, vars);
       // The directories of the files the playbook names for this node (a path found later, in another file, is checked apart).
       const target: NodeCheckTarget = {
-        dirs: [...new Set(Object.values(playbook.files).map((f) => path.posix.dirname((f.nodeOverride ? node[f.nodeOverride] : undefined) ?? f.path)))],
+        dirs: [...new Set(Object.values(playbook.files).map((f) => path.posix.dirname(nodeFilePath(f, node))))],
         unit: playbook.service.unit,
         ...(vars.values.vault ? { vaultServer: vars.values.vault.server } : {}),
       };

@@ -1,7 +1,7 @@
 import { NodeError, RolloutError } from '../errors.js';
 import type { NodeTarget } from '../inventory/load.js';
 import type { ResolvedVars } from '../inventory/secrets.js';
-import type { Playbook, TaskSpec } from '../playbook/schema.js';
+import type { FileSpec, Playbook, TaskSpec } from '../playbook/schema.js';
 import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
 import { FileContentError } from '../tasks/file-content-error.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
@@ -42,6 +42,11 @@ export async function planNode(connection: Connection, playbook: Playbook, vars:
   }
 }
 
+/** Pure. Where a playbook file is on a node before any file is read: the node's override, else the playbook's path. */
+export function nodeFilePath(spec: FileSpec, node: NodeTarget): string {
+  return (spec.nodeOverride ? node[spec.nodeOverride] : undefined) ?? spec.path;
+}
+
 type WorkingFile = { path: string; read: RemoteFile | null; text: string | null; how: string };
 
 /** Reads one file of a node (null: it does not exist). Planning can read, never write. */
@@ -66,10 +71,7 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
     }
     return r;
   };
-  for (const spec of Object.values(playbook.files)) {
-    const override = spec.nodeOverride ? node[spec.nodeOverride] : undefined;
-    void readOnce(override ?? spec.path).catch(() => undefined);
-  }
+  for (const spec of Object.values(playbook.files)) void readOnce(nodeFilePath(spec, node)).catch(() => undefined);
   // Resolves a playbook file to its path on this node and reads it once.
   const open = async (name: string): Promise<WorkingFile> => {
     const known = files.get(name);

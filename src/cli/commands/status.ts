@@ -1,3 +1,4 @@
+import { nodeFilePath } from '../../plan/build.js';
 import { readServiceState } from '../../rollout/journal.js';
 import { loadLastRun } from '../../state/run-state.js';
 import { readEnvValue } from '../../tasks/env-file.js';
@@ -44,9 +45,7 @@ async function nodeStatus(session: Session, name: string): Promise<NodeStatus> {
     row.service = `${s.activeState}/${s.subState}`;
     row.restarts = s.nRestarts;
     if (keyTask && keyTask.kind === 'env.unset') {
-      const spec = session.playbook.files[keyTask.file]!;
-      const override = spec.nodeOverride ? plan.node[spec.nodeOverride] : undefined;
-      const file = await readRemoteFile(t, override ?? spec.path);
+      const file = await readRemoteFile(t, nodeFilePath(session.playbook.files[keyTask.file]!, plan.node));
       row.localKey = { key: keyTask.key, present: file === null ? false : readEnvValue(file.content.toString('utf8'), keyTask.key) !== null };
     }
   } catch (err) {
