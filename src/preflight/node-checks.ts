@@ -71,12 +71,17 @@ export async function checkNode(t: Transport, plan: ReadyNode, unit: string, opt
   }
 }
 
+// The lines between `@TAG-begin` and `@TAG-end`; null when the block is missing.
+function blockOf(lines: readonly string[], tag: string): string[] | null {
+  const from = lines.indexOf(`@${tag}-begin`);
+  const to = lines.indexOf(`@${tag}-end`, from);
+  return from < 0 || to < 0 ? null : lines.slice(from + 1, to);
+}
+
 /** Pure. The unit's state nodeCheckScript's output holds; null when it holds none. */
 export function checkedServiceState(out: string): ServiceState | null {
-  const lines = out.split('\n');
-  const from = lines.indexOf('@svc-begin');
-  const to = lines.indexOf('@svc-end', from);
-  return from < 0 || to < 0 ? null : parseServiceState(lines.slice(from + 1, to).join('\n'));
+  const svc = blockOf(out.split('\n'), 'svc');
+  return svc === null ? null : parseServiceState(svc.join('\n'));
 }
 
 /**
@@ -95,11 +100,6 @@ export function parseNodeChecks(node: string, out: string, plan: ReadyNode, targ
     return fail('root', `cannot run commands as root (${why}); log in as root or give the user passwordless sudo`);
   }
   const value = (tag: string) => lines.filter((l) => l.startsWith(`@${tag} `)).map((l) => l.slice(tag.length + 2));
-  const block = (tag: string) => {
-    const from = lines.indexOf(`@${tag}-begin`);
-    const to = lines.indexOf(`@${tag}-end`, from);
-    return from < 0 || to < 0 ? null : lines.slice(from + 1, to);
-  };
   const checks: Check[] = [];
   const add = (name: string, ok: boolean, pass: string, failText: string) => checks.push({ scope: node, name, status: ok ? 'pass' : 'fail', detail: ok ? pass : failText });
   const uid = value('uid')[0];
@@ -109,7 +109,7 @@ export function parseNodeChecks(node: string, out: string, plan: ReadyNode, targ
   checks.push(lockRunId === 'settled' ? { scope: node, name: 'lock', status: 'pass', detail: 'held by this run' } : lockCheck(node, value('lock')[0] ?? '', lockRunId));
   if (changes.length > 0) {
     // sha256sum prints "SUM  PATH" per file it could read, in argument order.
-    const summed = block('sums');
+    const summed = blockOf(lines, 'sums');
     const sums = new Map((summed ?? []).map((l) => [l.slice(66), l.slice(0, 64)] as const));
     const stale = summed === null ? [] : changes.filter((c) => sums.get(c.path) !== c.beforeSha256).map((c) => c.path);
     const written = changeDirs(plan);
@@ -125,7 +125,7 @@ export function parseNodeChecks(node: string, out: string, plan: ReadyNode, targ
     );
   }
   add('journal', value('journal')[0] === 'ok', 'journal readable', 'journalctl cannot read the journal');
-  const s = parseServiceState((block('svc') ?? []).join('\n'));
+  const s = parseServiceState((blockOf(lines, 'svc') ?? []).join('\n'));
   const unit = target.unit;
   add('service', s.activeState === 'active' && s.subState === 'running', `${unit} is running`,
     `${unit} is not running now (${s.activeState}/${s.subState}, ${s.nRestarts} restarts); rollout only changes a healthy cluster: fix this node first`);
