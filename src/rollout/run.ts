@@ -34,7 +34,7 @@ export type RolloutOptions = {
   recorder: RunRecorder;
   progress: ProgressStyle;
   stop: StopSignal;
-  /** Each node's service as preflight saw it: before a restart every other node must still be so. */
+  /** Each node's service when the run started (or at its own gate since): before a restart every other node must still be so. */
   baseline: Map<string, ServiceState>;
   /** Reads a node's unit state now (the state probes). */
   readState: StateReader;
@@ -59,12 +59,15 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
   // its checks and cursor are done by the time the turn comes; a turn that never
   // comes sends it `stop` (nothing on that node changes).
   let ahead: { item: NodeWork; stream: LineStream } | null = null;
+  const dismiss = (stream: LineStream | undefined) => {
+    stream?.send('stop\n');
+    stream?.close();
+  };
   const takeAhead = (item: NodeWork | null): LineStream | undefined => {
     const a = ahead;
     ahead = null;
     if (a && a.item === item) return a.stream;
-    a?.stream.send('stop\n');
-    a?.stream.close();
+    dismiss(a?.stream);
     return undefined;
   };
   const openAhead = (phase: string, after: string) => {
@@ -97,8 +100,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                 }
                 const channel = takeAhead(item);
                 if (opts.stop.requested) {
-                  channel?.send('stop\n');
-                  channel?.close();
+                  dismiss(channel);
                   result.interrupted = true;
                   throw new InterruptedError(`interrupted before ${name} (phase ${phase.name}); every node is in its old or new state`);
                 }
@@ -121,10 +123,12 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                     },
                   });
                   result.outcomes.push(outcome);
-                  const gated = outcome.gate?.verdict.evidence[0]?.invocationId;
-                  const prior = opts.baseline.get(name);
-                  if (gated && prior) opts.baseline.set(name, { ...prior, invocationId: gated, activeState: 'active', subState: 'running' });
-                  if (outcome.gate?.state) opts.adoptState?.(name, outcome.gate.state);
+                  // The state that passed the gate is this node's healthy state from now on.
+                  const gated = outcome.gate?.state;
+                  if (gated) {
+                    if (opts.baseline.has(name)) opts.baseline.set(name, gated);
+                    opts.adoptState?.(name, gated);
+                  }
                   emit('node-done', { seconds: (Date.now() - started) / 1000, gate: gateData(outcome.gate, opts.redact) });
                   sub.title = `${name}: ${item.restartUnit ? (item.mode === 'full' ? 'written, restarted, ready' : 'restarted, ready') : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
                 } catch (err) {
