@@ -15,7 +15,7 @@ import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { renderSummary, runRollout, type ProgressStyle, type RolloutOptions, type RolloutResult, type StopSignal } from '../../rollout/run.js';
 import { planResume, workFromPlan } from '../../state/resume.js';
 import { loadLastRun, newRunState, RunRecorder, stateDirFor } from '../../state/run-state.js';
-import { stagedPath } from '../../transport/remote-files.js';
+import { BACKUP_ROOT, stagedPath } from '../../transport/remote-files.js';
 import { EXIT } from '../exit-codes.js';
 import { showPlan, type Output } from '../output.js';
 import { prepareSession, type Session } from '../prepare.js';
@@ -213,7 +213,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         for (const w of work) staged.set(w.node, [...(staged.get(w.node) ?? []), ...w.changes.map((c) => stagedPath(runId, c.path))]);
         for (const [name, paths] of staged) {
           const mine = steps.filter((s) => s.node === name);
-          if (mine.every((s) => s.status === 'planned')) paths.push(`/var/backups/rollout/${runId}`);
+          if (mine.every((s) => s.status === 'planned')) paths.push(`${BACKUP_ROOT}/${runId}`);
         }
         // Through the state probes where they are open: no SSH session of its own.
         await Promise.all(
