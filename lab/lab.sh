@@ -521,7 +521,9 @@ cmd_vault_up() {
   ) </dev/null >"$STATE/vault-double.log" 2>&1 &
   deadline=$((EPOCHSECONDS + 10))
   while ! grep -q '^vault-double: listening on ' "$STATE/vault-double.log" 2>/dev/null; do
-    if ((EPOCHSECONDS >= deadline)) || { [[ -s $STATE/vault-double.pid ]] && ! vault_pid >/dev/null; }; then
+    # Dead, not "not yet exec'd": between writing its pid and exec'ing node
+    # the process is still sh, which vault_pid would not recognise.
+    if ((EPOCHSECONDS >= deadline)) || { [[ -s $STATE/vault-double.pid ]] && [[ ! -e /proc/$(<"$STATE/vault-double.pid") ]]; }; then
       tail -n 5 "$STATE/vault-double.log" >&2 || true
       pid=$(vault_pid) && kill -TERM "$pid" 2>/dev/null
       rm -f "$STATE/vault-double.pid"
@@ -582,6 +584,7 @@ boot_node() {
   local name=$1 ndir="$STATE/nodes/$1" nodebin
   nodebin=$(readlink -f "$(command -v node)")
   make_node_cgroups "$name" "$ndir"
+  rm -f "$ndir/nspawn.pid"
   (
     # --keep-unit keeps nspawn (and the node) in our cgroup: move into the
     # node's own cgroups first, in every hierarchy.
@@ -594,6 +597,16 @@ boot_node() {
       --bind-ro="$LAB_SRC_DIR:/opt/lab" \
       --bind-ro="$REPO_DIR/node_modules/yaml:/opt/lab-yaml"
   ) </dev/null >"$ndir/console.log" 2>&1 &
+  # Wait until the pid file names a process that has become systemd-nspawn:
+  # until then nspawn_pid fails, and wait_ready would take a node that is
+  # still starting for a dead one (seen in CI on the last node booted).
+  local i
+  for ((i = 0; i < 500; i++)); do
+    nspawn_pid "$name" >/dev/null && return 0
+    sleep 0.02
+  done
+  log "$name: systemd-nspawn did not start within 10s; console: $ndir/console.log"
+  return 1
 }
 
 # Waits until node $1 answers ssh, minkms is active and logged the ready
@@ -610,7 +623,7 @@ wait_ready() {
       return 0
     fi
     if ((EPOCHSECONDS >= deadline)); then return 1; fi
-    nspawn_pid "$name" >/dev/null || return 1
+    nspawn_pid "$name" >/dev/null || return 2
     sleep 0.2
   done
 }
@@ -656,7 +669,9 @@ cmd_up() {
   mv "$STATE/known_hosts.tmp" "$STATE/known_hosts"
   echo "$BASE_PORT" >"$STATE/base-port"
   write_ssh_config "$n"
-  for ((i = 1; i <= n; i++)); do boot_node "kms-$i"; done
+  for ((i = 1; i <= n; i++)); do
+    boot_node "kms-$i" || die "lab is partly up; inspect it, then run: $0 down"
+  done
 
   local deadline=$((EPOCHSECONDS + BOOT_TIMEOUT)) pids=() rc
   for ((i = 1; i <= n; i++)); do
@@ -665,11 +680,15 @@ cmd_up() {
   done
   for ((i = 1; i <= n; i++)); do
     rc=0; wait "${pids[i - 1]}" || rc=$?
-    ((rc == 0)) || failed+=("kms-$i")
+    case $rc in
+      0) ;;
+      2) failed+=("kms-$i"); log "kms-$i: systemd-nspawn exited while booting" ;;
+      *) failed+=("kms-$i"); log "kms-$i did not become ready within ${BOOT_TIMEOUT}s" ;;
+    esac
   done
   if ((${#failed[@]} > 0)); then
     for name in "${failed[@]}"; do
-      log "$name did not become ready within ${BOOT_TIMEOUT}s; console: $STATE/nodes/$name/console.log"
+      log "$name: console: $STATE/nodes/$name/console.log"
       tail -n 5 "$STATE/nodes/$name/console.log" >&2 || true
     done
     die "lab is partly up; inspect it, then run: $0 down"
