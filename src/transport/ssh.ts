@@ -193,6 +193,11 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
       reject(new NodeError(node.name, `cannot connect to ${where}: ${err.code ?? err.message}`));
     });
     client.connect(config);
+    // Without TCP_NODELAY a small packet sent while the last one is unacked
+    // (a channel open right after a close, a question on a probe's stdin)
+    // waits for the peer's delayed ACK: about 40 ms per channel on Linux,
+    // measured. SSH packets are whole messages; there is nothing to coalesce.
+    client.setNoDelay(true);
   });
   return client;
 }
