@@ -458,12 +458,16 @@ ensure_vault_tls() {
   log "made the lab CA and the Vault double's certificate in $VAULT_TLS"
 }
 
-# Node root $1 trusts the lab CA the Debian way: in the bundle that
-# update-ca-certificates builds (rootfs bundle + lab CA), and as a local CA.
+# Node root $1 trusts the lab CA the Debian way, as update-ca-certificates
+# leaves it: a local CA, in the bundle (rootfs bundle + lab CA), and in the
+# hashed directory (NAME.pem and the subject hash link OpenSSL looks up).
 install_lab_ca() {
-  local root=$1 rootfs=$2
+  local root=$1 rootfs=$2 hash
   install -d -m 0755 "$root/usr/local/share/ca-certificates"
   install -m 0644 "$VAULT_TLS/ca.pem" "$root/usr/local/share/ca-certificates/rollout-lab-ca.crt"
+  hash=$(openssl x509 -noout -subject_hash -in "$VAULT_TLS/ca.pem")
+  ln -sfn /usr/local/share/ca-certificates/rollout-lab-ca.crt "$root/etc/ssl/certs/rollout-lab-ca.pem"
+  ln -sfn rollout-lab-ca.pem "$root/etc/ssl/certs/$hash.0"
   cat "$rootfs/etc/ssl/certs/ca-certificates.crt" "$VAULT_TLS/ca.pem" >"$root/etc/ssl/certs/ca-certificates.crt.tmp"
   chmod 0644 "$root/etc/ssl/certs/ca-certificates.crt.tmp"
   mv "$root/etc/ssl/certs/ca-certificates.crt.tmp" "$root/etc/ssl/certs/ca-certificates.crt"

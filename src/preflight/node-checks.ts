@@ -44,7 +44,8 @@ export function nodeCheckScript(target: NodeCheckTarget, sums: readonly string[]
     `l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true; echo "@lock $l"`,
     ...(sums.length > 0 ? [`echo @sums-begin; sha256sum -- ${sums.map(q).join(' ')} 2>/dev/null; echo @sums-end`] : []),
     ...target.dirs.map((d, i) => `test -w ${q(d)} && echo "@dir ${i} ok" || echo "@dir ${i} no"`),
-    'journalctl --no-pager -n 1 -o json >/dev/null 2>&1 && echo "@journal ok" || echo "@journal no"',
+    // A journal file journald writes (root reads any): what `journalctl` would read, without its 20 ms.
+    'j=no; for f in /run/log/journal/*/*.journal /var/log/journal/*/*.journal; do [ ! -r "$f" ] || { j=ok; break; }; done; echo "@journal $j"',
     `echo @svc-begin; systemctl show -p ${SHOW_PROPERTIES} -- ${q(target.unit)}; echo @svc-end`,
     ...(vault ? [`set -- ${[vault.host, String(vault.port), vault.tls ? 'https' : 'http'].map(q).join(' ')}`, REACH_SCRIPT] : []),
     '); echo @checks-end',
@@ -124,7 +125,7 @@ export function parseNodeChecks(node: string, out: string, plan: ReadyNode, targ
         : `cannot write in ${unwritable.join(', ')} (read-only file system?)`,
     );
   }
-  add('journal', value('journal')[0] === 'ok', 'journal readable', 'journalctl cannot read the journal');
+  add('journal', value('journal')[0] === 'ok', 'journal readable', 'no journal file on this node (is systemd-journald running, with Storage= not none?); the gate follows the restart in the journal');
   const s = parseServiceState((blockOf(lines, 'svc') ?? []).join('\n'));
   const unit = target.unit;
   add('service', s.activeState === 'active' && s.subState === 'running', `${unit} is running`,
@@ -148,6 +149,11 @@ function vaultTarget(server: string): { host: string; port: number; tls: boolean
 // Reports one machine-readable line: how far the node got towards Vault.
 // curl proves TLS (with the node's own trust store, as the KMS will use it);
 // without curl, bash's /dev/tcp proves TCP only; with neither, nothing can be said.
+// curl asks the trust store's hashed directory first (--capath; --cacert names
+// one certificate of that same store, else curl parses its whole default
+// bundle too): OpenSSL then loads only the issuer it needs, about 35 ms less
+// per node. Any failure the CA choice could cause is asked again the default
+// way (the bundle), so a CA found only in the bundle still passes.
 // curl is pinned to the addresses the system resolver gives (getent: /etc/hosts,
 // then DNS), as the KMS resolves them; curl alone would treat some names
 // (localhost) specially and could pass where the KMS would fail.
@@ -162,7 +168,10 @@ for w in $(getent ahosts "$h" 2>/dev/null); do
 done
 if [ -z "$addrs" ]; then echo "@reach resolve-failed"
 elif command -v curl >/dev/null 2>&1; then
-  out=$(curl -sS -o /dev/null --max-time 10 --resolve "$h:$p:$addrs" -w '%{http_code}' "$scheme://$h:$p/v1/sys/health" 2>&1) && rc=0 || rc=$?
+  reach() { out=$(curl -sS -o /dev/null --max-time 10 --resolve "$h:$p:$addrs" -w '%{http_code}' "$@" "$scheme://$h:$p/v1/sys/health" 2>&1) && rc=0 || rc=$?; }
+  one=; for c in /etc/ssl/certs/*.0; do [ ! -r "$c" ] || { one=$c; break; }; done
+  rc=1; [ "$scheme" != https ] || [ -z "$one" ] || reach --capath /etc/ssl/certs --cacert "$one"
+  case $rc in 0|6|7|28) ;; *) reach;; esac
   code=\${out#"\${out%???}"}
   echo "@reach curl $rc $code \${out%???}"
 elif command -v bash >/dev/null 2>&1; then

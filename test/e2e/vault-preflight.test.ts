@@ -79,6 +79,36 @@ describe('Vault preflight against the lab and the Vault double', () => {
     }
   });
 
+  it('a node trusts Vault through its trust store: the hashed CA directory, else the bundle alone; a CA in neither fails', async () => {
+    // kms-2 keeps the lab CA in its bundle only (no hash link); kms-3 in neither.
+    const bundle = '/etc/ssl/certs/ca-certificates.crt';
+    const dropLink = 'l=$(find /etc/ssl/certs -maxdepth 1 -lname rollout-lab-ca.pem) && [ -n "$l" ] && echo "$l" > /root/ca-link && mv "$l" /root/ca-link.target';
+    const restoreLink = 'mv /root/ca-link.target "$(cat /root/ca-link)"';
+    // The lab appended its CA to the rootfs bundle, as update-ca-certificates does.
+    const dropFromBundle = `cp -p ${bundle} /root/bundle.orig && head -c $(( $(stat -c %s ${bundle}) - $(stat -c %s /usr/local/share/ca-certificates/rollout-lab-ca.crt) )) /root/bundle.orig > ${bundle}`;
+    await onNode('kms-2', dropLink);
+    await onNode('kms-3', `${dropLink} && ${dropFromBundle}`);
+    try {
+      await expectCaught(writeInventory(), /FAIL +kms-3 +reaches vault +from this node: the TLS certificate is not trusted by the node/);
+      const r = await rollout(['preflight', writeInventory()]);
+      expect(r.stdout).toMatch(/ok +kms-1 +reaches vault +localhost resolves and TLS/);
+      expect(r.stdout).toMatch(/ok +kms-2 +reaches vault +localhost resolves and TLS/);
+    } finally {
+      await onNode('kms-2', restoreLink);
+      await onNode('kms-3', `${restoreLink}; mv /root/bundle.orig ${bundle}`);
+    }
+  });
+
+  it('catches a node without a journal file to follow', async () => {
+    // An empty directory over the runtime journal (journald keeps writing to the files it holds open).
+    await onNode('kms-2', 'mount -t tmpfs none /run/log/journal');
+    try {
+      await expectCaught(writeInventory(), /FAIL +kms-2 +journal +no journal file on this node/);
+    } finally {
+      await onNode('kms-2', 'umount /run/log/journal');
+    }
+  });
+
   it.each([
     ['both auth methods', 'both', /set exactly one authentication method: `approle` or `kubernetes` \(both are set\)/],
     ['no auth method', 'none', /set exactly one authentication method: `approle` or `kubernetes` \(neither is set\)/],
