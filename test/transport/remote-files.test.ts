@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -125,6 +125,24 @@ describe('stageFiles and commitStaged', () => {
     }
     expect(existsSync(items[3]!.staged)).toBe(false);
     expect(existsSync(items[3]!.backup)).toBe(false);
+  });
+
+  it.runIf(uid === 0)('gives a staged copy its planned owner: another user\'s, and ours in a set-group-id directory', async () => {
+    const other = path.join(dir, 'other.yaml');
+    const sgid = path.join(dir, 'sgid');
+    mkdirSync(sgid);
+    chownSync(sgid, 0, 5);
+    chmodSync(sgid, 0o2755);
+    const mine = path.join(sgid, 'mine.yaml');
+    for (const f of [other, mine]) writeFileSync(f, OLD);
+    const items = [
+      { change: { ...change(other), uid: 1, gid: 1 }, backup: path.join(dir, 'backups', runId, 'other.yaml'), staged: stagedPath(runId, other) },
+      { change: change(mine), backup: path.join(dir, 'backups', runId, 'mine.yaml'), staged: stagedPath(runId, mine) },
+    ];
+    expect(await stageFiles(t, items)).toEqual(['staged', 'staged']);
+    expect(statSync(items[0]!.staged)).toMatchObject({ uid: 1, gid: 1 });
+    // Created in the set-group-id directory, the copy had its group (5): the planned one is ours.
+    expect(statSync(items[1]!.staged)).toMatchObject({ uid, gid });
   });
 
   it('refuses a staged copy that is not the planned content or mode, before moving any file', async () => {
