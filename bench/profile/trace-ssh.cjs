@@ -18,7 +18,13 @@ if (file) {
   const t = () => Number(performance.now().toFixed(2));
   const emit = (o) => writeSync(fd, JSON.stringify(o) + '\n');
   emit({ kind: 'start', start_ms: 0, end_ms: t(), node: '', cmd: process.argv.slice(2).join(' ') });
-  process.on('exit', () => emit({ kind: 'exit', start_ms: t(), end_ms: t(), node: '', cmd: '' }));
+  // Commands still open when rollout exits (it does not wait for the nodes to
+  // close its channels) are written then, ending at the exit.
+  const open = new Set();
+  process.on('exit', () => {
+    for (const finish of open) finish();
+    emit({ kind: 'exit', start_ms: t(), end_ms: t(), node: '', cmd: '' });
+  });
 
   const ssh2 = require('ssh2');
   const { Client } = ssh2;
@@ -53,7 +59,12 @@ if (file) {
           if (/^(go|stop|full|fast)\n$/.test(text)) marks.push([t(), `> ${text.trim()}`]);
           return write.call(this, chunk, ...rest);
         };
-        channel.once('close', () => emit({ kind: 'exec', node, start_ms: start, open_ms: opened, end_ms: t(), cmd: String(command).replace(/\s+/g, ' ').slice(0, 120), ...(marks.length ? { marks } : {}) }));
+        const finish = () => {
+          open.delete(finish);
+          emit({ kind: 'exec', node, start_ms: start, open_ms: opened, end_ms: t(), cmd: String(command).replace(/\s+/g, ' ').slice(0, 120), ...(marks.length ? { marks } : {}) });
+        };
+        open.add(finish);
+        channel.once('close', finish);
       }
       cb(err, channel);
     });
