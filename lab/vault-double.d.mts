@@ -46,6 +46,8 @@ export type VaultDoubleRequest = {
   /** From X-Vault-Namespace, normalised: `""` for the root namespace. */
   namespace: string;
   status: number;
+  /** The User-Agent header (`curl/...` from a node's reach check; empty from rollout's own Node client). */
+  agent: string;
 };
 
 export type VaultDoubleOptions = {

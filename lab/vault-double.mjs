@@ -515,7 +515,7 @@ function createDouble(initialState, log) {
         log?.(`vault-double: internal error: ${e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : String(e)}`);
       }
     }
-    requests.push({ method: req.method, path: url.pathname, namespace: ns, status });
+    requests.push({ method: req.method, path: url.pathname, namespace: ns, status, agent: String(req.headers['user-agent'] ?? '') });
     log?.(`vault-double: ${req.method} ${url.pathname} ns=${JSON.stringify(ns)} -> ${status}`);
     send(res, req.method, status, body);
     // Drain an unread body so keep-alive connections stay usable.

@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { InputError, RolloutError } from '../errors.js';
 import { nodeCheckScript, type NodeCheckTarget } from '../preflight/node-checks.js';
+import { startVaultHealth } from '../preflight/run-preflight.js';
+import type { VaultResponse } from '../vault/client.js';
 import { limitNodes, loadInventory, type Inventory } from '../inventory/load.js';
 import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secrets.js';
 import { loadPlaybook, varsProblems } from '../playbook/load.js';
@@ -29,6 +31,8 @@ export type Session = {
   lockAttempts: Map<string, LockAttempt>;
   /** With `survey`: each node's checks (nodeCheckScript), run in its first read under the lock. */
   nodeChecks: Map<string, { target: NodeCheckTarget; out: string }>;
+  /** With `early.vaultHealth`: Vault's sys/health, asked from here while the nodes were connected. */
+  vaultHealth?: Promise<VaultResponse>;
   close(): void;
 };
 
@@ -39,9 +43,17 @@ export type Session = {
  * once) and plans each node as soon as it is connected. Nothing is written
  * anywhere, except with `survey` (apply): each node's first read also tries
  * to take the fleet lock, then runs the preflight's node checks (see
- * lockAttempts, nodeChecks), in the same command.
+ * lockAttempts, nodeChecks), in the same command; `onRead` is told when a
+ * node's reads are done (the node is idle from then on).
  */
-export async function prepareSession(inventoryFile: string, parallelFlag: number | undefined, limit?: string, acceptNewHostKeys = false, survey?: { lock: LockInfo }): Promise<Session> {
+export async function prepareSession(
+  inventoryFile: string,
+  parallelFlag: number | undefined,
+  limit?: string,
+  acceptNewHostKeys = false,
+  survey?: { lock: LockInfo; onRead?: (node: string, t: Transport, unit: string) => void },
+  early?: { vaultHealth: boolean },
+): Promise<Session> {
   const loaded = limitNodes(await loadInventory(inventoryFile), limit);
   const inventory = acceptNewHostKeys ? { ...loaded, nodes: loaded.nodes.map((n) => ({ ...n, acceptNewHostKeys: true })) } : loaded;
   const playbook = await loadPlaybook(inventory.playbookFile);
@@ -54,6 +66,7 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
   const unknownVars = varsProblems(playbook, vars.values);
   if (unknownVars.length > 0) throw new InputError(inventory.playbookFile, unknownVars);
   const parallel = parallelFlag ?? inventory.parallel;
+  const vaultHealth = early?.vaultHealth ? startVaultHealth(inventory, vars) : undefined;
 
   // Each node is read as soon as it is connected, while the others still shake hands.
   const opened = new Map<string, Transport>();
@@ -79,7 +92,7 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
         unit: playbook.service.unit,
         ...(vars.values.vault ? { vaultServer: vars.values.vault.server } : {}),
       };
-      return planNode(connection, playbook, vars, {
+      const planned = await planNode(connection, playbook, vars, {
         lock: JSON.stringify(survey.lock),
         checks: nodeCheckScript(target),
         onFirst: (r) => {
@@ -87,6 +100,8 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
           if (r.checks !== null) nodeChecks.set(node.name, { target, out: r.checks });
         },
       });
+      survey.onRead?.(node.name, connection.transport, playbook.service.unit);
+      return planned;
     });
   } catch (err) {
     close();
@@ -97,5 +112,5 @@ export async function prepareSession(inventoryFile: string, parallelFlag: number
   // In inventory order, as every later step walks them.
   const transports = new Map(inventory.nodes.flatMap((n) => (opened.has(n.name) ? [[n.name, opened.get(n.name)!] as const] : [])));
   const plan: Plan = { playbookName: playbook.name, phases: planPhases(playbook, vars), nodes };
-  return { inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), lockAttempts, nodeChecks, close };
+  return { inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), lockAttempts, nodeChecks, ...(vaultHealth ? { vaultHealth } : {}), close };
 }

@@ -6,6 +6,9 @@ import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
 import { changeDirs, checkNode, parseNodeChecks } from './node-checks.js';
 import { runVaultChecks } from './vault-checks.js';
+import type { Inventory } from '../inventory/load.js';
+import type { ResolvedVars } from '../inventory/secrets.js';
+import { vaultCall, type VaultEndpoint, type VaultResponse } from '../vault/client.js';
 
 export type PreflightFlags = {
   skipVaultChecks?: boolean;
@@ -38,6 +41,34 @@ export async function runPreflight(session: Session, flags: PreflightFlags): Pro
   return checks.map((c) => ({ ...c, detail: session.redact(c.detail) }));
 }
 
+/**
+ * Asks Vault's sys/health from here at once (no token, spends nothing), so
+ * that its first TLS connection (about 100 ms: trust store, handshake) is made
+ * while the nodes are being connected; runPreflight then uses this answer.
+ * Undefined without a Vault section or when the CA file cannot be read (the
+ * checks then report it as before).
+ */
+export function startVaultHealth(inventory: Inventory, vars: ResolvedVars): Promise<VaultResponse> | undefined {
+  const vault = vars.values.vault;
+  if (!vault) return undefined;
+  const health = vaultEndpoint(inventory, vault.server).then((endpoint) => vaultCall(endpoint, 'GET', 'sys/health'));
+  health.catch(() => undefined); // awaited (and reported) later, if at all
+  return health;
+}
+
+// Where the checks from here go; throws InputError when the CA file cannot be read.
+async function vaultEndpoint(inventory: Inventory, server: string): Promise<VaultEndpoint> {
+  let ca: Buffer | undefined;
+  if (inventory.vaultCaFile) {
+    try {
+      ca = await readFile(inventory.vaultCaFile);
+    } catch (err) {
+      throw new InputError(inventory.file, [`preflight.vaultCaFile: cannot read ${inventory.vaultCaFile} (${(err as NodeJS.ErrnoException).code})`]);
+    }
+  }
+  return { server, timeoutMs: inventory.vaultTimeoutMs, ...(ca ? { ca } : {}) };
+}
+
 async function vaultChecks(session: Session, flags: PreflightFlags, ready: Session['plan']['nodes']): Promise<Check[]> {
   const vault = session.vars.values.vault;
   const checks: Check[] = [];
@@ -45,14 +76,7 @@ async function vaultChecks(session: Session, flags: PreflightFlags, ready: Sessi
     if (flags.skipVaultChecks) {
       checks.push({ scope: 'vault', name: 'checks', status: 'skip', detail: '--skip-vault-checks: this machine did not contact Vault; each node still checks it can reach it' });
     } else {
-      let ca: Buffer | undefined;
-      if (session.inventory.vaultCaFile) {
-        try {
-          ca = await readFile(session.inventory.vaultCaFile);
-        } catch (err) {
-          throw new InputError(session.inventory.file, [`preflight.vaultCaFile: cannot read ${session.inventory.vaultCaFile} (${(err as NodeJS.ErrnoException).code})`]);
-        }
-      }
+      const endpoint = await vaultEndpoint(session.inventory, vault.server);
       // A Kubernetes JWT given as a path lives on the nodes: read it from the first one.
       let jwtFromNode: string | undefined;
       const first = ready[0];
@@ -61,9 +85,10 @@ async function vaultChecks(session: Session, flags: PreflightFlags, ready: Sessi
         jwtFromNode = file?.content.toString('utf8').trim();
       }
       checks.push(...(await runVaultChecks(vault, {
-        endpoint: { server: vault.server, timeoutMs: session.inventory.vaultTimeoutMs, ...(ca ? { ca } : {}) },
+        endpoint,
         skipLogin: flags.skipVaultLogin === true,
         ...(jwtFromNode ? { jwtFromNode } : {}),
+        ...(session.vaultHealth ? { health: session.vaultHealth } : {}),
       })));
     }
   }

@@ -10,6 +10,8 @@ export type VaultCheckOptions = {
   skipLogin: boolean;
   /** The Kubernetes JWT when the section names a file on the nodes (read from one of them). */
   jwtFromNode?: string;
+  /** The sys/health answer when it was asked earlier (it spends nothing; see startVaultHealth). */
+  health?: Promise<VaultResponse>;
 };
 
 const fail = (name: string, detail: string): Check => ({ scope: 'vault', name, status: 'fail', detail });
@@ -35,7 +37,7 @@ export async function runVaultChecks(v: VaultSection, opts: VaultCheckOptions): 
 
   // 1. Reachable, initialised, unsealed (a standby answers too).
   try {
-    const r = await call('GET', 'sys/health');
+    const r = await (opts.health ?? call('GET', 'sys/health'));
     const b = r.body ?? {};
     if (r.status === 503 || b.sealed === true) checks.push(fail('health', `Vault at ${v.server} is sealed (HTTP ${r.status}); unseal it before the rollout`));
     else if (r.status === 501 || b.initialized === false) checks.push(fail('health', `Vault at ${v.server} is not initialised (HTTP ${r.status})`));

@@ -191,23 +191,27 @@ class Probe {
   }
 }
 
-/**
- * Opens a state probe on every node now (channels on the existing connections).
- * `read` answers from the probe, or by a plain command once a probe is gone;
- * `stage` stages files (stageFiles); `adopt` hands a probe a state read by
- * other means; `release` releases a
- * node's lock (releaseLock) the same way; `close` ends them all.
- */
-export function openServiceProbes(
-  transports: ReadonlyMap<string, Transport>,
-  unit: string,
-): {
+/** The state probes of a run's nodes (see openServiceProbes). */
+export type ServiceProbes = {
+  /** Opens `node`'s probe now if it is not open (its SSH session costs the node now, not at the first question). */
+  open(node: string): void;
   read: StateReader;
   stage(node: string, items: readonly StageItem[]): Promise<StageResult[]>;
   adopt(node: string, state: ServiceState): void;
   release(node: string, runId: string, opts: ReleaseOptions): Promise<void>;
   close(): void;
-} {
+};
+
+/**
+ * Opens a state probe on every node of `transports` now (channels on the
+ * existing connections); a node added to the map later gets one at `open` or
+ * at its first question.
+ * `read` answers from the probe, or by a plain command once a probe is gone;
+ * `stage` stages files (stageFiles); `adopt` hands a probe a state read by
+ * other means; `release` releases a
+ * node's lock (releaseLock) the same way; `close` ends them all.
+ */
+export function openServiceProbes(transports: ReadonlyMap<string, Transport>, unit: string): ServiceProbes {
   // All open at once (their SSH sessions cost the nodes now, not at the first question).
   const probes = new Map([...transports].map(([node, t]) => [node, new Probe(t, unit)] as const));
   const probe = (node: string): Probe => {
@@ -221,6 +225,7 @@ export function openServiceProbes(
     return p;
   };
   return {
+    open: (node) => void probe(node),
     read: async (node, how = 'full') => probe(node).read(how),
     stage: async (node, items) => probe(node).stage(items),
     adopt: (node, state) => probes.get(node)?.adopt(state),

@@ -33,8 +33,13 @@ describe('Vault preflight against the lab and the Vault double', () => {
     expect(r.stdout).toContain('consumes one use of a SecretID');
     expect(r.stdout).toMatch(/Preflight passed: \d+ checks passed\./);
     expect(await fleetSnapshot()).toEqual(before);
-    const calls = (await vaultDouble.requests()).map((q) => `${q.path} ${q.status}`);
+    const requests = await vaultDouble.requests();
+    const calls = requests.map((q) => `${q.path} ${q.status}`);
     expect(calls).toEqual(expect.arrayContaining(['/v1/auth/approle/login 200', `/v1/transit/hmac/${KEY} 200`, '/v1/auth/token/revoke-self 204']));
+    // sys/health once from here (asked while the nodes were connected), once from each node (curl).
+    const health = requests.filter((q) => q.path === '/v1/sys/health');
+    expect(health.filter((q) => !q.agent.startsWith('curl/'))).toHaveLength(1);
+    expect(health.filter((q) => q.agent.startsWith('curl/'))).toHaveLength(NODES.length);
   });
 
   it('catches a wrong AppRole secret', async () => {
@@ -135,6 +140,8 @@ describe('Vault preflight against the lab and the Vault double', () => {
   it('with the Vault checks skipped, a node with a bad secret fails its gate on the real login and is rolled back', async () => {
     const r = await rollout(['apply', writeInventory({ secret: 'not-the-secret-id' }), '--yes', '--skip-vault-checks']);
     expect(r.code).toBe(1);
+    // This machine asked Vault nothing (the nodes' curl checks and logins are theirs).
+    expect((await vaultDouble.requests()).filter((q) => q.path === '/v1/sys/health' && !q.agent.startsWith('curl/'))).toEqual([]);
     expect(r.stdout).toMatch(/skip +vault +checks +--skip-vault-checks/);
     expect(r.stderr).toContain('ROLLOUT STOPPED: kms-1 failed its gate after the change');
     expect(r.stderr).toContain('invalid role or secret ID');

@@ -168,8 +168,8 @@ export const vaultDouble = {
     const r = await fetch(`${VAULT_ADMIN}/state`, { method: 'PUT', body: JSON.stringify(state), headers: { 'content-type': 'application/json' } });
     if (!r.ok) throw new Error(`vault double state: HTTP ${r.status}`);
   },
-  async requests(): Promise<Array<{ method: string; path: string; namespace: string; status: number }>> {
-    return (await (await fetch(`${VAULT_ADMIN}/requests`)).json()) as Array<{ method: string; path: string; namespace: string; status: number }>;
+  async requests(): Promise<Array<{ method: string; path: string; namespace: string; status: number; agent: string }>> {
+    return (await (await fetch(`${VAULT_ADMIN}/requests`)).json()) as Array<{ method: string; path: string; namespace: string; status: number; agent: string }>;
   },
 };
 

@@ -56,8 +56,9 @@ type Reply = { status: number; body: any };
 
 let vault: VaultDouble;
 
-async function call(method: string, apiPath: string, opts: { body?: unknown; token?: string; namespace?: string } = {}): Promise<Reply> {
+async function call(method: string, apiPath: string, opts: { body?: unknown; token?: string; namespace?: string; agent?: string } = {}): Promise<Reply> {
   const headers: Record<string, string> = {};
+  if (opts.agent !== undefined) headers['User-Agent'] = opts.agent;
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
   if (opts.token !== undefined) headers['X-Vault-Token'] = opts.token;
   if (opts.namespace !== undefined) headers['X-Vault-Namespace'] = opts.namespace;
@@ -351,15 +352,15 @@ describe('vault double: admin API', () => {
     expect((await call('POST', `transit/hmac/${KEY}`, { token, body: { input: b64('x') } })).status).toBe(403);
   });
 
-  it('GET /requests lists every Vault request (method, path, namespace, status) without bodies or tokens; DELETE clears it', async () => {
+  it('GET /requests lists every Vault request (method, path, namespace, status, user agent) without bodies or tokens; DELETE clears it', async () => {
     const token = await approleLogin();
     await call('POST', `transit/hmac/${KEY}`, { token, namespace: 'ns-1', body: { input: b64('x') } });
-    await call('GET', 'sys/health?standbyok=true');
+    await call('GET', 'sys/health?standbyok=true', { agent: 'curl/7.88.1' });
     const log = (await admin('GET', '/requests')).body as VaultDoubleRequest[];
     expect(log).toEqual([
-      { method: 'POST', path: '/v1/auth/approle/login', namespace: '', status: 200 },
-      { method: 'POST', path: `/v1/transit/hmac/${KEY}`, namespace: 'ns-1', status: 403 },
-      { method: 'GET', path: '/v1/sys/health', namespace: '', status: 200 },
+      { method: 'POST', path: '/v1/auth/approle/login', namespace: '', status: 200, agent: expect.any(String) },
+      { method: 'POST', path: `/v1/transit/hmac/${KEY}`, namespace: 'ns-1', status: 403, agent: expect.any(String) },
+      { method: 'GET', path: '/v1/sys/health', namespace: '', status: 200, agent: 'curl/7.88.1' },
     ]);
     const text = JSON.stringify(log);
     expect(text).not.toContain(token);

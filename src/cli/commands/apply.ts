@@ -10,7 +10,8 @@ import type { PreflightFlags } from '../../preflight/run-preflight.js';
 import { compareWithPlanFile, readPlanFile } from '../../plan/plan-file.js';
 import { compileGate } from '../../rollout/gate.js';
 import type { ServiceState } from '../../rollout/journal.js';
-import { openServiceProbes, type StateReader } from '../../rollout/service-probe.js';
+import { openServiceProbes, type ServiceProbes, type StateReader } from '../../rollout/service-probe.js';
+import type { Transport } from '../../transport/transport.js';
 import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { renderSummary, runRollout, type ProgressStyle, type RolloutOptions, type RolloutResult, type StopSignal } from '../../rollout/run.js';
 import { planResume, workFromPlan } from '../../state/resume.js';
@@ -55,14 +56,23 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
   // The lock comes first, taken by each node's first read (which also runs the
   // preflight's node checks): two runs must not even plan and preflight (and
   // spend SecretID uses) at once. A dry run takes none.
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys, flags.dryRun ? undefined : { lock: me });
+  // Each node's state probe opens as soon as that node is read (the node is
+  // idle from then on), so that staging and the baseline need no new session.
+  const probeHosts = new Map<string, Transport>();
+  let probes: ServiceProbes | null = null;
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys, flags.dryRun ? undefined : {
+    lock: me,
+    onRead: (name, t, unit) => {
+      probeHosts.set(name, t);
+      (probes ??= openServiceProbes(probeHosts, unit)).open(name);
+    },
+  }, { vaultHealth: !flags.dryRun && !flags.skipVaultChecks });
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);
     if (!flags.dryRun) await lockFleet([...session.transports.values()], me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true }, session.lockAttempts);
     let hardStop = false;
     const unit = session.playbook.service.unit;
-    let probes: ReturnType<typeof openServiceProbes> | null = null;
     let pruneKeep = 0;
     let recorder: RunRecorder | null = null;
     let work: NodeWork[] = [];
@@ -95,10 +105,9 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         io.result('Dry run: nothing was changed.');
         return EXIT.ok;
       }
-      // The state probes open while Vault is checked from here (the nodes are idle then);
-      // the baseline comes through them after the confirmation (see readBaseline).
-      const probe = openServiceProbes(session.transports, unit);
-      probes = probe;
+      // The baseline comes through the state probes after the confirmation (see readBaseline).
+      for (const name of session.transports.keys()) if (!probeHosts.has(name)) probeHosts.set(name, session.transports.get(name)!);
+      const probe = (probes ??= openServiceProbes(probeHosts, unit));
       await checkSession(session, { ...flags, lockRunId: runId }, io);
       await confirm(flags.yes === true, io);
       // Every node's new files are staged (and backed up) at once, and the

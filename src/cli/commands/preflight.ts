@@ -21,7 +21,7 @@ export async function checkSession(session: Session, flags: PreflightFlags, io: 
 
 /** `rollout preflight INVENTORY`: every check apply makes first; changes nothing; exit 0 only if all pass. */
 export async function preflightCommand(inventoryFile: string, flags: PreflightFlags & { parallel?: number; limit?: string; acceptNewHostKeys?: boolean }, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
+  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys, undefined, { vaultHealth: !flags.skipVaultChecks });
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);
