@@ -57,6 +57,7 @@ if (file) {
         channel.write = function (chunk, ...rest) {
           const text = String(chunk);
           if (/^(go|stop|full|fast)\n$/.test(text)) marks.push([t(), `> ${text.trim()}`]);
+          else if (/^(stage|release)\n/.test(text)) marks.push([t(), `> ${text.slice(0, text.indexOf('\n'))}`]);
           return write.call(this, chunk, ...rest);
         };
         const finish = () => {

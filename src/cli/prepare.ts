@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { InputError, RolloutError } from '../errors.js';
 import { nodeCheckScript, type NodeCheckTarget } from '../preflight/node-checks.js';
-import { startVaultHealth } from '../preflight/run-preflight.js';
+import { startVaultHealth, vaultChecks, type PreflightFlags } from '../preflight/run-preflight.js';
+import type { Check } from '../preflight/check.js';
 import type { VaultResponse } from '../vault/client.js';
 import { limitNodes, loadInventory, type Inventory } from '../inventory/load.js';
 import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secrets.js';
@@ -33,6 +34,8 @@ export type Session = {
   nodeChecks: Map<string, { target: NodeCheckTarget; out: string }>;
   /** With `early.vaultHealth`: Vault's sys/health, asked from here while the nodes were connected. */
   vaultHealth?: Promise<VaultResponse>;
+  /** With `early.vaultChecks`: the checks from here, made while the nodes were still being read (see prepareSession). */
+  vaultChecks?: Promise<Check[]>;
   close(): void;
 };
 
@@ -44,7 +47,11 @@ export type Session = {
  * anywhere, except with `survey` (apply): each node's first read also tries
  * to take the fleet lock, then runs the preflight's node checks (see
  * lockAttempts, nodeChecks), in the same command; `onRead` is told when a
- * node's reads are done (the node is idle from then on).
+ * node's reads are done (the node is idle from then on). `early` starts
+ * Vault's checks from here ahead of runPreflight: sys/health at once (it
+ * spends nothing), and with `survey` the rest (a login spends a SecretID use)
+ * once this run holds every node's lock and a node's plan has a change to
+ * make, while the other nodes are still being read (vaultHealth, vaultChecks).
  */
 export async function prepareSession(
   inventoryFile: string,
@@ -52,7 +59,7 @@ export async function prepareSession(
   limit?: string,
   acceptNewHostKeys = false,
   survey?: { lock: LockInfo; onRead?: (node: string, t: Transport, unit: string) => void },
-  early?: { vaultHealth: boolean },
+  early?: { vaultHealth: boolean; vaultChecks?: Pick<PreflightFlags, 'skipVaultChecks' | 'skipVaultLogin'> },
 ): Promise<Session> {
   const loaded = limitNodes(await loadInventory(inventoryFile), limit);
   const inventory = acceptNewHostKeys ? { ...loaded, nodes: loaded.nodes.map((n) => ({ ...n, acceptNewHostKeys: true })) } : loaded;
@@ -67,6 +74,19 @@ export async function prepareSession(
   if (unknownVars.length > 0) throw new InputError(inventory.playbookFile, unknownVars);
   const parallel = parallelFlag ?? inventory.parallel;
   const vaultHealth = early?.vaultHealth ? startVaultHealth(inventory, vars) : undefined;
+  const phases = planPhases(playbook, vars);
+  const enabled = new Set(phases.filter((p) => p.enabled).map((p) => p.name));
+  // A JWT named by its path on the nodes is read by runPreflight, from a node it planned.
+  const flags = early?.vaultChecks;
+  const canStartVault = survey !== undefined && flags !== undefined && !(vars.values.vault?.kubernetes?.jwt.startsWith('/') && !flags.skipVaultChecks && !flags.skipVaultLogin);
+  let locked = 0;
+  let changes = false;
+  let vaultChecksEarly: Promise<Check[]> | undefined;
+  const startVaultChecks = () => {
+    if (!canStartVault || vaultChecksEarly || !changes || locked < inventory.nodes.length) return;
+    vaultChecksEarly = vaultChecks(inventory, vars, flags, vaultHealth ? { health: vaultHealth } : {});
+    vaultChecksEarly.catch(() => undefined); // awaited by runPreflight
+  };
 
   // Each node is read as soon as it is connected, while the others still shake hands.
   const opened = new Map<string, Transport>();
@@ -95,12 +115,21 @@ export async function prepareSession(
       const planned = await planNode(connection, playbook, vars, {
         lock: JSON.stringify(survey.lock),
         checks: nodeCheckScript(target),
+        onLock: (a) => {
+          if (!a.taken) return;
+          locked += 1;
+          startVaultChecks();
+        },
         onFirst: (r) => {
           if (r.lock) lockAttempts.set(node.name, r.lock);
           if (r.checks !== null) nodeChecks.set(node.name, { target, out: r.checks });
         },
       });
       survey.onRead?.(node.name, connection.transport, playbook.service.unit);
+      if (planned.status === 'ready' && planned.phases.some((p) => enabled.has(p.name) && p.changes.length > 0)) {
+        changes = true;
+        startVaultChecks();
+      }
       return planned;
     });
   } catch (err) {
@@ -111,6 +140,11 @@ export async function prepareSession(
   const redact = createRedactor({ secrets: [...vars.secrets, ...sudoSecrets], ...playbook.secrets });
   // In inventory order, as every later step walks them.
   const transports = new Map(inventory.nodes.flatMap((n) => (opened.has(n.name) ? [[n.name, opened.get(n.name)!] as const] : [])));
-  const plan: Plan = { playbookName: playbook.name, phases: planPhases(playbook, vars), nodes };
-  return { inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), lockAttempts, nodeChecks, ...(vaultHealth ? { vaultHealth } : {}), close };
+  const plan: Plan = { playbookName: playbook.name, phases, nodes };
+  return {
+    inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), lockAttempts, nodeChecks,
+    ...(vaultHealth ? { vaultHealth } : {}),
+    ...(vaultChecksEarly ? { vaultChecks: vaultChecksEarly } : {}),
+    close,
+  };
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { InputError } from '../errors.js';
 import type { Session } from '../cli/prepare.js';
-import { readRemoteFile } from '../transport/remote-files.js';
+import { readRemoteFile, type RemoteFile } from '../transport/remote-files.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
 import { changeDirs, checkNode, parseNodeChecks } from './node-checks.js';
@@ -36,7 +36,14 @@ export async function runPreflight(session: Session, flags: PreflightFlags): Pro
     return checkNode(t, n, session.playbook.service.unit, { lockRunId: flags.lockRunId ?? null, ...(vault ? { vaultServer: vault.server } : {}) });
   });
   perNode.catch(() => undefined);
-  const checks = await vaultChecks(session, flags, ready);
+  // Apply may have checked Vault already, while the nodes were still being read (see prepareSession).
+  const checks = [...(await (session.vaultChecks ?? vaultChecks(session.inventory, session.vars, flags, {
+    ...(session.vaultHealth ? { health: session.vaultHealth } : {}),
+    jwtFile: (p) => {
+      const first = ready[0];
+      return first ? readRemoteFile(session.transports.get(first.node.name)!, p) : Promise.resolve(null);
+    },
+  })))];
   checks.push(...(await perNode).flat());
   return checks.map((c) => ({ ...c, detail: session.redact(c.detail) }));
 }
@@ -69,28 +76,35 @@ async function vaultEndpoint(inventory: Inventory, server: string): Promise<Vaul
   return { server, timeoutMs: inventory.vaultTimeoutMs, ...(ca ? { ca } : {}) };
 }
 
-async function vaultChecks(session: Session, flags: PreflightFlags, ready: Session['plan']['nodes']): Promise<Check[]> {
-  const vault = session.vars.values.vault;
-  const checks: Check[] = [];
-  if (vault) {
-    if (flags.skipVaultChecks) {
-      checks.push({ scope: 'vault', name: 'checks', status: 'skip', detail: '--skip-vault-checks: this machine did not contact Vault; each node still checks it can reach it' });
-    } else {
-      const endpoint = await vaultEndpoint(session.inventory, vault.server);
-      // A Kubernetes JWT given as a path lives on the nodes: read it from the first one.
-      let jwtFromNode: string | undefined;
-      const first = ready[0];
-      if (vault.kubernetes?.jwt.startsWith('/') && first && !flags.skipVaultLogin) {
-        const file = await readRemoteFile(session.transports.get(first.node.name)!, vault.kubernetes.jwt);
-        jwtFromNode = file?.content.toString('utf8').trim();
-      }
-      checks.push(...(await runVaultChecks(vault, {
-        endpoint,
-        skipLogin: flags.skipVaultLogin === true,
-        ...(jwtFromNode ? { jwtFromNode } : {}),
-        ...(session.vaultHealth ? { health: session.vaultHealth } : {}),
-      })));
-    }
+/**
+ * The checks from this machine as runPreflight makes them (see runVaultChecks):
+ * none without a Vault section, one `skip` with --skip-vault-checks. `health`:
+ * sys/health asked earlier (startVaultHealth); `jwtFile` reads a Kubernetes JWT
+ * that the section names by its path on the nodes (undefined: no node to read
+ * it from yet; the login is then left to runPreflight). Throws InputError when
+ * the CA file cannot be read.
+ */
+export async function vaultChecks(
+  inventory: Inventory,
+  vars: ResolvedVars,
+  flags: Pick<PreflightFlags, 'skipVaultChecks' | 'skipVaultLogin'>,
+  opts: { health?: Promise<VaultResponse>; jwtFile?: (path: string) => Promise<RemoteFile | null> },
+): Promise<Check[]> {
+  const vault = vars.values.vault;
+  if (!vault) return [];
+  if (flags.skipVaultChecks) {
+    return [{ scope: 'vault', name: 'checks', status: 'skip', detail: '--skip-vault-checks: this machine did not contact Vault; each node still checks it can reach it' }];
   }
-  return checks;
+  const endpoint = await vaultEndpoint(inventory, vault.server);
+  // A Kubernetes JWT given as a path lives on the nodes: read it from the first one.
+  let jwtFromNode: string | undefined;
+  if (vault.kubernetes?.jwt.startsWith('/') && opts.jwtFile && !flags.skipVaultLogin) {
+    jwtFromNode = (await opts.jwtFile(vault.kubernetes.jwt))?.content.toString('utf8').trim();
+  }
+  return runVaultChecks(vault, {
+    endpoint,
+    skipLogin: flags.skipVaultLogin === true,
+    ...(jwtFromNode ? { jwtFromNode } : {}),
+    ...(opts.health ? { health: opts.health } : {}),
+  });
 }

@@ -44,6 +44,8 @@ export type RolloutOptions = {
   workOnly?: boolean;
   /** Machine-readable progress (--json): node-start, step, node-done, node-failed, node-skipped. */
   onEvent?: (name: string, data: Record<string, unknown>) => void;
+  /** The first turn's restart channel, opened ahead by the caller (openTurn); dismissed if that turn is not `item`'s. */
+  ahead?: { item: NodeWork; stream: LineStream };
 };
 
 /**
@@ -58,7 +60,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
   // The next turn's restart channel, opened once this turn's restart returned, so that
   // its checks and cursor are done by the time the turn comes; a turn that never
   // comes sends it `stop` (nothing on that node changes).
-  let ahead: { item: NodeWork; stream: LineStream } | null = null;
+  let ahead: { item: NodeWork; stream: LineStream } | null = opts.ahead ?? null;
   const dismiss = (stream: LineStream | undefined) => {
     stream?.send('stop\n');
     stream?.close();

@@ -29,14 +29,31 @@ export async function readRemoteFiles(t: Transport, paths: readonly string[]): P
  * `checks` (a snippet printing an `@checks-begin`..`@checks-end` block, see
  * nodeCheckScript), before the files are read.
  */
-export type FirstRead = { lock?: string; checks?: string; onFirst: (r: { lock: LockAttempt | null; checks: string | null }) => void };
+export type FirstRead = {
+  lock?: string;
+  checks?: string;
+  /** As soon as the lock line arrives (the checks and the reads go on). */
+  onLock?: (attempt: LockAttempt) => void;
+  onFirst: (r: { lock: LockAttempt | null; checks: string | null }) => void;
+};
 
 async function readFilesCommand(t: Transport, paths: readonly string[], first?: FirstRead): Promise<{ files: Map<string, RemoteFile | null>; lock: LockAttempt | null; checks: string | null }> {
   const lock = first?.lock ?? null;
   const script = `${lock === null ? '' : `${LOCK_TAKE_SCRIPT}\n`}${first?.checks ? `${first.checks}\n` : ''}n=$#; for p do [ ! -e "$p" ] || set -- "$@" "$p"; done; shift $n
 [ $# = 0 ] || { stat -L -c '%u %g %a %s %n' -- "$@" && echo @data && cat -- "$@"; }`;
   const args = lock === null ? paths : [lock, ...paths];
-  const r = await t.exec(`sh -c ${shellQuote(script)} rollout-read ${args.map(shellQuote).join(' ')}`);
+  // The lock line is told as soon as it arrives, whatever the rest takes.
+  let head: Buffer | null = lock === null || !first?.onLock ? null : Buffer.alloc(0);
+  const onStdout = (chunk: Buffer) => {
+    if (head === null) return;
+    head = Buffer.concat([head, chunk]);
+    const eol = head.indexOf(0x0a);
+    if (eol < 0) return;
+    const attempt = parseLockTake(head.subarray(0, eol).toString('utf8'));
+    head = null;
+    if (attempt) first?.onLock?.(attempt);
+  };
+  const r = await t.exec(`sh -c ${shellQuote(script)} rollout-read ${args.map(shellQuote).join(' ')}`, { onStdout });
   if (r.code !== 0) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}`, r.code, r.stderr);
   let stdout = r.stdout;
   let attempt: LockAttempt | null = null;

@@ -300,7 +300,7 @@ class SshTransport implements Transport {
     }
   }
 
-  async exec(command: string, opts: { stdin?: Buffer; timeoutMs?: number } = {}): Promise<ExecResult> {
+  async exec(command: string, opts: { stdin?: Buffer; timeoutMs?: number; onStdout?: (chunk: Buffer) => void } = {}): Promise<ExecResult> {
     const channel = await this.#open(command);
     return new Promise((resolve, reject) => {
       const out: Buffer[] = [];
@@ -311,7 +311,10 @@ class SshTransport implements Transport {
             reject(new NodeError(this.name, `remote command did not finish within ${opts.timeoutMs! / 1000} s`));
           }, opts.timeoutMs)
         : null;
-      channel.on('data', (d: Buffer) => out.push(d));
+      channel.on('data', (d: Buffer) => {
+        out.push(d);
+        opts.onStdout?.(d);
+      });
       channel.stderr.on('data', (d: Buffer) => err.push(d));
       channel.on('close', (code: number | null | undefined) => {
         if (timer) clearTimeout(timer);

@@ -27,8 +27,12 @@ export type LineStream = {
  */
 export interface Transport {
   readonly name: string;
-  /** Resolves on any exit status; `stdin` carries file contents so they never reach a command line. */
-  exec(command: string, opts?: { stdin?: Buffer; timeoutMs?: number }): Promise<ExecResult>;
+  /**
+   * Resolves on any exit status; `stdin` carries file contents so they never
+   * reach a command line. `onStdout` sees stdout as it arrives (the result
+   * still holds all of it).
+   */
+  exec(command: string, opts?: { stdin?: Buffer; timeoutMs?: number; onStdout?: (chunk: Buffer) => void }): Promise<ExecResult>;
   /** Without `input` the command's stdin is closed at once; with it, `send` feeds it until close(). */
   stream(command: string, opts?: { input?: boolean }): LineStream;
   close(): void;

@@ -18,13 +18,16 @@ export class LocalTransport implements Transport {
     this.env = env;
   }
 
-  exec(command: string, opts: { stdin?: Buffer } = {}): Promise<ExecResult> {
+  exec(command: string, opts: { stdin?: Buffer; onStdout?: (chunk: Buffer) => void } = {}): Promise<ExecResult> {
     this.commands.push(command);
     return new Promise((resolve, reject) => {
       const child = spawn('sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], env: this.env });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
-      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.stdout.on('data', (d: Buffer) => {
+        out.push(d);
+        opts.onStdout?.(d);
+      });
       child.stderr.on('data', (d: Buffer) => err.push(d));
       child.on('error', reject);
       child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }));

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { stageWork, stepFile, type NodeWork } from '../../apply/apply-node.js';
+import { openTurn, stageWork, stepFile, type NodeWork } from '../../apply/apply-node.js';
 import { InterruptedError, NotConfirmedError, PreflightError, UsageError, type RolloutError } from '../../errors.js';
 import { renderGateEvidence } from '../../rollout/restart-gate.js';
 import { buildReport, reportDir, writeReport } from '../../report/audit-report.js';
@@ -11,7 +11,8 @@ import { compareWithPlanFile, readPlanFile } from '../../plan/plan-file.js';
 import { compileGate } from '../../rollout/gate.js';
 import type { ServiceState } from '../../rollout/journal.js';
 import { openServiceProbes, type ServiceProbes, type StateReader } from '../../rollout/service-probe.js';
-import type { Transport } from '../../transport/transport.js';
+import type { LineStream, Transport } from '../../transport/transport.js';
+import type { StageItem } from '../../transport/remote-files.js';
 import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { renderSummary, runRollout, type ProgressStyle, type RolloutOptions, type RolloutResult, type StopSignal } from '../../rollout/run.js';
 import { planResume, workFromPlan } from '../../state/resume.js';
@@ -66,7 +67,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       probeHosts.set(name, t);
       (probes ??= openServiceProbes(probeHosts, unit)).open(name);
     },
-  }, { vaultHealth: !flags.dryRun && !flags.skipVaultChecks });
+  }, { vaultHealth: !flags.dryRun && !flags.skipVaultChecks, vaultChecks: { skipVaultChecks: flags.skipVaultChecks === true, skipVaultLogin: flags.skipVaultLogin === true } });
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);
@@ -76,6 +77,8 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
     let pruneKeep = 0;
     let recorder: RunRecorder | null = null;
     let work: NodeWork[] = [];
+    // The first turn's channel while apply holds it (see the staging below); nothing moves before its `go`.
+    const held: { turn: { item: NodeWork; stream: LineStream } | null } = { turn: null };
     try {
       const { plan } = session;
       if (saved) {
@@ -112,8 +115,20 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       await confirm(flags.yes === true, io);
       // Every node's new files are staged (and backed up) at once, and the
       // baseline read; a node's turn is then one channel: move, restart, gate.
+      // The first turn's channel opens once its node is staged, so that its
+      // checks run while the other nodes stage (it changes nothing before `go`).
+      const gate = compileGate(session.playbook.gate);
+      const first = work[0]!;
+      const stage = async (node: string, items: StageItem[]) => {
+        const results = await probe.stage(node, items);
+        if (node === first.node && first.mode === 'full' && results.every((r) => r === 'staged')) {
+          const stream = openTurn(session.transports.get(node)!, first, runId, gate);
+          if (stream) held.turn = { item: first, stream };
+        }
+        return results;
+      };
       const [staging, baseline] = await Promise.all([
-        stageWork(session.transports, work, runId, session.parallel, probe.stage),
+        stageWork(session.transports, work, runId, session.parallel, stage),
         readBaseline(session, probe, flags.yes === true),
       ]);
       if (staging.length > 0) throw new PreflightError(staging, 'staging the new files failed; no file a service reads was changed');
@@ -147,7 +162,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           unit,
           readState: probe.read,
           adoptState: probe.adopt,
-          gate: compileGate(session.playbook.gate),
+          gate,
           redact: session.redact,
           transports: session.transports,
           recorder: rec,
@@ -158,6 +173,9 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         };
         let result: RolloutResult;
         let declined: NotConfirmedError | null = null;
+        // runRollout takes the first turn's channel over (and dismisses it when unused).
+        if (held.turn) options.ahead = held.turn;
+        held.turn = null;
         if (flags.canary && work.length > 1) {
           // The first node alone, its evidence shown, then a question before any other node.
           const first = await runRollout(plan, work.slice(0, 1), { ...options, workOnly: true });
@@ -168,7 +186,8 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
             try {
               await confirm(flags.yes === true, io, `Continue with the other ${work.length - 1} step(s), one node at a time? Type "yes" to go on: `,
                 `not confirmed after the canary: ${work[0]!.node} runs the new files, no other node was touched. Continue later with: rollout apply ${inventoryFile} --resume`);
-              const rest = await runRollout(plan, work.slice(1), { ...options, workOnly: true });
+              const { ahead: _taken, ...afterCanary } = options;
+              const rest = await runRollout(plan, work.slice(1), { ...afterCanary, workOnly: true });
               result = { ...rest, outcomes: [...first.outcomes, ...rest.outcomes] };
             } catch (err) {
               if (!(err instanceof NotConfirmedError)) throw err;
@@ -232,9 +251,13 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           }),
         );
       }
+      held.turn?.stream.send('stop\n');
+      held.turn?.stream.close();
       probes?.close();
     }
   } finally {
+    // Vault checks started early end with their token revoked, even when the run stopped before using them.
+    await session.vaultChecks?.catch(() => undefined);
     session.close();
   }
 }
