@@ -5,7 +5,7 @@ import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { AuditReport } from '../../src/report/audit-report.js';
 import {
-  LAB_SECRET, VAULT_BLOCK, NODES, allOutput, clearKnob, onNode, fleetSnapshot, journal, labHsmKey, nodeFile, nodeFileStat, resetLab, rollout, seedFile, serviceState, setKnob, writeInventory,
+  LAB_SECRET, VAULT_BLOCK, NODES, allOutput, clearKnob, onNode, fleetSnapshot, journal, labHsmKey, nodeFile, nodeFileStat, resetLab, rollout, seedFile, serviceState, setKnob, vaultDouble, writeInventory,
   type JournalLine, type LabNode,
 } from '../helpers/lab.js';
 
@@ -140,9 +140,12 @@ describe('rollout plan and apply against the lab fleet', () => {
     expect(table.stdout).toMatch(/\nkms-2 +yes +verified +active\/running +\d+ +yes +present +vault-hsm done \(done \S+\)/);
 
     const after = await fleetSnapshot();
+    const asked = (await vaultDouble.requests()).length;
     const again = await rollout(['apply', inventory, '--yes']);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('Every node is up to date: nothing to do, nothing restarted.');
+    // Nothing to do: no Vault login (a SecretID use) was spent on it.
+    expect((await vaultDouble.requests()).slice(asked).filter((q) => q.path.endsWith('/login'))).toEqual([]);
     expect((await rollout(['plan', inventory, '--detailed-exitcode'])).code).toBe(0);
     const snap = await fleetSnapshot();
     for (const n of NODES) expect((snap[n] as { invocation: string }).invocation).toBe((after[n] as { invocation: string }).invocation);
