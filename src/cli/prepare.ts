@@ -9,7 +9,7 @@ import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secr
 import { loadPlaybook, varsProblems } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
 import { nodeFilePath, planNode, planPhases, type Connection } from '../plan/build.js';
-import type { NodePlan, Plan } from '../plan/types.js';
+import { nodeHasChanges, type NodePlan, type Plan } from '../plan/types.js';
 import { acceptedHostKeys, connectSsh, sudoSecrets } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
 import type { LockAttempt, LockInfo } from '../rollout/lock.js';
@@ -74,8 +74,6 @@ export async function prepareSession(
   if (unknownVars.length > 0) throw new InputError(inventory.playbookFile, unknownVars);
   const parallel = parallelFlag ?? inventory.parallel;
   const vaultHealth = early?.vaultHealth ? startVaultHealth(inventory, vars) : undefined;
-  const phases = planPhases(playbook, vars);
-  const enabled = new Set(phases.filter((p) => p.enabled).map((p) => p.name));
   // A JWT named by its path on the nodes is read by runPreflight, from a node it planned.
   const flags = early?.vaultChecks;
   const canStartVault = survey !== undefined && flags !== undefined && !(vars.values.vault?.kubernetes?.jwt.startsWith('/') && !flags.skipVaultChecks && !flags.skipVaultLogin);
@@ -126,7 +124,7 @@ export async function prepareSession(
         },
       });
       survey.onRead?.(node.name, connection.transport, playbook.service.unit);
-      if (planned.status === 'ready' && planned.phases.some((p) => enabled.has(p.name) && p.changes.length > 0)) {
+      if (nodeHasChanges(planned)) {
         changes = true;
         startVaultChecks();
       }
@@ -140,7 +138,7 @@ export async function prepareSession(
   const redact = createRedactor({ secrets: [...vars.secrets, ...sudoSecrets], ...playbook.secrets });
   // In inventory order, as every later step walks them.
   const transports = new Map(inventory.nodes.flatMap((n) => (opened.has(n.name) ? [[n.name, opened.get(n.name)!] as const] : [])));
-  const plan: Plan = { playbookName: playbook.name, phases, nodes };
+  const plan: Plan = { playbookName: playbook.name, phases: planPhases(playbook, vars), nodes };
   return {
     inventory, playbook, vars, redact, plan, parallel, transports, notes: acceptedHostKeys.splice(0), lockAttempts, nodeChecks,
     ...(vaultHealth ? { vaultHealth } : {}),

@@ -45,7 +45,12 @@ export type Plan = {
   phases: Array<{ name: string; description: string; enabled: boolean; when?: string }>;
 };
 
+/** true when this node has a change to make (a node plan holds only the phases its `when` enables). */
+export function nodeHasChanges(n: NodePlan): boolean {
+  return n.status === 'ready' && n.phases.some((p) => p.changes.length > 0);
+}
+
 /** true when at least one node has a change to make. */
 export function planHasChanges(plan: Plan): boolean {
-  return plan.nodes.some((n) => n.status === 'ready' && n.phases.some((p) => p.changes.length > 0));
+  return plan.nodes.some(nodeHasChanges);
 }
