@@ -113,6 +113,12 @@ export function openTurn(t: Transport, work: NodeWork, runId: string, gate: Comp
   return openRestart(t, work.restartUnit, gate, commitsOf(work, runId), gate.timeoutMs + gate.restartTimeoutMs);
 }
 
+/** Ends a channel openTurn opened whose turn will not come: `stop`, so nothing on the node changes. */
+export function dismissTurn(stream: LineStream | undefined): void {
+  stream?.send('stop\n');
+  stream?.close();
+}
+
 /**
  * Applies one node's work. On success the node runs the new files and passed
  * its gate. On a failed gate or write, the files are restored from the backups

@@ -1,5 +1,5 @@
 import { Listr, PRESET_TIMESTAMP, type ListrTask } from 'listr2';
-import { applyNodePhase, openTurn, outcomeOf, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
+import { applyNodePhase, dismissTurn, openTurn, outcomeOf, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
 import { InterruptedError, RolloutFailedError } from '../errors.js';
 import type { Plan } from '../plan/types.js';
 import type { RunRecorder } from '../state/run-state.js';
@@ -61,15 +61,11 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
   // its checks and cursor are done by the time the turn comes; a turn that never
   // comes sends it `stop` (nothing on that node changes).
   let ahead: { item: NodeWork; stream: LineStream } | null = opts.ahead ?? null;
-  const dismiss = (stream: LineStream | undefined) => {
-    stream?.send('stop\n');
-    stream?.close();
-  };
   const takeAhead = (item: NodeWork | null): LineStream | undefined => {
     const a = ahead;
     ahead = null;
     if (a && a.item === item) return a.stream;
-    dismiss(a?.stream);
+    dismissTurn(a?.stream);
     return undefined;
   };
   const openAhead = (phase: string, after: string) => {
@@ -102,7 +98,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                 }
                 const channel = takeAhead(item);
                 if (opts.stop.requested) {
-                  dismiss(channel);
+                  dismissTurn(channel);
                   result.interrupted = true;
                   throw new InterruptedError(`interrupted before ${name} (phase ${phase.name}); every node is in its old or new state`);
                 }

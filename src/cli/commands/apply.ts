@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { openTurn, stageWork, stepFile, type NodeWork } from '../../apply/apply-node.js';
+import { dismissTurn, openTurn, stageWork, stepFile, type NodeWork } from '../../apply/apply-node.js';
 import { InterruptedError, NotConfirmedError, PreflightError, UsageError, type RolloutError } from '../../errors.js';
 import { renderGateEvidence } from '../../rollout/restart-gate.js';
 import { buildReport, reportDir, writeReport } from '../../report/audit-report.js';
@@ -251,8 +251,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           }),
         );
       }
-      held.turn?.stream.send('stop\n');
-      held.turn?.stream.close();
+      dismissTurn(held.turn?.stream);
       probes?.close();
     }
   } finally {
