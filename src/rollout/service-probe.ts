@@ -143,7 +143,8 @@ class Probe {
   /** Stages files through the probe (see PROBE_SCRIPT); a plain command (stageFiles) when it cannot. */
   async stage(items: readonly StageItem[]): Promise<StageResult[]> {
     const { args, stdin } = stageRequest(items);
-    if (this.#stream && !args.some((a) => a.includes('\n'))) {
+    // stageRequest refused any path with a newline: every argument is one line.
+    if (this.#stream) {
       const lines: string[] = [];
       let answered = false;
       try {

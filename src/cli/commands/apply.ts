@@ -108,8 +108,8 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         io.result('Dry run: nothing was changed.');
         return EXIT.ok;
       }
-      // The baseline comes through the state probes after the confirmation (see readBaseline).
-      for (const name of session.transports.keys()) if (!probeHosts.has(name)) probeHosts.set(name, session.transports.get(name)!);
+      // The baseline comes through the state probes after the confirmation (see
+      // readBaseline); every connected node's probe opened when it was read.
       const probe = (probes ??= openServiceProbes(probeHosts, unit));
       await checkSession(session, { ...flags, lockRunId: runId }, io);
       await confirm(flags.yes === true, io);
