@@ -32,6 +32,8 @@ type Attempt = {
   stale: string | null;
   /** The unit's state read on the node right after the batch holding the ready line. */
   stateAfterReady: ServiceState | null;
+  /** Instead: the ready line's own process, found alive right after that batch as the unit's main process (`@alive`). */
+  aliveAfterReady: number | null;
 };
 
 /** Besides the restart: staged files to move into place first, and what must hold before anything is touched. */
@@ -54,7 +56,7 @@ export type RestartOptions = {
  * `waitMs` (the turn before it) on top of its own bound.
  */
 export function openRestart(t: Transport, unit: string, gate: CompiledGate, commits: readonly StagedCommit[], waitMs: number): LineStream {
-  return restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, channelSeconds(gate) + waitMs / 1000, commits);
+  return restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, channelSeconds(gate) + waitMs / 1000, commits, gate.ready);
 }
 
 // A restart channel's bound: the restart and the gate, plus a margin for the moves.
@@ -93,12 +95,13 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
     await opts.onCommitted?.();
   };
   let stateAfterReady: ServiceState | null = null;
+  let aliveAfterReady: number | null = null;
   let anyStarted = false;
 
   for (let attempt = 0; attempt < 3 && verdict.status === 'pending' && Date.now() < deadline; attempt++) {
     let stream: LineStream;
     if (cursor === null) {
-      const open = () => restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds, committed ? [] : commits);
+      const open = () => restartAndFollow(t, unit, gate.restartTimeoutMs / 1000, maxSeconds, committed ? [] : commits, gate.ready);
       const ahead = attempt === 0 ? opts.channel : undefined;
       stream = ahead ?? open();
       // A channel opened ahead has waited through another node's turn: its link
@@ -124,7 +127,7 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
       }
     } else {
       progress(`reading the journal again from the cursor (${elapsed()} s)`);
-      stream = followFrom(t, unit, cursor, maxSeconds);
+      stream = followFrom(t, unit, cursor, maxSeconds, gate.ready);
     }
     const seen = await watch(stream, before?.invocationId ?? null, gate, deadline, (line) => progress(`waiting for the ready line (${elapsed()} s): ${redact(line)}`), markCommitted, opts.onRestarted);
     // A first channel that never opened ran nothing: the node is as it was.
@@ -136,6 +139,7 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
     cursor ??= seen.attempt.cursor;
     verdict = seen.verdict;
     stateAfterReady = seen.attempt.stateAfterReady;
+    aliveAfterReady = seen.attempt.aliveAfterReady;
     if (seen.attempt.ended && !committed) {
       // The link dropped before the moves were confirmed: ask the node which landed.
       try {
@@ -179,19 +183,29 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
   }
   if (verdict.status === 'passed') {
     // The ready line must belong to the process that is running now, not one that died since:
-    // the node read the state right after the ready line; only a channel cut before that asks again.
+    // the node read the state right after the ready line, or found the line's own process
+    // alive as the unit's main process (then the unit is active in the line's invocation; its
+    // restart count is the one before: a restart systemd made by itself would have failed the
+    // gate first); only a channel cut before that asks again.
+    const ready = verdict.evidence[0];
     let now: ServiceState;
     try {
-      now = stateAfterReady ?? (await readServiceState(t, unit));
+      now = stateAfterReady
+        ?? (aliveAfterReady !== null && ready?.invocationId
+          ? { activeState: 'active', subState: 'running', nRestarts: before?.nRestarts ?? 0, invocationId: ready.invocationId, mainPid: aliveAfterReady }
+          : await readServiceState(t, unit));
     } catch (err) {
       if (!(err instanceof ConnectionLostError)) throw err;
       return done({ status: 'failed', reason: redact(err.message), evidence: verdict.evidence }, true);
     }
-    const ready = verdict.evidence[0];
     if (now.activeState !== 'active' || (ready?.invocationId && now.invocationId !== ready.invocationId)) {
       verdict = { status: 'failed', reason: `the ready line was logged but ${unit} is now ${now.activeState}/${now.subState} (invocation ${now.invocationId || 'none'})`, evidence: verdict.evidence };
     } else {
-      return { ...done(verdict, unreachable), state: now };
+      // How the unit was found running after the line: the report says which.
+      const after = stateAfterReady === null && aliveAfterReady !== null
+        ? `right after it, that process (pid ${aliveAfterReady}) was alive as the unit's main process`
+        : `right after it, systemd reported the unit ${now.activeState}/${now.subState} in that invocation`;
+      return { ...done({ ...verdict, reason: `${verdict.reason}; ${after}` }, unreachable), state: now };
     }
   }
   return done(verdict, unreachable);
@@ -211,7 +225,7 @@ async function watch(
   onCommitted: () => Promise<void>,
   onRestarted?: () => void,
 ): Promise<{ attempt: Attempt; verdict: GateVerdict }> {
-  const attempt: Attempt = { before: null, cursor: null, restarted: null, error: null, ended: false, stale: null, stateAfterReady: null };
+  const attempt: Attempt = { before: null, cursor: null, restarted: null, error: null, ended: false, stale: null, stateAfterReady: null, aliveAfterReady: null };
   const svc: string[] = [];
   const now: string[] = [];
   let block: 'svc' | 'now' | null = null;
@@ -222,6 +236,16 @@ async function watch(
   let graceTimer: NodeJS.Timeout | undefined;
   try {
     for await (const line of stream.lines) {
+      // A poll ended (its heartbeat) after the ready line without the unit's state
+      // (the node's test missed the line, see readyHint): the caller reads the state.
+      if (line === '.' && verdict.status === 'passed') return { attempt, verdict };
+      if (line.startsWith('@alive ')) {
+        if (verdict.status !== 'passed') continue;
+        // Only the passing line's own process counts; any other answer leaves the state to be read apart.
+        const pid = Number(line.slice(7));
+        if (pid > 0 && pid === verdict.evidence[0]?.pid) attempt.aliveAfterReady = pid;
+        return { attempt, verdict };
+      }
       if (line === '.' || line === '' || line.startsWith('@file ')) continue;
       if (line.startsWith('@stale ')) {
         attempt.stale = line.slice(7);

@@ -57,10 +57,10 @@ describe('evaluateGate on real journal output', () => {
 });
 
 describe('journal parsing', () => {
-  it('decodes byte-array messages and strips ANSI codes', () => {
+  it('decodes byte-array messages, strips ANSI codes, keeps the logging process', () => {
     const bytes = [...Buffer.from('\x1b[1m\x1b[32m=> Server is up and running...\x1b[0m')];
     const e = parseJournalLine(JSON.stringify({ __CURSOR: 'c', __REALTIME_TIMESTAMP: '5', MESSAGE: bytes, _PID: '42', _SYSTEMD_INVOCATION_ID: 'abc' }));
-    expect(e).toEqual({ cursor: 'c', realtimeUs: 5, message: '=> Server is up and running...', fromManager: false, invocationId: 'abc' });
+    expect(e).toEqual({ cursor: 'c', realtimeUs: 5, message: '=> Server is up and running...', fromManager: false, invocationId: 'abc', pid: 42 });
   });
 
   it('takes the invocation of a systemd line from INVOCATION_ID', () => {

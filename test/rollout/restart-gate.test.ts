@@ -27,6 +27,33 @@ describe('restartAndGate over one channel', () => {
     expect(run.verdict.reason).toContain('invocation newer');
   });
 
+  it('a poll that ends after the ready line without the unit\'s state (the node\'s test missed it): the state is read apart, at once', async () => {
+    // What a later poll would tell (another invocation by then) must not be waited for.
+    const later = ['@now-begin', 'ActiveState=activating', 'SubState=auto-restart', 'NRestarts=1', 'InvocationID=later', 'MainPID=0', '@now-end'];
+    const t = new FakeTransport('kms-1', [[...svc('old'), '@cursor C1', '@restarted 0', '.', entry('=> Server is up and running...', 'new'), '.', entry('Stopped minkms', 'new', '1'), ...later]], () => showRunning('new'));
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact);
+    expect(run.verdict.status).toBe('passed');
+    expect(run.state?.invocationId).toBe('new');
+    expect(t.execs).toEqual([expect.stringMatching(/^systemctl show /)]);
+  });
+
+  it('the ready line\'s own process alive as the unit\'s main process right after it (@alive): passes without asking systemd', async () => {
+    const t = new FakeTransport('kms-1', [[...svc('old'), '@cursor C1', '@restarted 0', entry('=> Server is up and running...', 'new', '42'), '@alive 42']], () => showRunning('other'));
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact);
+    expect(run.verdict.status).toBe('passed');
+    expect(run.verdict.reason).toContain('that process (pid 42) was alive as the unit\'s main process');
+    expect(run.state).toEqual({ activeState: 'active', subState: 'running', nRestarts: 0, invocationId: 'new', mainPid: 42 });
+    expect(t.execs).toEqual([]);
+  });
+
+  it('an @alive for another process than the passing line\'s: the state is read apart and decides', async () => {
+    const t = new FakeTransport('kms-1', [[...svc('old'), '@cursor C1', '@restarted 0', entry('=> Server is up and running...', 'new', '42'), '@alive 43']], () => showRunning('other'));
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact);
+    expect(run.verdict.status).toBe('failed');
+    expect(run.verdict.reason).toContain('invocation other');
+    expect(t.execs).toEqual([expect.stringMatching(/^systemctl show /)]);
+  });
+
   it('reports a restart that timed out', async () => {
     const t = new FakeTransport('kms-1', [[...svc('old'), '@cursor C1', '@restarted 124']], () => showRunning('old'));
     const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact);
@@ -51,7 +78,7 @@ describe('restartAndGate over one channel', () => {
     ], () => showRunning('new'));
     const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact);
     expect(t.streams.map((s) => (s.includes('rollout-restart') ? 'restart' : 'follow'))).toEqual(['restart', 'follow']);
-    expect(t.streams[1]).toMatch(/rollout-follow minkms C1$/);
+    expect(t.streams[1]).toMatch(/rollout-follow minkms C1 '=> Server is up and running' 61,62,32,83,101,114,118,101,114,32,105,115,32,117,112,32,97,110,100,32,114,117,110,110,105,110,103$/);
     expect(run.verdict.status).toBe('passed');
   });
 
@@ -102,7 +129,7 @@ describe('restartAndGate over one channel', () => {
     expect(run.verdict.status).toBe('passed');
     expect(order).toEqual(['health checked, sent so far: []', 'committed']);
     expect(t.sent[0]).toEqual(['go\n']);
-    expect(t.streams[0]).toMatch(/rollout-restart minkms '?\/etc\/minkms\/config\.yaml'? '?\/etc\/minkms\/\.rollout-staged\.R\.config\.yaml/);
+    expect(t.streams[0]).toMatch(/rollout-restart minkms '=> Server is up and running' [0-9,]+ '?\/etc\/minkms\/config\.yaml'? '?\/etc\/minkms\/\.rollout-staged\.R\.config\.yaml/);
     expect(t.execs).toEqual([]);
   });
 
