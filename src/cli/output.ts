@@ -1,5 +1,3 @@
-import { renderFileChange, renderOrder, renderPlan } from '../plan/render.js';
-import { planHasChanges, type Plan } from '../plan/types.js';
 import type { Redactor } from '../util/redact.js';
 
 /** human: text; quiet: only the outcome line and errors; json: one JSON event per line on stdout (NDJSON). */
@@ -53,32 +51,6 @@ export class Output {
   redact(text: string): string {
     return this.#redact(text);
   }
-}
-
-/**
- * The plan as it is shown: in JSON mode one `plan-node` event per node (its
- * changes with checksums and redacted diffs, or why it cannot be planned) and
- * a `plan` event with the restart order; otherwise the diffs as text.
- */
-export function showPlan(io: Output, plan: Plan, redact: Redactor): void {
-  if (io.mode !== 'json') {
-    const text = renderPlan(plan, redact);
-    io.out(io.color ? colorDiff(text) : text);
-    return;
-  }
-  for (const n of plan.nodes) {
-    if (n.status === 'error') {
-      io.event('plan-node', { node: n.node.name, status: 'error', error: n.error });
-      continue;
-    }
-    io.event('plan-node', {
-      node: n.node.name,
-      status: 'ready',
-      changes: n.phases.flatMap((p) => p.changes.map((c) => ({ phase: p.name, path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, diff: renderFileChange(n.node.name, c, redact) }))),
-      restarts: n.phases.filter((p) => p.restartUnit).map((p) => ({ phase: p.name, unit: p.restartUnit })),
-    });
-  }
-  io.event('plan', { changesPending: planHasChanges(plan), order: renderOrder(plan).slice(1).map((l) => l.trim()) });
 }
 
 const ANSI = { red: '\x1b[31m', green: '\x1b[32m', cyan: '\x1b[36m', bold: '\x1b[1m', reset: '\x1b[0m' };

@@ -4,7 +4,8 @@ import { toPlanFile, writePlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
 import { planHasChanges } from '../../plan/types.js';
 import { EXIT } from '../exit-codes.js';
-import { showPlan, type Output } from '../output.js';
+import type { Output } from '../output.js';
+import { showPlan } from '../show-plan.js';
 import { prepareSession } from '../prepare.js';
 import { fileSha256 } from '../../util/sha256.js';
 
