@@ -15,7 +15,7 @@ export type JournalEntry = {
   fromManager: boolean;
   /** The unit invocation the line belongs to (`_SYSTEMD_INVOCATION_ID`, or `INVOCATION_ID` on manager lines). */
   invocationId: string | null;
-  /** The process that logged it (\`_PID\`), where the entry says. */
+  /** The process that logged it (`_PID`), where the entry says. */
   pid?: number;
 };
 
@@ -59,7 +59,7 @@ export const SHOW_PROPERTIES = 'ActiveState,SubState,NRestarts,InvocationID,Main
 
 // The process that logged the batch's first line holding the ready text ($out,
 // $R, $B), right after the batch, read with shell builtins (no process):
-// \`ready_main\` is true, with its pid in $p, when it is alive (not a zombie),
+// `ready_main` is true, with its pid in $p, when it is alive (not a zombie),
 // a child of PID 1 and in the unit's own cgroup: the unit's main process, so
 // the unit is active in the invocation that logged the line. (systemctl would
 // tell as much, at about 20 ms of the node's CPU, and on the critical path.)
@@ -83,19 +83,18 @@ ready_main() {
 
 // Prints the unit's journal entries after cursor $C as they come, polling every
 // 50 ms on the node (journalctl -f wakes up only when journald posts a change,
-// which it batches: up to 250 ms late). After each batch of entries, the unit's
-// state as systemd sees it then (between @now-begin and @now-end): a ready line
-// can be judged against the invocation running after it without another
-// command. Only after a batch that holds $R or $B (readyHint: the ready text
-// as journalctl's JSON prints it, as text or as the array of bytes it prints
-// for a message with colour codes; empty: every batch): systemctl costs the
-// node about 20 ms of CPU, and the batches before the ready line come while
-// the service starts, which wants that CPU. Where the line's own process is
-// the unit's main process and alive (READY_PROCESS), \`@alive PID\` instead. A heartbeat line per poll ends the loop as soon as rollout closes
-// the channel (the write fails); `timeout` bounds it. The signal traps turn
-// those ends into an exit, so the cursor file is removed. Every process counts
+// which it batches: up to 250 ms late). Right after a batch that holds the
+// ready text ($R or $B, see readyHint; both empty: every batch), the unit's
+// state, so that a ready line can be judged against the invocation running
+// after it without another command: `@alive PID` where the line's own process
+// is the unit's main process and alive (READY_PROCESS), else systemctl's
+// answer between @now-begin and @now-end. Not after the other batches: they
+// come while the service starts, which wants the CPU systemctl would take. A
+// heartbeat line per poll ends the loop as soon as rollout closes the channel
+// (the write fails); `timeout` bounds it. The signal traps turn those ends
+// into an exit, so the cursor file is removed. Every process counts
 // (journalctl costs a node about 20 ms of CPU, sleep about 7, measured): an
-// idle poll forks only journalctl and sleep. (bash's \`read -t\` would pause
+// idle poll forks only journalctl and sleep. (bash's `read -t` would pause
 // without a process, but a fork of bash costs about 2.5 ms more than one of
 // dash, and the shorter pause means more polls: measured, no gain.)
 const POLL_LOOP = `[ -d /run/rollout ] || mkdir -p -m 0700 /run/rollout
