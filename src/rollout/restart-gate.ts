@@ -188,11 +188,12 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
     // restart count is the one before: a restart systemd made by itself would have failed the
     // gate first); only a channel cut before that asks again.
     const ready = verdict.evidence[0];
+    const alive = stateAfterReady === null && aliveAfterReady !== null && ready?.invocationId ? { pid: aliveAfterReady, invocationId: ready.invocationId } : null;
     let now: ServiceState;
     try {
       now = stateAfterReady
-        ?? (aliveAfterReady !== null && ready?.invocationId
-          ? { activeState: 'active', subState: 'running', nRestarts: before?.nRestarts ?? 0, invocationId: ready.invocationId, mainPid: aliveAfterReady }
+        ?? (alive
+          ? { activeState: 'active', subState: 'running', nRestarts: before?.nRestarts ?? 0, invocationId: alive.invocationId, mainPid: alive.pid }
           : await readServiceState(t, unit));
     } catch (err) {
       if (!(err instanceof ConnectionLostError)) throw err;
@@ -202,8 +203,8 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
       verdict = { status: 'failed', reason: `the ready line was logged but ${unit} is now ${now.activeState}/${now.subState} (invocation ${now.invocationId || 'none'})`, evidence: verdict.evidence };
     } else {
       // How the unit was found running after the line: the report says which.
-      const after = stateAfterReady === null && aliveAfterReady !== null
-        ? `right after it, that process (pid ${aliveAfterReady}) was alive as the unit's main process`
+      const after = alive
+        ? `right after it, that process (pid ${alive.pid}) was alive as the unit's main process`
         : `right after it, systemd reported the unit ${now.activeState}/${now.subState} in that invocation`;
       return { ...done({ ...verdict, reason: `${verdict.reason}; ${after}` }, unreachable), state: now };
     }
