@@ -12,6 +12,8 @@ const run = promisify(execFile);
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const LAB_DIR = process.env.ROLLOUT_LAB_DIR ?? '/var/lib/rollout-lab';
 export const BASE_PORT = Number(process.env.ROLLOUT_LAB_BASE_PORT ?? 2200);
+/** The Vault double's port (a second lab runs its own: see lab.sh). */
+export const VAULT_PORT = Number(process.env.ROLLOUT_LAB_VAULT_PORT ?? 8200);
 export const NODES = ['kms-1', 'kms-2', 'kms-3'] as const;
 export type LabNode = (typeof NODES)[number];
 
@@ -110,7 +112,7 @@ export type InventoryOptions = {
 /** The section rollout appends to every lab node's config (the secret is the tests' own). */
 export const VAULT_BLOCK = `hsm:
   vault:
-    server: https://localhost:8200
+    server: https://localhost:${VAULT_PORT}
     approle:
       id: 3f1c2a9e-lab-role
       secret: ${LAB_SECRET}
@@ -119,8 +121,8 @@ export const VAULT_BLOCK = `hsm:
 `;
 
 /** The Vault double's address as the nodes and rollout see it, and the CA that signed it. */
-export const VAULT_SERVER = 'https://localhost:8200';
-export const VAULT_ADMIN = 'http://127.0.0.1:8201';
+export const VAULT_SERVER = `https://localhost:${VAULT_PORT}`;
+export const VAULT_ADMIN = `http://127.0.0.1:${process.env.ROLLOUT_LAB_VAULT_ADMIN_PORT ?? 8201}`;
 export const VAULT_CA = path.join(LAB_DIR, 'vault-tls', 'ca.pem');
 
 /** Writes an inventory for the lab into a fresh temp dir; the secret comes from an env var. */
