@@ -1,11 +1,10 @@
-import { appendFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
 import { askSecret } from '../util/ask-secret.js';
 import { HostKeyError, NodeError } from '../errors.js';
 import type { NodeTarget } from '../inventory/load.js';
 import { shellQuote } from '../util/shell-quote.js';
-import { checkHostKey, fingerprint, knownHostsName, knownKeyTypes, parseKnownHosts, type KnownHostEntry } from './known-hosts.js';
+import { appendKnownHost, checkHostKey, fingerprint, hostKeyAlgorithms, knownHostsName, knownKeyTypes, parseKnownHosts, type KnownHostEntry } from './known-hosts.js';
 import type { ExecResult, LineStream, Transport } from './transport.js';
 import { LineQueue } from '../util/line-queue.js';
 
@@ -139,7 +138,7 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
       const fp = fingerprint(key);
       if (verdict.status === 'unknown' && node.acceptNewHostKeys) {
         // Recorded on purpose, said out loud; a changed key is never accepted this way.
-        appendFileSync(node.knownHosts, `${name} ${type} ${key.toString('base64')}\n`, { mode: 0o600 });
+        appendKnownHost(node.knownHosts, `${name} ${type} ${key.toString('base64')}`);
         entries.push(...parseKnownHosts(`${name} ${type} ${key.toString('base64')}\n`));
         acceptedHostKeys.push(`${node.name}: recorded the new host key of ${name} (${type} ${fp}) in ${node.knownHosts} (--accept-new-host-keys)`);
         return true;
@@ -157,7 +156,7 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
   };
   const types = knownKeyTypes(entries, node.host, node.port);
   // Ask for a key type we have on record, as OpenSSH does, so a second key type is not "unknown".
-  if (types.length > 0) config.algorithms = { serverHostKey: types as never };
+  if (types.length > 0) config.algorithms = { serverHostKey: hostKeyAlgorithms(types) as never };
   if (node.identityFile) {
     try {
       config.privateKey = await readFile(node.identityFile);
@@ -253,9 +252,13 @@ class SshTransport implements Transport {
   // Non-root logins run every command through sudo: without a prompt (-n) when
   // sudo needs no password; else sudo reads the password from the first line of
   // the command's stdin (-S, empty prompt), so it is never on a command line.
+  // -k makes sudo ignore cached credentials (and not cache any): a timestamp
+  // left by another session (timestamp_type=global, !tty_tickets) would
+  // otherwise skip the password read and hand that line to the command, and
+  // would make a password-protected sudo look passwordless until it expired.
   #wrap(command: string): string {
     if (!this.#sudo) return command;
-    return this.#sudoPassword !== null ? `sudo -S -p '' -- sh -c ${shellQuote(command)}` : `sudo -n -- sh -c ${shellQuote(command)}`;
+    return this.#sudoPassword !== null ? `sudo -k -S -p '' -- sh -c ${shellQuote(command)}` : `sudo -k -n -- sh -c ${shellQuote(command)}`;
   }
 
   /**

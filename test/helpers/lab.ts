@@ -214,12 +214,18 @@ export function rollout(args: readonly string[], env: Record<string, string> = {
 /** The password of `pwsudo`, a login addPasswordSudoUser creates whose sudo asks for it. */
 export const SUDO_PASSWORD = 'sudo-pass-81c2d7';
 
-/** Creates (or refreshes) `pwsudo` on a node: the lab key logs it in, and its sudo asks for SUDO_PASSWORD. */
-export async function addPasswordSudoUser(node: LabNode): Promise<void> {
+/**
+ * Creates (or refreshes) `pwsudo` on a node: the lab key logs it in, and its sudo asks for SUDO_PASSWORD.
+ * Any sudo timestamp it cached is removed. `sharedTimestamp`: sudo keeps one timestamp for all of
+ * pwsudo's sessions (timestamp_type=global), so a password given in one ssh session is cached for the next.
+ */
+export async function addPasswordSudoUser(node: LabNode, opts: { sharedTimestamp?: boolean } = {}): Promise<void> {
+  const sudoers = `pwsudo ALL=(ALL) ALL\\n${opts.sharedTimestamp ? 'Defaults:pwsudo timestamp_type=global\\n' : ''}`;
   await onNode(node, [
     'id pwsudo >/dev/null 2>&1 || useradd -m -s /bin/bash pwsudo',
     `printf 'pwsudo:%s\\n' ${SUDO_PASSWORD} | chpasswd`,
-    "printf 'pwsudo ALL=(ALL) ALL\\n' > /etc/sudoers.d/pwsudo && chmod 0440 /etc/sudoers.d/pwsudo",
+    `printf '${sudoers}' > /etc/sudoers.d/pwsudo && chmod 0440 /etc/sudoers.d/pwsudo`,
+    'rm -f /run/sudo/ts/pwsudo',
     'install -d -m 0700 -o pwsudo -g pwsudo /home/pwsudo/.ssh',
     'install -m 0600 -o pwsudo -g pwsudo /root/.ssh/authorized_keys /home/pwsudo/.ssh/authorized_keys',
   ].join(' && '));
