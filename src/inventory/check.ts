@@ -136,6 +136,11 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
     }
   }
 
+  // A config others can read keeps the secret it receives readable by every local user.
+  if (inventory.secretFiles.othersReadable === 'allow') {
+    at('secretFiles.othersReadable', ['secretFiles', 'othersReadable'], 'allow: a file others can read that gets a secret keeps it readable by every local user; prefer tighten (rollout drops the others\' bits from its mode)', 'warn');
+  }
+
   if (inventory.vaultCaFile) {
     try {
       const pem = await readFile(inventory.vaultCaFile, 'utf8');

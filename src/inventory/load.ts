@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, UsageError } from '../errors.js';
 import { loadYamlFile } from '../util/validate-yaml.js';
-import { InventorySchema, type InventoryFile, type SecretRef, type Vars } from './schema.js';
+import { InventorySchema, type InventoryFile, type SecretFilesPolicy, type SecretRef, type Vars } from './schema.js';
 
 /** One node as rollout will reach it: every SSH setting resolved, paths absolute. */
 export type NodeTarget = {
@@ -26,6 +26,8 @@ export type NodeTarget = {
   acceptNewHostKeys?: boolean;
   /** sudo's password for a non-root login (resolved from ssh.sudoPassword); else asked on the terminal if sudo wants one. */
   sudoPassword?: string;
+  /** The inventory's secretFiles (planning reads it per node); absent: `othersReadable: refuse`. */
+  secretFiles?: SecretFilesPolicy;
 };
 
 /** A jump host as rollout reaches it (its host key checked against the same known_hosts). */
@@ -45,6 +47,8 @@ export type Inventory = {
   lockStaleMs: number;
   /** ssh.sudoPassword as written (a secret reference, resolved only when a session starts). */
   sudoPasswordRef?: SecretRef;
+  /** What planning does with a file that will hold a secret while others can read it. */
+  secretFiles: SecretFilesPolicy;
 };
 
 /** The playbook used when the inventory names none: the one shipped with rollout. */
@@ -150,6 +154,7 @@ export function resolveInventory(raw: InventoryFile, file: string, sshConfig: Ss
       ...(n.configFile ? { configFile: n.configFile } : {}),
       groups: n.groups,
       ...(jump ? { jump } : {}),
+      secretFiles: raw.secretFiles,
     };
   });
   const seen = new Map<string, number>();
@@ -170,6 +175,7 @@ export function resolveInventory(raw: InventoryFile, file: string, sshConfig: Ss
     backupsKeep: raw.backups.keep,
     lockStaleMs: raw.lock.staleMinutes * 60_000,
     ...(raw.ssh.sudoPassword !== undefined ? { sudoPasswordRef: raw.ssh.sudoPassword } : {}),
+    secretFiles: raw.secretFiles,
   };
 }
 

@@ -13,8 +13,15 @@ export type SecretRef = z.infer<typeof SecretRefSchema>;
 
 const name = z.string().min(1);
 
+/** A path on a node: absolute, no `..` component (a backup would land outside its root), no newline. */
+const nodePath = z
+  .string()
+  .startsWith('/', 'must be an absolute path')
+  .refine((p) => !p.split('/').includes('..'), 'a ".." component is not allowed: write the path without it')
+  .refine((p) => !/[\n\0]/.test(p), 'a newline is not allowed in a path');
+
 export const SshSchema = z.strictObject({
-  /** Login user (default: ~/.ssh/config's User, else root); anyone but root runs the node commands through `sudo -n`. */
+  /** Login user (default: ~/.ssh/config's User, else root); anyone but root runs the node commands through `sudo -k -n`. */
   user: name.optional(),
   /** Default: ~/.ssh/config's Port, else 22. */
   port: z.number().int().min(1).max(65535).optional(),
@@ -40,9 +47,9 @@ export const NodeSchema = z.strictObject({
   user: name.optional(),
   identityFile: z.string().min(1).optional(),
   /** Overrides the playbook's env file path on this node. */
-  envFile: z.string().startsWith('/').optional(),
+  envFile: nodePath.optional(),
   /** Overrides the config path otherwise taken from `--config` in the env file. */
-  configFile: z.string().startsWith('/').optional(),
+  configFile: nodePath.optional(),
   /** A jump host for this node (overrides ssh.proxyJump and the ssh config's ProxyJump). */
   proxyJump: z.string().min(1).optional(),
   /** Names `--limit` can select this node by (with others: `--limit eu-west`). */
@@ -100,6 +107,17 @@ export const PreflightSchema = z.strictObject({
   vaultTimeoutSeconds: z.number().positive().max(300).default(10),
 });
 
+/**
+ * What planning does with a file that will hold a secret of the inventory (the
+ * Vault secret in the config) while others can read it (mode o+r): `refuse`
+ * the node (the default), `tighten` the mode (others' bits dropped, owner and
+ * group kept: 0644 becomes 0640), or `allow` it (the plan warns).
+ */
+export const SecretFilesSchema = z.strictObject({
+  othersReadable: z.enum(['refuse', 'tighten', 'allow']).default('refuse'),
+});
+export type SecretFilesPolicy = z.infer<typeof SecretFilesSchema>;
+
 export const InventorySchema = z.strictObject({
   version: z.literal('v1'),
   /** Relative to the inventory file; defaults to the bundled minkms-vault-hsm playbook. */
@@ -118,6 +136,7 @@ export const InventorySchema = z.strictObject({
   }).default({ staleMinutes: 60 }),
   /** How `rollout preflight` (and apply's preflight) reaches Vault from this machine. */
   preflight: PreflightSchema.default({ vaultTimeoutSeconds: 10 }),
+  secretFiles: SecretFilesSchema.default({ othersReadable: 'refuse' }),
   vars: VarsSchema,
 });
 export type InventoryFile = z.infer<typeof InventorySchema>;

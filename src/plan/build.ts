@@ -1,14 +1,18 @@
 import { NodeError, RolloutError } from '../errors.js';
 import type { NodeTarget } from '../inventory/load.js';
+import type { SecretFilesPolicy } from '../inventory/schema.js';
 import type { ResolvedVars } from '../inventory/secrets.js';
 import type { FileSpec, Playbook, TaskSpec } from '../playbook/schema.js';
 import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
 import { FileContentError } from '../tasks/file-content-error.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
-import { batchedReader, type FirstRead, type RemoteFile } from '../transport/remote-files.js';
+import { batchedReader, UnreadableFileError, type FirstRead, type RemoteFile } from '../transport/remote-files.js';
 import { sha256 } from '../util/sha256.js';
+import { shellQuote } from '../util/shell-quote.js';
 import type { Transport } from '../transport/transport.js';
+import { normalizeNodePath, workingDirectoryOf } from './node-path.js';
 import type { FileChange, NodePlan, PhasePlan, Plan } from './types.js';
+import { octalMode } from './unsafe-dirs.js';
 
 /** The node's connection, or why there is none. */
 export type Connection = { node: NodeTarget; transport: Transport } | { node: NodeTarget; error: string };
@@ -32,8 +36,9 @@ export async function planNode(connection: Connection, playbook: Playbook, vars:
   const { node } = connection;
   if ('error' in connection) return { node, status: 'error', error: connection.error };
   try {
-    const read = batchedReader(connection.transport, first);
-    return { node, status: 'ready', phases: await computePhases(read, node, playbook, vars) };
+    const t = connection.transport;
+    const read = batchedReader(t, first);
+    return { node, status: 'ready', phases: await computePhases(read, node, playbook, vars, { workingDirectory: (unit) => readWorkingDirectory(t, unit) }) };
   } catch (err) {
     if (err instanceof RolloutError || err instanceof FileContentError) {
       return { node, status: 'error', error: err instanceof NodeError ? err.message.slice(node.name.length + 2) : err.message };
@@ -47,17 +52,38 @@ export function nodeFilePath(spec: FileSpec, node: NodeTarget): string {
   return (spec.nodeOverride ? node[spec.nodeOverride] : undefined) ?? spec.path;
 }
 
-type WorkingFile = { path: string; read: RemoteFile | null; text: string | null; how: string };
+/**
+ * The unit's WorkingDirectory as `systemctl show` prints it (empty when
+ * unset), one command; asked only when planning meets a relative path.
+ */
+export async function readWorkingDirectory(t: Transport, unit: string): Promise<string> {
+  const r = await t.exec(`systemctl show -p WorkingDirectory --value -- ${shellQuote(unit)}`, { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new NodeError(t.name, `cannot ask systemd for ${unit}'s WorkingDirectory (exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''})`);
+  return r.stdout.toString('utf8');
+}
+
+// `path`: the file's path as named, normalised (a symlink's own path); `from`:
+// for a relative one, where it came from and what it was resolved against.
+type WorkingFile = { path: string; read: RemoteFile | null; text: string | null; how: string; from?: string };
 
 /** Reads one file of a node (null: it does not exist). Planning can read, never write. */
 export type FileReader = (path: string) => Promise<RemoteFile | null>;
 
+/** What planning may ask a node besides its files: each costs a command, asked only when needed. */
+export type NodeQueries = {
+  /** The unit's WorkingDirectory as `systemctl show` prints it (see readWorkingDirectory). */
+  workingDirectory?: (unit: string) => Promise<string>;
+};
+
 /**
  * Computes one node's phases from its files: paths resolved (node override, then
- * the env file's option, then the default), each task applied to the text the
- * previous one left. Throws NodeError/FileContentError when the node cannot be planned.
+ * the env file's option, then the default; normalised, a relative option value
+ * against the unit's WorkingDirectory, a symlink to its target), each task
+ * applied to the text the previous one left, and a secret-holding file's mode
+ * decided by the inventory's secretFiles. Throws NodeError/FileContentError
+ * when the node cannot be planned.
  */
-export async function computePhases(readFile: FileReader, node: NodeTarget, playbook: Playbook, vars: ResolvedVars): Promise<PhasePlan[]> {
+export async function computePhases(readFile: FileReader, node: NodeTarget, playbook: Playbook, vars: ResolvedVars, queries: NodeQueries = {}): Promise<PhasePlan[]> {
   const files = new Map<string, WorkingFile>();
   // Every path known up front is asked for at once (a batched reader makes that
   // one command): a node costs one round trip, not one per file (a path found in
@@ -71,30 +97,64 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
     }
     return r;
   };
-  for (const spec of Object.values(playbook.files)) void readOnce(nodeFilePath(spec, node)).catch(() => undefined);
+  for (const spec of Object.values(playbook.files)) {
+    const known = normalizeNodePath(nodeFilePath(spec, node));
+    if (known.ok) void readOnce(known.path).catch(() => undefined);
+  }
+  const unit = playbook.service.unit;
   // Resolves a playbook file to its path on this node and reads it once.
   const open = async (name: string): Promise<WorkingFile> => {
     const known = files.get(name);
     if (known) return known;
     const spec = playbook.files[name]!;
     const override = spec.nodeOverride ? node[spec.nodeOverride] : undefined;
-    let path = spec.path;
+    const fix = spec.nodeOverride ? `set nodes[].${spec.nodeOverride} in the inventory to the file's absolute path` : 'fix the path in the playbook';
+    let named = spec.path;
     let how = 'the playbook default';
+    // Only an option's value is the service's to interpret: relative to its WorkingDirectory.
+    let relativeOk = false;
     if (override) {
-      path = override;
+      named = override;
       how = `nodes[].${spec.nodeOverride} in the inventory`;
     } else if (spec.fromEnv) {
       const source = await open(spec.fromEnv.file);
       const words = source.text === null ? null : readEnvValue(source.text, spec.fromEnv.key);
       const fromOption = words === null ? null : findOption(words, spec.fromEnv.option);
       if (fromOption) {
-        path = fromOption;
+        named = fromOption;
         how = `${spec.fromEnv.option} in ${spec.fromEnv.key} of ${source.path}`;
+        relativeOk = true;
       }
     }
-    const read = await readOnce(path);
-    const text = read === null ? null : decodeUtf8(read.content, path);
-    const file = { path, read, text, how };
+    const refuse = (problem: string) => new NodeError(node.name, `${JSON.stringify(named)} (path from ${how}) ${problem}; ${fix}`);
+    let from: string | undefined;
+    let normal = normalizeNodePath(named);
+    if (relativeOk && !named.startsWith('/')) {
+      // Checked first as it stands (a `..`, a newline), then joined to the unit's WorkingDirectory.
+      const relative = normalizeNodePath(`/${named}`);
+      if (!relative.ok) throw refuse(relative.problem);
+      if (!queries.workingDirectory) throw refuse(`is relative and ${unit}'s WorkingDirectory cannot be asked here`);
+      const shown = await queries.workingDirectory(unit);
+      const wd = workingDirectoryOf(shown);
+      if (!wd.ok) throw refuse(`is relative, and ${unit}'s WorkingDirectory ${wd.problem}`);
+      normal = normalizeNodePath(`${wd.path}${relative.path}`);
+      how = `${how}, relative to ${unit}'s WorkingDirectory ${wd.path}${shown.trim() === '' ? ' (unset: systemd\'s default)' : ''}`;
+      from = `${named} (${how})`;
+    }
+    if (!normal.ok) throw refuse(normal.problem);
+    const path = normal.path;
+    let read: RemoteFile | null;
+    try {
+      read = await readOnce(path);
+    } catch (err) {
+      if (err instanceof UnreadableFileError) throw new NodeError(node.name, `${err.path} ${err.reason} (path from ${how}); ${fix}`);
+      throw err;
+    }
+    // A symlink's target as the node resolved it (readlink -f): canonical, else refused.
+    const canonical = read?.target === undefined ? null : normalizeNodePath(read.target);
+    if (canonical && !(canonical.ok && canonical.path === read?.target)) throw refuse(`leads to ${JSON.stringify(read?.target)}, which rollout cannot use`);
+    const text = read === null ? null : decodeUtf8(read.content, read.target ?? path);
+    const file: WorkingFile = { path, read, text, how, ...(from ? { from } : {}) };
     files.set(name, file);
     return file;
   };
@@ -132,9 +192,13 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
     for (const [name, before] of startText) {
       const file = files.get(name)!;
       if (file.text === before || file.read === null || file.text === null) continue;
-      changes.push({
+      const { target, dirs } = file.read;
+      const change = secretFileMode({
         file: name,
-        path: file.path,
+        // A symlink stays: its target is the file backed up, staged beside and replaced.
+        path: target ?? file.path,
+        ...(target !== undefined ? { linkPath: file.path } : {}),
+        ...(file.from ? { pathFrom: file.from } : {}),
         before,
         after: file.text,
         beforeSha256: sha256(before),
@@ -142,7 +206,10 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
         uid: file.read.uid,
         gid: file.read.gid,
         mode: file.read.mode,
-      });
+        ...(dirs ? { dirs } : {}),
+      }, vars.secrets, node.secretFiles?.othersReadable ?? 'refuse');
+      if ('refused' in change) throw new NodeError(node.name, change.refused);
+      changes.push(change);
     }
     phases.push({
       name: phase.name,
@@ -153,6 +220,24 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
     });
   }
   return phases;
+}
+
+/**
+ * Pure. A change whose new content holds one of `secrets` in a file others
+ * can read (mode o+r), as secretFiles.othersReadable says: `tighten` drops the
+ * others' bits from its mode (owner and group kept: 0644 becomes 0640),
+ * `allow` keeps the mode and marks the change (the plan warns), `refuse` says
+ * why the node cannot be planned. Any other change is returned as it is.
+ */
+export function secretFileMode(c: FileChange, secrets: readonly string[], policy: SecretFilesPolicy['othersReadable']): FileChange | { refused: string } {
+  if (!(c.mode & 0o004) || !secrets.some((s) => s !== '' && c.after.includes(s))) return c;
+  if (policy === 'tighten') return { ...c, mode: c.mode & ~0o007, othersReadable: { policy, modeBefore: c.mode } };
+  if (policy === 'allow') return { ...c, othersReadable: { policy, modeBefore: c.mode } };
+  return {
+    refused: `${c.path} is mode ${octalMode(c.mode)}, readable by every local user, and its new content holds a secret from the inventory; ` +
+      `make it unreadable to others first (\`chmod o-rwx ${c.path}\` on the node), or set secretFiles.othersReadable in the inventory: ` +
+      `tighten (rollout writes it mode ${octalMode(c.mode & ~0o007)}) or allow (it stays ${octalMode(c.mode)})`,
+  };
 }
 
 /** Pure. One file task on text; `reason` says why nothing changed when the text is the same. */

@@ -1,11 +1,27 @@
 import { createTwoFilesPatch } from 'diff';
 import type { Redactor } from '../util/redact.js';
 import type { FileChange, Plan } from './types.js';
+import { octalMode, unsafeDirProblems } from './unsafe-dirs.js';
 
 /** Pure. One unified diff of a file change (from its `---` line), secrets replaced before diffing. */
 export function renderFileChange(node: string, c: FileChange, redact: Redactor): string {
   // createTwoFilesPatch starts with a line of `=`, which says nothing here.
   return createTwoFilesPatch(`a${c.path}`, `b${c.path}`, redact(c.before), redact(c.after), `${node} now`, `${node} planned`, { context: 3 }).replace(/^=+\n/, '');
+}
+
+/**
+ * Pure. What the plan says about a change besides its diff: where a relative
+ * path came from, a mode secretFiles changes or keeps, and every directory
+ * above it a non-root user can write in (which preflight refuses). `!` marks
+ * a warning.
+ */
+export function changeNotes(c: FileChange): string[] {
+  const notes: string[] = [];
+  if (c.pathFrom) notes.push(`path: ${c.pathFrom}`);
+  if (c.othersReadable?.policy === 'tighten') notes.push(`mode ${octalMode(c.othersReadable.modeBefore)} -> ${octalMode(c.mode)} (secretFiles.othersReadable: tighten)`);
+  if (c.othersReadable?.policy === 'allow') notes.push(`! mode ${octalMode(c.mode)} kept: every local user can read the secret this file will hold (secretFiles.othersReadable: allow)`);
+  for (const p of unsafeDirProblems([c])) notes.push(`! ${p} (preflight refuses this node until then)`);
+  return notes;
 }
 
 /** Pure. The whole plan as the operator reviews it: per node and phase the diffs, then the restart order. */
@@ -19,7 +35,11 @@ export function renderPlan(plan: Plan, redact: Redactor): string {
     }
     const changed = n.phases.some((p) => p.changes.length > 0);
     for (const p of n.phases) {
-      for (const c of p.changes) out.push(`--- phase ${p.name}: ${c.path}`, renderFileChange(n.node.name, c, redact).trimEnd());
+      for (const c of p.changes) {
+        out.push(`--- phase ${p.name}: ${c.linkPath ? `${c.linkPath} -> ${c.path}` : c.path}`);
+        out.push(...changeNotes(c).map((note) => `  ${redact(note)}`));
+        out.push(renderFileChange(n.node.name, c, redact).trimEnd());
+      }
       for (const u of p.unchanged) out.push(`  = phase ${p.name}: ${redact(u)}`);
     }
     if (!changed) out.push('  up to date: no change, no restart');

@@ -2,12 +2,18 @@
 // (a file's sha256) before it writes. Content of files is kept for apply but
 // only ever shown through the redactor.
 import type { NodeTarget } from '../inventory/load.js';
+import type { DirStat } from '../transport/remote-files.js';
 
 /** One intended edit of one file on one node. */
 export type FileChange = {
   /** The playbook's name for the file (`config`, `env`). */
   file: string;
+  /** The file written: where the path named leads (a symlink's target), normalised. */
   path: string;
+  /** The path as named, when a symlink along it leads to `path`: the link stays, its target is written. */
+  linkPath?: string;
+  /** Where a relative path came from and what it was resolved against (shown in the plan). */
+  pathFrom?: string;
   /** Content as read at plan time. */
   before: string;
   /** Content to write. Equal to `before` never happens: unchanged files are not changes. */
@@ -15,10 +21,18 @@ export type FileChange = {
   /** sha256 of `before`; apply refuses to write if the node's file now differs. */
   beforeSha256: string;
   afterSha256: string;
-  /** Owner and mode the file had; the new file and the backup keep them. */
+  /** Owner and mode of the new file: the file's own (the backup keeps them), the mode tightened when `othersReadable` says so. */
   uid: number;
   gid: number;
   mode: number;
+  /**
+   * Set when the new content holds a secret of the inventory and others could
+   * read the file as it was (mode o+r): what secretFiles.othersReadable decided
+   * (`tighten`: `mode` is `modeBefore` without the others' bits; `allow`: kept).
+   */
+  othersReadable?: { policy: 'tighten' | 'allow'; modeBefore: number };
+  /** Owner and mode of every directory above `path` (and above `linkPath`) up to `/`, as read; preflight refuses one a non-root user can write in. */
+  dirs?: DirStat[];
 };
 
 /** What one phase does on one node. */

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import type { NodePlan } from '../plan/types.js';
+import type { FileChange, NodePlan } from '../plan/types.js';
+import { octalMode, unsafeDirProblems } from '../plan/unsafe-dirs.js';
 import { parseServiceState, SHOW_PROPERTIES, type ServiceState } from '../rollout/journal.js';
 import { LOCK_FILE, type LockInfo } from '../rollout/lock.js';
 import type { Transport } from '../transport/transport.js';
@@ -124,6 +125,7 @@ export function parseNodeChecks(node: string, out: string, plan: ReadyNode, targ
         ? `${stale.join(', ')} changed after the plan was made; run \`rollout plan\` again and review the new diff`
         : `cannot write in ${unwritable.join(', ')} (read-only file system?)`,
     );
+    checks.push(...fileSafetyChecks(node, changes));
   }
   add('journal', value('journal')[0] === 'ok', 'journal readable', 'no journal file on this node (is systemd-journald running, with Storage= not none?); the gate follows the restart in the journal');
   const s = parseServiceState((blockOf(lines, 'svc') ?? []).join('\n'));
@@ -136,6 +138,30 @@ export function parseNodeChecks(node: string, out: string, plan: ReadyNode, targ
     const at = lines.findIndex((l) => l.startsWith('@reach '));
     const reach = at < 0 ? '' : [lines[at]!.slice(7), ...lines.slice(at + 1)].join(' ').trim();
     checks.push(parseReach(node, vault.host, vault.port, vault.tls, reach));
+  }
+  return checks;
+}
+
+/**
+ * Pure. The checks on the planned files' surroundings, from what the plan read:
+ * `directories` fails when a non-root user can write in a directory above a
+ * file (or above the symlink it is reached by), naming it with its owner, mode
+ * and the fix; `secret files` (only when secretFiles applied) passes for a
+ * tightened mode and warns for an allowed one.
+ */
+export function fileSafetyChecks(node: string, changes: readonly FileChange[]): Check[] {
+  const checks: Check[] = [];
+  const unknown = changes.filter((c) => !c.dirs).map((c) => c.path);
+  const unsafe = unsafeDirProblems(changes);
+  checks.push(unsafe.length === 0 && unknown.length === 0
+    ? { scope: node, name: 'directories', status: 'pass', detail: `only root can write in the directories above the ${changes.length} planned file(s)` }
+    : { scope: node, name: 'directories', status: 'fail', detail: unsafe.length > 0 ? unsafe.join('; ') : `the owners of the directories above ${unknown.join(', ')} were not read; run \`rollout plan\` again` });
+  const tightened = changes.filter((c) => c.othersReadable?.policy === 'tighten');
+  const allowed = changes.filter((c) => c.othersReadable?.policy === 'allow');
+  if (allowed.length > 0) {
+    checks.push({ scope: node, name: 'secret files', status: 'warn', detail: `${allowed.map((c) => `${c.path} (mode ${octalMode(c.mode)})`).join(', ')} will hold a secret every local user can read (secretFiles.othersReadable: allow)` });
+  } else if (tightened.length > 0) {
+    checks.push({ scope: node, name: 'secret files', status: 'pass', detail: `${tightened.map((c) => `${c.path} mode ${octalMode(c.othersReadable!.modeBefore)} -> ${octalMode(c.mode)}`).join(', ')} (secretFiles.othersReadable: tighten)` });
   }
   return checks;
 }

@@ -47,6 +47,14 @@ function valueState(raw: string): 'done' | 'open' {
   return quote ? 'open' : 'done';
 }
 
+/**
+ * Pure. Every assignment in file order: its key, its value unquoted, and the
+ * value's text as written, one entry per physical line (the first from after `=`).
+ */
+export function envAssignments(text: string): Array<{ key: string; value: string; lines: string[] }> {
+  return scanAssignments(splitLines(text)).map((a) => ({ key: a.key, value: unquote(a.raw), lines: a.raw.replace(/\r?\n$/, '').split(/\r?\n/) }));
+}
+
 /** Pure. The value a key gets (the last assignment wins, as in systemd), unquoted; null if unset. */
 export function readEnvValue(text: string, key: string): string | null {
   const hits = scanAssignments(splitLines(text)).filter((a) => a.key === key);
@@ -82,16 +90,20 @@ export function unsetEnvKey(before: string, key: string): { after: string; remov
 
 /**
  * Pure. The argument of `option` (`--config PATH` or `--config=PATH`) in a
- * shell-like word list such as MINIO_KMS_OPTS; null when absent.
+ * shell-like word list such as MINIO_KMS_OPTS, as the service's Go flag
+ * parsing takes it: the last one given wins, the word after the option is its
+ * value whatever it looks like, nothing after `--` is an option; null when absent.
  */
 export function findOption(words: string, option: string): string | null {
   const list = splitWords(words);
+  let found: string | null = null;
   for (let i = 0; i < list.length; i++) {
     const w = list[i]!;
-    if (w === option) return list[i + 1] ?? null;
-    if (w.startsWith(`${option}=`)) return w.slice(option.length + 1);
+    if (w === '--') break;
+    if (w === option && i + 1 < list.length) found = list[++i]!;
+    else if (w.startsWith(`${option}=`)) found = w.slice(option.length + 1);
   }
-  return null;
+  return found;
 }
 
 function splitWords(text: string): string[] {

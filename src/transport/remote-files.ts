@@ -1,26 +1,63 @@
 // File operations on a node, each one remote command: the content travels on
 // stdin or stdout, never on a command line, so `ps` on the node shows no secret.
-import { RemoteCommandError } from '../errors.js';
+import { NodeError, RemoteCommandError } from '../errors.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { sha256 } from '../util/sha256.js';
 import type { Transport } from './transport.js';
 import { LOCK_TAKE_SCRIPT, parseLockTake, type LockAttempt } from '../rollout/lock.js';
 
-/** A file as read from a node: bytes plus the owner and mode to keep when it is rewritten. */
-export type RemoteFile = { path: string; content: Buffer; sha256: string; uid: number; gid: number; mode: number };
+/** Owner and mode of a directory above a file read (see RemoteFile.dirs). */
+export type DirStat = { path: string; uid: number; gid: number; mode: number };
 
-/** Reads a whole file with its owner and mode in one command; null when it does not exist. */
+/**
+ * A regular file as read from a node: bytes plus the owner and mode to keep
+ * when it is rewritten. `path` is the path asked for; `target`, where it
+ * really leads when a symlink is along it (readlink -f): the file read, and
+ * the one to write. `dirs`: owner and mode of every directory above the file
+ * up to `/`, nearest first, then of those above the symlink itself. Readers
+ * that do not collect them (test fixtures) leave `target` and `dirs` out.
+ */
+export type RemoteFile = { path: string; target?: string; content: Buffer; sha256: string; uid: number; gid: number; mode: number; dirs?: DirStat[] };
+
+/** The largest file rollout reads (a config or env file is a few KiB); a larger one is refused, never read. */
+export const MAX_FILE_BYTES = 1024 * 1024;
+
+/** A path that exists on a node but is not read: not a regular file, too large, or a symlink that does not resolve. */
+export class UnreadableFileError extends NodeError {
+  override name = 'UnreadableFileError';
+  readonly path: string;
+  /** What is wrong, to follow the path in a sentence ("is a FIFO, not a regular file; ..."). */
+  readonly reason: string;
+  constructor(node: string, path: string, reason: string) {
+    super(node, `${path} ${reason}`);
+    this.path = path;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Reads a whole file with its owner and mode in one command; null when it
+ * does not exist. Throws UnreadableFileError for anything but a regular file
+ * of at most MAX_FILE_BYTES.
+ */
 export async function readRemoteFile(t: Transport, path: string): Promise<RemoteFile | null> {
   return (await readRemoteFiles(t, [path])).get(path) ?? null;
 }
 
 /**
  * Reads several whole files in one command: for each path the file with its
- * owner and mode, or null when it does not exist. Two processes on the node
- * whatever the number of files (stat, cat).
+ * owner and mode, or null when it does not exist. Throws UnreadableFileError
+ * for the first path that is not a regular file of at most MAX_FILE_BYTES.
+ * Two processes on the node besides the shell whatever the number of files
+ * (stat, head), one more per path with a symlink along it (readlink).
  */
 export async function readRemoteFiles(t: Transport, paths: readonly string[]): Promise<Map<string, RemoteFile | null>> {
-  return (await readFilesCommand(t, paths)).files;
+  const files = new Map<string, RemoteFile | null>();
+  for (const [p, f] of (await readFilesCommand(t, paths)).files) {
+    if (f instanceof Error) throw f;
+    files.set(p, f);
+  }
+  return files;
 }
 
 /**
@@ -37,11 +74,92 @@ export type FirstRead = {
   onFirst: (r: { lock: LockAttempt | null; checks: string | null }) => void;
 };
 
-async function readFilesCommand(t: Transport, paths: readonly string[], first?: FirstRead): Promise<{ files: Map<string, RemoteFile | null>; lock: LockAttempt | null; checks: string | null }> {
+// Reads files in one command, opening nothing but regular files. Arguments:
+// the size cap in bytes, then the paths (absolute, no newline). Prints, in order:
+//   @real I PATH   the I-th path (from 1) has a symlink along it and leads to PATH (readlink -f)
+//   @bad I         the I-th path is not absolute, or has a symlink along it that does not resolve
+//   TYPEMODE SIZE UID GID NAME   (stat; TYPEMODE is st_mode in hex) for each file
+//                  that exists, by its real path, then for every directory above
+//                  it up to /, and above the symlink itself
+//   @read NAME     each regular file within the cap, in the order its bytes follow
+//   @data          then those bytes, at most cap + 1 of each: a file that grew
+//                  since stat is noticed by its length, never followed further
+// A path without a symlink along it costs no process of its own (shell
+// builtins); a FIFO, a device or a directory is stat'ed, never opened.
+const READ_SCRIPT = `max=$1; shift
+nl='
+'
+files= dirs= i=0
+# Adds $1 and every directory above it to $dirs, once (one already there has its own above it).
+above() {
+  d=$1
+  while :; do
+    case "$nl$dirs$nl" in *"$nl\${d:-/}$nl"*) return;; esac
+    dirs=$dirs$nl\${d:-/}
+    [ -n "$d" ] || return
+    d=\${d%/*}
+  done
+}
+for p do
+  i=$((i + 1)); r=$p; d=$p
+  case $p in /*) ;; *) echo "@bad $i"; continue;; esac
+  while [ -n "$d" ]; do
+    if [ -L "$d" ]; then
+      r=$(readlink -f -- "$p") || r=
+      case $r in /*) ;; *) echo "@bad $i"; continue 2;; esac
+      case $r in *"$nl"*) echo "@bad $i"; continue 2;; esac
+      echo "@real $i $r"
+      break
+    fi
+    d=\${d%/*}
+  done
+  [ -e "$r" ] || continue
+  case "$nl$files$nl" in *"$nl$r$nl"*) ;; *) files=$files$nl$r;; esac
+  above "\${r%/*}"
+  [ "$r" = "$p" ] || above "\${p%/*}"
+done
+[ -n "$files" ] || { echo @data; exit 0; }
+st=$(set -f; IFS=$nl; exec stat -L -c '%f %s %u %g %n' -- $files $dirs) || exit 1
+printf '%s\\n' "$st"
+reads=
+while IFS=' ' read -r t s u g n; do
+  case "$nl$files$nl" in *"$nl$n$nl"*) ;; *) continue;; esac
+  case "$nl$reads$nl" in *"$nl$n$nl"*) continue;; esac
+  # 0xF000 masks the file type; 0x8000 (32768) is a regular file.
+  [ $((0x$t & 0xF000)) = 32768 ] && [ "$s" -le "$max" ] || continue
+  reads=$reads$nl$n
+  echo "@read $n"
+done <<EOF
+$st
+EOF
+echo @data
+[ -z "$reads" ] || (set -f; IFS=$nl; exec head -q -c $((max + 1)) -- $reads)`;
+
+/** How long one read may take on a node (apply's lock and node checks run in the same command). */
+const READ_TIMEOUT_MS = 60_000;
+
+const FILE_TYPES: Record<number, string> = { 0o010000: 'FIFO', 0o020000: 'character device', 0o040000: 'directory', 0o060000: 'block device', 0o140000: 'socket' };
+
+/** Pure. The directory of an absolute `path` and every one above it up to `/`, nearest first. */
+export function dirsAbove(path: string): string[] {
+  const out: string[] = [];
+  let d = path.slice(0, path.lastIndexOf('/'));
+  for (;;) {
+    out.push(d || '/');
+    if (!d) return out;
+    d = d.slice(0, d.lastIndexOf('/'));
+  }
+}
+
+type ReadAnswer = { files: Map<string, RemoteFile | null | UnreadableFileError>; lock: LockAttempt | null; checks: string | null };
+
+async function readFilesCommand(t: Transport, paths: readonly string[], first?: FirstRead): Promise<ReadAnswer> {
+  const odd = paths.find((p) => p.includes('\n'));
+  if (odd !== undefined) throw new NodeError(t.name, `cannot read ${JSON.stringify(odd)}: a path with a newline`);
   const lock = first?.lock ?? null;
-  const script = `${lock === null ? '' : `${LOCK_TAKE_SCRIPT}\n`}${first?.checks ? `${first.checks}\n` : ''}n=$#; for p do [ ! -e "$p" ] || set -- "$@" "$p"; done; shift $n
-[ $# = 0 ] || { stat -L -c '%u %g %a %s %n' -- "$@" && echo @data && cat -- "$@"; }`;
-  const args = lock === null ? paths : [lock, ...paths];
+  const script = `${lock === null ? '' : `${LOCK_TAKE_SCRIPT}\n`}${first?.checks ? `${first.checks}\n` : ''}${READ_SCRIPT}`;
+  // The lock record names the run: it travels on stdin, never in `ps`.
+  const stdin = lock === null ? undefined : Buffer.from(`${lock}\n`);
   // The lock line is told as soon as it arrives, whatever the rest takes.
   let head: Buffer | null = lock === null || !first?.onLock ? null : Buffer.alloc(0);
   const onStdout = (chunk: Buffer) => {
@@ -53,7 +171,8 @@ async function readFilesCommand(t: Transport, paths: readonly string[], first?: 
     head = null;
     if (attempt) first?.onLock?.(attempt);
   };
-  const r = await t.exec(`sh -c ${shellQuote(script)} rollout-read ${args.map(shellQuote).join(' ')}`, { onStdout });
+  const args = [String(MAX_FILE_BYTES), ...paths].map(shellQuote).join(' ');
+  const r = await t.exec(`sh -c ${shellQuote(script)} rollout-read ${args}`, { onStdout, timeoutMs: READ_TIMEOUT_MS, ...(stdin ? { stdin } : {}) });
   if (r.code !== 0) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}`, r.code, r.stderr);
   let stdout = r.stdout;
   let attempt: LockAttempt | null = null;
@@ -70,35 +189,98 @@ async function readFilesCommand(t: Transport, paths: readonly string[], first?: 
     checks = stdout.subarray(0, end + 12).toString('utf8');
     stdout = stdout.subarray(end + 12);
   }
-  const out = new Map<string, RemoteFile | null>(paths.map((p) => [p, null]));
-  if (stdout.length === 0) return { files: out, lock: attempt, checks };
-  const marker = stdout.indexOf('\n@data\n');
-  if (marker < 0) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}: unexpected answer`, r.code, r.stderr);
-  let offset = marker + 7;
-  for (const line of stdout.subarray(0, marker).toString('utf8').split('\n')) {
-    const [uid, gid, mode, size] = line.split(' ', 4);
-    const path = line.split(' ').slice(4).join(' ');
-    const content = stdout.subarray(offset, offset + Number(size));
-    offset += Number(size);
-    out.set(path, { path, content, sha256: sha256(content), uid: Number(uid), gid: Number(gid), mode: parseInt(mode ?? '', 8) });
+  return { files: parseRead(t.name, paths, stdout, r), lock: attempt, checks };
+}
+
+// READ_SCRIPT's answer (after the lock line and the checks) as one entry per path asked.
+function parseRead(node: string, paths: readonly string[], stdout: Buffer, r: { code: number | null; stderr: string }): ReadAnswer['files'] {
+  const unexpected = () => new RemoteCommandError(node, `reading ${paths.join(', ')}: unexpected answer`, r.code, r.stderr);
+  // An answer with no header at all (a node that prints nothing here) has no file either.
+  if (stdout.length === 0) return new Map(paths.map((p) => [p, null]));
+  const atStart = stdout.subarray(0, 6).toString('latin1') === '@data\n';
+  const marker = atStart ? 0 : stdout.indexOf('\n@data\n') + 1;
+  if (marker === 0 && !atStart) throw unexpected();
+  const real = new Map<number, string>();
+  const bad = new Set<number>();
+  const stats = new Map<string, { type: number; mode: number; size: number; uid: number; gid: number }>();
+  const reads: string[] = [];
+  const header = stdout.subarray(0, marker).toString('utf8');
+  for (const line of header === '' ? [] : header.slice(0, -1).split('\n')) {
+    let m: RegExpExecArray | null;
+    if ((m = /^@real (\d+) (\/.*)$/.exec(line))) real.set(Number(m[1]) - 1, m[2]!);
+    else if ((m = /^@bad (\d+)$/.exec(line))) bad.add(Number(m[1]) - 1);
+    else if (line.startsWith('@read ')) reads.push(line.slice(6));
+    else if ((m = /^([0-9a-f]+) (\d+) (\d+) (\d+) (.*)$/.exec(line))) {
+      const raw = parseInt(m[1]!, 16);
+      stats.set(m[5]!, { type: raw & 0o170000, mode: raw & 0o7777, size: Number(m[2]), uid: Number(m[3]), gid: Number(m[4]) });
+    } else throw unexpected();
   }
-  // A file that changed size between stat and cat would shift every boundary: refuse rather than guess.
-  if (offset !== stdout.length) throw new RemoteCommandError(t.name, `reading ${paths.join(', ')}: a file changed while it was read; try again`, null, '');
-  return { files: out, lock: attempt, checks };
+  // The bytes follow in @read order; a file whose size changed since stat would shift every boundary: refuse rather than guess.
+  const contents = new Map<string, Buffer>();
+  let offset = marker + 6;
+  for (const name of reads) {
+    const size = stats.get(name)?.size;
+    if (size === undefined || size > MAX_FILE_BYTES) throw unexpected();
+    contents.set(name, stdout.subarray(offset, offset + size));
+    offset += size;
+  }
+  if (offset !== stdout.length) throw new RemoteCommandError(node, `reading ${paths.join(', ')}: a file changed while it was read; try again`, null, '');
+
+  const out: ReadAnswer['files'] = new Map();
+  for (const [i, path] of paths.entries()) {
+    const fail = (reason: string) => out.set(path, new UnreadableFileError(node, path, reason));
+    if (bad.has(i)) {
+      fail(path.startsWith('/') ? 'has a symlink along it that does not resolve (a loop, or a missing directory)' : 'is not an absolute path');
+      continue;
+    }
+    const target = real.get(i) ?? path;
+    const st = stats.get(target);
+    if (!st) {
+      out.set(path, null);
+      continue;
+    }
+    const via = target === path ? '' : `(a symlink to ${target}) `;
+    if (st.type !== 0o100000) {
+      fail(`${via}is a ${FILE_TYPES[st.type] ?? 'special file'}, not a regular file; rollout reads and writes regular files only`);
+      continue;
+    }
+    if (st.size > MAX_FILE_BYTES) {
+      fail(`${via}is ${st.size} bytes; rollout reads files of up to ${MAX_FILE_BYTES / 1024 / 1024} MiB (a config or env file is a few KiB)`);
+      continue;
+    }
+    const content = contents.get(target);
+    if (!content) throw unexpected();
+    const dirs: DirStat[] = [];
+    for (const d of [...dirsAbove(target), ...(target === path ? [] : dirsAbove(path))]) {
+      if (dirs.some((x) => x.path === d)) continue;
+      const ds = stats.get(d);
+      if (!ds) throw new RemoteCommandError(node, `reading ${paths.join(', ')}: ${d} vanished while it was read; try again`, null, '');
+      dirs.push({ path: d, uid: ds.uid, gid: ds.gid, mode: ds.mode });
+    }
+    out.set(path, { path, ...(target === path ? {} : { target }), content, sha256: sha256(content), uid: st.uid, gid: st.gid, mode: st.mode, dirs });
+  }
+  return out;
 }
 
 /**
  * A reader that gathers the paths asked for in the same tick and reads them in
  * one command (planning asks for every known path at once). Its first command
  * also does what `first` asks (the lock, the node checks) and tells `onFirst`.
+ * A path that cannot be read (UnreadableFileError) rejects its own promise only.
  */
 export function batchedReader(t: Transport, first?: FirstRead): (path: string) => Promise<RemoteFile | null> {
-  let batch: Map<string, Array<{ resolve: (f: RemoteFile | null) => void; reject: (e: unknown) => void }>> | null = null;
+  type Waiter = { resolve: (f: RemoteFile | null) => void; reject: (e: unknown) => void };
+  let batch: Map<string, Waiter[]> | null = null;
   let pending = first;
   return (path) =>
     new Promise((resolve, reject) => {
+      // A path the command cannot carry is refused alone, not with the whole batch.
+      if (path.includes('\n') || !path.startsWith('/')) {
+        reject(new UnreadableFileError(t.name, JSON.stringify(path), path.includes('\n') ? 'holds a newline' : 'is not an absolute path'));
+        return;
+      }
       if (!batch) {
-        const mine = new Map<string, Array<{ resolve: (f: RemoteFile | null) => void; reject: (e: unknown) => void }>>();
+        const mine = new Map<string, Waiter[]>();
         batch = mine;
         const now = pending;
         pending = undefined;
@@ -107,7 +289,10 @@ export function batchedReader(t: Transport, first?: FirstRead): (path: string) =
           readFilesCommand(t, [...mine.keys()], now).then(
             (r) => {
               now?.onFirst({ lock: r.lock, checks: r.checks });
-              mine.forEach((ws, p) => ws.forEach((w) => w.resolve(r.files.get(p) ?? null)));
+              mine.forEach((ws, p) => {
+                const f = r.files.get(p) ?? null;
+                ws.forEach((w) => (f instanceof Error ? w.reject(f) : w.resolve(f)));
+              });
             },
             (err) => mine.forEach((ws) => ws.forEach((w) => w.reject(err))),
           );

@@ -29,6 +29,12 @@ describe('findOption', () => {
     ['--host a --config "/path with space/c.yaml"', '/path with space/c.yaml'],
     ['--host a', null],
     ['--configx /nope', null],
+    // The service's Go flag parsing: the last one wins, the next word is the value, `--` ends the options.
+    ['--config /etc/a.yaml --host a --config /etc/b.yaml', '/etc/b.yaml'],
+    ['--config=/etc/a.yaml --config /etc/b.yaml', '/etc/b.yaml'],
+    ['--config /etc/a.yaml --config=/etc/b.yaml', '/etc/b.yaml'],
+    ['--config /etc/a.yaml -- --config /etc/b.yaml', '/etc/a.yaml'],
+    ['--config --host', '--host'],
   ])('%s', (words, expected) => {
     expect(findOption(words, '--config')).toBe(expected);
   });

@@ -24,7 +24,7 @@ export function starterInventory(hosts: readonly string[]): string {
 version: v1
 
 ssh:
-  user: root                       # anyone else runs node commands through \`sudo -n\`
+  user: root                       # anyone else runs node commands through \`sudo -k -n\`
   # identityFile: ~/.ssh/id_ed25519  # omit to use ssh-agent ($SSH_AUTH_SOCK)
   knownHosts: ~/.ssh/known_hosts   # every node's host key must be there (ssh-keyscan, verified)
   # port: 22
@@ -38,6 +38,8 @@ ${hosts.map(nodeLine).join('\n')}
   # per node, optionally: port, user, identityFile, envFile (/etc/default/minkms), configFile
 
 # backups: { keep: 5 }             # runs of backups kept on each node
+# secretFiles: { othersReadable: refuse }   # a config others can read (o+r) gets the Vault secret:
+#                                  #   refuse (the node is not planned) | tighten (written 0640-style) | allow
 # lock: { staleMinutes: 60 }       # a lock this old, holder gone, may be broken (--break-lock)
 
 preflight:
