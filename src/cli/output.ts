@@ -1,11 +1,13 @@
-import type { Redactor } from '../util/redact.js';
+import { escapeControls, type Redactor } from '../util/redact.js';
 
 /** human: text; quiet: only the outcome line and errors; json: one JSON event per line on stdout (NDJSON). */
 export type OutputMode = 'human' | 'quiet' | 'json';
 
 /**
  * Where the CLI writes. Every line passes through the current redactor, so a
- * secret that slipped into an error message is still never printed.
+ * secret that slipped into an error message is still never printed, and then
+ * through escapeControls, so no text from a node (even before the redactor is
+ * known) acts on the terminal. Only rollout's own colour is added after that.
  */
 export class Output {
   #redact: Redactor = (s) => s;
@@ -22,18 +24,25 @@ export class Output {
   out(text: string): void {
     if (this.mode === 'json') return this.event('message', { text: text.replace(/^\n+|\n+$/g, '') });
     if (this.mode === 'quiet') return;
-    process.stdout.write(this.#redact(text.endsWith('\n') ? text : `${text}\n`));
+    process.stdout.write(this.redact(text.endsWith('\n') ? text : `${text}\n`));
+  }
+
+  /** A rendered plan: like out(), then coloured (colorDiff) when colour is on; the colour is rollout's own. */
+  diff(text: string): void {
+    if (this.mode !== 'human') return this.out(text);
+    const safe = this.redact(text.endsWith('\n') ? text : `${text}\n`);
+    process.stdout.write(this.color ? colorDiff(safe) : safe);
   }
 
   /** The outcome line: printed even with --quiet; a `message` event in JSON mode. */
   result(text: string): void {
     if (this.mode === 'json') return this.event('message', { text: text.replace(/^\n+|\n+$/g, '') });
-    process.stdout.write(this.#redact(text.endsWith('\n') ? text : `${text}\n`));
+    process.stdout.write(this.redact(text.endsWith('\n') ? text : `${text}\n`));
   }
 
   /** Errors and warnings: always on stderr; in JSON mode also an `error` event. */
   err(text: string): void {
-    process.stderr.write(this.#redact(text.endsWith('\n') ? text : `${text}\n`));
+    process.stderr.write(this.redact(text.endsWith('\n') ? text : `${text}\n`));
     if (this.mode === 'json') this.event('error', { text: text.replace(/^\n+|\n+$/g, '') });
   }
 
@@ -44,12 +53,13 @@ export class Output {
   event(name: string, data: Record<string, unknown> = {}): void {
     if (this.mode !== 'json') return;
     const redactDeep = (v: unknown): unknown =>
-      typeof v === 'string' ? this.#redact(v) : Array.isArray(v) ? v.map(redactDeep) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactDeep(x)])) : v;
+      typeof v === 'string' ? this.redact(v) : Array.isArray(v) ? v.map(redactDeep) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactDeep(x)])) : v;
     process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), event: name, ...(redactDeep(data) as object) })}\n`);
   }
 
+  /** `text` as this output shows it: redacted, control characters escaped. */
   redact(text: string): string {
-    return this.#redact(text);
+    return escapeControls(this.#redact(text));
   }
 }
 

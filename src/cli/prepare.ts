@@ -9,6 +9,7 @@ import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secr
 import { loadPlaybook, varsProblems } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
 import { nodeFilePath, planNode, planPhases, type Connection } from '../plan/build.js';
+import { planSecrets } from '../plan/plan-secrets.js';
 import { nodeHasChanges, type NodePlan, type Plan } from '../plan/types.js';
 import { acceptedHostKeys, connectSsh, sudoSecrets } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
@@ -143,8 +144,9 @@ export async function prepareSession(
     close();
     throw err;
   }
-  // Built once connected: a sudo password typed at the prompt is a secret too.
-  const redact = createRedactor({ secrets: [...vars.secrets, ...sudoSecrets], ...playbook.secrets });
+  // Built once connected and read: a sudo password typed at the prompt is a secret
+  // too, and so is every secret value the planned files hold (a line of one may show alone).
+  const redact = createRedactor({ secrets: [...vars.secrets, ...sudoSecrets, ...planSecrets(nodes, playbook)], ...playbook.secrets });
   // In inventory order, as every later step walks them.
   const transports = new Map(inventory.nodes.flatMap((n) => (opened.has(n.name) ? [[n.name, opened.get(n.name)!] as const] : [])));
   const plan: Plan = { playbookName: playbook.name, phases: planPhases(playbook, vars), nodes };

@@ -3,7 +3,7 @@
 import { renderFileChange, renderOrder, renderPlan } from '../plan/render.js';
 import { planHasChanges, type Plan } from '../plan/types.js';
 import type { Redactor } from '../util/redact.js';
-import { colorDiff, type Output } from './output.js';
+import type { Output } from './output.js';
 
 /**
  * The plan as it is shown: in JSON mode one `plan-node` event per node (its
@@ -12,8 +12,8 @@ import { colorDiff, type Output } from './output.js';
  */
 export function showPlan(io: Output, plan: Plan, redact: Redactor): void {
   if (io.mode !== 'json') {
-    const text = renderPlan(plan, redact);
-    io.out(io.color ? colorDiff(text) : text);
+    // Coloured by Output after it made the text inert: node text cannot fake or undo the colour.
+    io.diff(renderPlan(plan, redact));
     return;
   }
   for (const n of plan.nodes) {

@@ -20,11 +20,13 @@ export type ResolvedVars = {
 };
 
 /**
- * Resolves a secret reference. A missing variable or unreadable file is an InputError
- * naming the inventory file and key path; the value itself never appears in an error.
+ * Resolves a secret reference. A missing variable, an unreadable file or a
+ * value of several lines is an InputError naming the inventory file and key
+ * path; the value itself never appears in an error. A file's single trailing
+ * newline is not part of its secret.
  */
 export async function resolveSecret(ref: SecretRef, keyPath: string, inventoryFile: string): Promise<string> {
-  if (typeof ref === 'string') return ref;
+  if (typeof ref === 'string') return singleLine(ref, keyPath, 'the value written in the inventory', inventoryFile);
   if ('env' in ref) {
     const value = process.env[ref.env];
     if (value === undefined || value === '') {
@@ -32,17 +34,29 @@ export async function resolveSecret(ref: SecretRef, keyPath: string, inventoryFi
         `${keyPath}: environment variable ${ref.env} is not set (or empty); export it before running rollout`,
       ]);
     }
-    return value;
+    return singleLine(value, keyPath, `environment variable ${ref.env}`, inventoryFile);
   }
   const file = expandPath(ref.file, path.dirname(inventoryFile));
+  let value: string;
   try {
-    const value = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
-    if (value === '') throw Object.assign(new Error('empty'), { code: 'it is empty' });
-    return value;
+    value = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code ?? 'unreadable';
     throw new InputError(inventoryFile, [`${keyPath}: cannot read secret file ${file} (${why}); check the path and its permissions`]);
   }
+  if (value === '') throw new InputError(inventoryFile, [`${keyPath}: cannot read secret file ${file} (it is empty); check the path and its permissions`]);
+  return singleLine(value, keyPath, `secret file ${file}`, inventoryFile);
+}
+
+// A secret of several lines is refused: the config's YAML would carry it as a
+// block scalar whose lines the diff shows one by one, where no redaction of the
+// whole value can find them (and no supported secret has a line break).
+function singleLine(value: string, keyPath: string, source: string, inventoryFile: string): string {
+  if (!/[\r\n]/.test(value)) return value;
+  const lines = value.split(/\r?\n|\r/).length;
+  throw new InputError(inventoryFile, [
+    `${keyPath}: ${source} holds ${lines} lines; a secret must be a single line: remove the line breaks (a file may end with one newline)`,
+  ]);
 }
 
 /**

@@ -2,14 +2,15 @@
 // when, with what inputs, the reviewed diffs, and per node what each file was
 // before and after and the journal lines that decided each gate. Built from
 // data (pure), then written as report.json (for tools) and report.md (for a
-// change ticket). Everything in it has passed the redactor.
+// change ticket). Everything in it has passed the redactor, and no string in
+// it holds a control character (a file name from a node's env file included).
 import path from 'node:path';
 import type { PhaseOutcome } from '../apply/apply-node.js';
 import { renderFileChange } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
 import type { RunState } from '../state/run-state.js';
 import { writeFileDurably } from '../state/durable-file.js';
-import type { Redactor } from '../util/redact.js';
+import { escapeControls, type Redactor } from '../util/redact.js';
 
 /** One node and phase in the report. */
 export type ReportStep = {
@@ -60,8 +61,12 @@ export type ReportInput = {
   redact: Redactor;
 };
 
-/** Pure. The report as data; every text field redacted. */
+/** Pure. The report as data; every text field redacted, every string's control characters escaped. */
 export function buildReport(input: ReportInput): AuditReport {
+  return inert(reportData(input));
+}
+
+function reportData(input: ReportInput): AuditReport {
   const { state, plan, redact } = input;
   const diffs = plan.nodes.flatMap((n) =>
     n.status !== 'ready' ? [] : n.phases.flatMap((p) => p.changes.map((c) => ({ node: n.node.name, phase: p.name, path: c.path, diff: renderFileChange(n.node.name, c, redact) }))),
@@ -105,6 +110,22 @@ export function buildReport(input: ReportInput): AuditReport {
   };
 }
 
+// Every string escaped (escapeControls): paths and names are not redacted, yet may come from a node.
+function inert<T>(v: T): T {
+  if (typeof v === 'string') return escapeControls(v) as T;
+  if (Array.isArray(v)) return v.map(inert) as T;
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, inert(x)])) as T;
+  return v;
+}
+
+// A code fence longer than any run of backticks in its text, so no line from a
+// node can close it and have the rest read as Markdown (links, images).
+function fenced(text: string, info = ''): string[] {
+  const longest = Math.max(2, ...(text.match(/`+/g) ?? []).map((r) => r.length));
+  const fence = '`'.repeat(longest + 1);
+  return [`${fence}${info}`, text, fence];
+}
+
 const short = (sha: string) => sha.slice(0, 12);
 
 /** Pure. The report as Markdown for a change record. */
@@ -119,7 +140,7 @@ export function renderReportMarkdown(r: AuditReport): string {
   out.push(`| inventory | \`${r.inventory.file}\` sha256 \`${r.inventory.sha256}\` |`);
   out.push(`| playbook | ${r.playbook.name}, \`${r.playbook.file}\` sha256 \`${r.playbook.sha256}\` |`);
   out.push(`| nodes | ${r.nodes.join(', ')} |`, '');
-  if (r.message) out.push('## Why it stopped', '', '```', r.message, '```', '');
+  if (r.message) out.push('## Why it stopped', '', ...fenced(r.message), '');
   out.push('## Nodes', '', '| node | phase | result | gate | files (sha256 before → after) |', '| --- | --- | --- | --- | --- |');
   for (const s of r.steps) {
     const gate = s.gate ? `${s.gate.verdict} in ${s.gate.seconds.toFixed(1)} s` : '–';
@@ -131,12 +152,12 @@ export function renderReportMarkdown(r: AuditReport): string {
   if (gated.length > 0) {
     out.push('## Gate evidence', '');
     for (const s of gated) {
-      out.push(`### ${s.node} (${s.phase}): ${s.gate!.verdict}, ${s.gate!.reason}`, '', `restart asked at ${s.gate!.startedAt}, decided at ${s.gate!.decidedAt}`, '', '```');
-      out.push(...(s.gate!.evidence.length ? s.gate!.evidence.map((e) => `${e.at} ${e.line}`) : ['(no journal line of the new process)']), '```', '');
+      out.push(`### ${s.node} (${s.phase}): ${s.gate!.verdict}, ${s.gate!.reason}`, '', `restart asked at ${s.gate!.startedAt}, decided at ${s.gate!.decidedAt}`, '');
+      out.push(...fenced(s.gate!.evidence.length ? s.gate!.evidence.map((e) => `${e.at} ${e.line}`).join('\n') : '(no journal line of the new process)'), '');
     }
   }
   out.push('## Diffs (secrets redacted)', '');
-  for (const d of r.diffs) out.push(`### ${d.node}: ${d.path} (${d.phase})`, '', '```diff', d.diff.trimEnd(), '```', '');
+  for (const d of r.diffs) out.push(`### ${d.node}: ${d.path} (${d.phase})`, '', ...fenced(d.diff.trimEnd(), 'diff'), '');
   out.push('Full sha256 of every file, and all of the above as data: report.json beside this file.', '');
   return out.join('\n');
 }

@@ -45,6 +45,40 @@ describe('Output modes', () => {
     expect(lines).toEqual(['Rollout complete.\n']);
   });
 
+  it('escapes control characters from a node on every path, even before the redactor is known', () => {
+    const lines = capture();
+    const errs: string[] = [];
+    vi.mocked(process.stderr.write).mockImplementation((chunk: string | Uint8Array) => {
+      errs.push(String(chunk));
+      return true;
+    });
+    const io = new Output();
+    const nodeText = 'kms-1: \x1b]0;pwned\x07 \x1b]52;c;cHduZWQ=\x07 \x1b[2K\rok\u009b2J';
+    io.out(nodeText);
+    io.result(nodeText);
+    io.err(nodeText);
+    io.mode = 'json';
+    io.event('step', { text: nodeText, gate: { evidence: [{ line: nodeText }] } });
+    const all = [...lines, ...errs].join('');
+    expect(all).not.toMatch(/[\x1b\x07\x9b]|\r(?!\n)/);
+    expect(lines[0]).toBe('kms-1: \\x1b]0;pwned\\x07 \\x1b]52;c;cHduZWQ=\\x07 \\x1b[2K\\rok\\x9b2J\n');
+    // The JSON string holds the escape text, not an encoded ESC a consumer would decode and print.
+    expect(lines.at(-1)).not.toContain('\\u001b');
+    expect((JSON.parse(lines.at(-1)!) as { text: string }).text).toContain('\\x1b]0;pwned');
+  });
+
+  it('diff: node text made inert, then rollout\'s own colour added', () => {
+    const lines = capture();
+    const io = new Output();
+    io.color = true;
+    io.diff('+# \x1b[32mfake green\x1b]0;t\x07\n-old');
+    expect(lines.join('')).toBe('\x1b[32m+# \\x1b[32mfake green\\x1b]0;t\\x07\x1b[0m\n\x1b[31m-old\x1b[0m\n');
+    io.color = false;
+    io.mode = 'quiet';
+    io.diff('+x');
+    expect(lines).toHaveLength(1);
+  });
+
   it('colours added, removed and hunk lines only', () => {
     const out = colorDiff('=== kms-1\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new\n context');
     expect(out.split('\n')).toEqual(['\x1b[1m=== kms-1\x1b[0m', '\x1b[1m--- a/x\x1b[0m', '\x1b[1m+++ b/x\x1b[0m', '\x1b[36m@@ -1 +1 @@\x1b[0m', '\x1b[31m-old\x1b[0m', '\x1b[32m+new\x1b[0m', ' context']);

@@ -50,3 +50,34 @@ describe('the run report', () => {
     expect(report.diffs[0]!.diff).toContain('+      secret: <redacted>');
   });
 });
+
+describe('the run report of a node that logs escape sequences', () => {
+  const redact = createRedactor({ secrets: [SECRET], yamlKeys: ['secret', 'token'], envKeys: [], logPatterns: [] });
+  const line = 'Error: \x1b]0;pwned-title\x07 \x1b]52;c;cHduZWQ=\x07 \x1b[2K\rforged ok\n```\n[click](https://evil.example)';
+  const config = `${CONFIG}extra:\n  token: |\n    tok-line-one-77f1\n    tok-line-two-0b3e\n# \x1b]0;title\x07 end\n`;
+  const ready = plan.nodes[0] as Extract<Plan['nodes'][number], { status: 'ready' }>;
+  const evil: Plan = { ...plan, nodes: [{ ...ready, phases: [{ ...ready.phases[0]!, changes: [{ file: 'config', path: '/etc/minkms/\x1b]0;p\x07.yaml', before: config, after: `${config}hsm: {}\n`, beforeSha256: before, afterSha256: after, uid: 0, gid: 0, mode: 0o640 }] }] }] };
+  const withLine: PhaseOutcome[] = [{ ...outcomes[0]!, gate: { ...outcomes[0]!.gate!, verdict: { ...outcomes[0]!.gate!.verdict, reason: 'failure line \x1b[2K', evidence: [{ ...outcomes[0]!.gate!.verdict.evidence[0]!, message: line }] } } }];
+  const report = buildReport({ state, plan: evil, outcomes: withLine, exitCode: 1, message: `kms-1 failed:\n    ${line}`, finishedAt: new Date('2026-11-26T10:00:09Z'), version: '0.1.0', inventory: { file: '/inv/prod.yaml', sha256: 'a'.repeat(64) }, playbook: { file: '/pb.yaml', sha256: 'b'.repeat(64) }, redact });
+  const md = renderReportMarkdown(report);
+
+  it('holds no control character in report.md or any report.json string; the sequences are shown escaped', () => {
+    // eslint-disable-next-line no-control-regex
+    const control = /[\x00-\x08\x0b-\x1f\x7f-\x9f]|\r(?!\n)/;
+    expect(md).not.toMatch(control);
+    const strings: string[] = [];
+    JSON.stringify(report, (_k, v: unknown) => (typeof v === 'string' ? (strings.push(v), v) : v));
+    expect(strings.filter((x) => control.test(x))).toEqual([]);
+    expect(md).toContain('Error: \\x1b]0;pwned-title\\x07 \\x1b]52;c;cHduZWQ=\\x07 \\x1b[2K\\rforged ok');
+    expect(report.diffs[0]!.path).toBe('/etc/minkms/\\x1b]0;p\\x07.yaml');
+  });
+
+  it('keeps a block-scalar token out, and a journal line cannot close its code fence', () => {
+    expect(md).not.toMatch(/tok-line-(one|two)/);
+    expect(JSON.stringify(report)).not.toMatch(/tok-line-(one|two)/);
+    // The evidence holds a ``` line: its fence is longer, so the link stays inside it.
+    const evidence = md.slice(md.indexOf('## Gate evidence'), md.indexOf('## Diffs'));
+    expect(evidence).toMatch(/\n````\n[^\n]*Error: [^\n]*\n```\n\[click\]\(https:\/\/evil\.example\)\n````\n/);
+  });
+});
+
