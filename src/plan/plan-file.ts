@@ -1,9 +1,9 @@
 // A saved plan (`rollout plan --out FILE`): what was reviewed, as checksums and
 // redacted diffs. It holds no file content and no secret: apply recomputes the
 // content from the inventory and refuses unless every checksum still matches.
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { InputError } from '../errors.js';
+import { InputError, UsageError } from '../errors.js';
 import { writeFileDurably } from '../state/durable-file.js';
 import type { Plan } from './types.js';
 
@@ -38,6 +38,24 @@ export function toPlanFile(plan: Plan, inventory: string, inventorySha256: strin
       changes: n.status === 'ready' ? n.phases.flatMap((p) => p.changes.map((c) => ({ phase: p.name, path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256 }))) : [],
     })),
   };
+}
+
+/**
+ * Throws UsageError unless `file` may take a saved plan: a new file, or a
+ * regular file that holds a saved plan already. Anything else (the inventory,
+ * the playbook, a link) would be lost to an overwrite, so it is refused.
+ */
+export async function checkPlanOut(file: string): Promise<void> {
+  let stat;
+  try {
+    stat = await lstat(file);
+  } catch {
+    return;
+  }
+  if (stat.isSymbolicLink()) throw new UsageError(`--out ${file} is a symbolic link; give the path of a new file (or of a saved plan) instead`);
+  if (!stat.isFile() || (await readPlanFile(file).catch(() => null)) === null) {
+    throw new UsageError(`--out ${file} already exists and is not a saved plan (it would be overwritten); choose a new file for the plan`);
+  }
 }
 
 export async function writePlanFile(file: string, saved: PlanFile): Promise<void> {

@@ -1,6 +1,7 @@
 // The operator-side record of a run: every node's phase, written durably after
 // every step, so an interrupted run can be resumed and rolled back. It holds
 // checksums, paths and backup locations, never file contents or secrets.
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -91,8 +92,9 @@ export class RunRecorder {
       if (step.status !== 'done' && step.status !== 'planned') Object.assign(step, { status: 'unknown', updatedAt: new Date().toISOString() });
     }
     this.state.status = 'interrupted';
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
+    // As writeFileDurably: a random temp name, created exclusively (never through a planted link).
+    const tmp = path.join(path.dirname(this.file), `.${path.basename(this.file)}.${randomBytes(6).toString('hex')}.tmp`);
+    const fd = openSync(tmp, 'wx', 0o600);
     writeSync(fd, `${JSON.stringify(this.state, null, 2)}\n`);
     fsyncSync(fd);
     closeSync(fd);

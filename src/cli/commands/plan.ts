@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { PreflightError } from '../../errors.js';
-import { toPlanFile, writePlanFile } from '../../plan/plan-file.js';
+import { checkPlanOut, toPlanFile, writePlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
 import { planHasChanges } from '../../plan/types.js';
 import { EXIT } from '../exit-codes.js';
@@ -13,11 +13,14 @@ export type PlanFlags = { parallel?: number; out?: string; detailedExitcode?: bo
 
 /** `rollout plan INVENTORY [--out FILE]`: connects, reads, prints the diffs and restart order. Changes nothing on any node. */
 export async function planCommand(inventoryFile: string, flags: PlanFlags, io: Output): Promise<number> {
+  // Before connecting: a plan must never overwrite the inventory or any other file.
+  if (flags.out) await checkPlanOut(path.resolve(flags.out));
   const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);
-    const rendered = renderPlan(session.plan, session.redact);
+    // Node-derived paths and notes too: the saved file is read by other tools than rollout.
+    const rendered = session.redact(renderPlan(session.plan, session.redact));
     showPlan(io, session.plan, session.redact);
     const failed = session.plan.nodes.filter((n) => n.status === 'error');
     if (failed.length > 0) throw new PreflightError(failed.map((n) => `${n.node.name}: ${n.status === 'error' ? n.error : ''}`), 'some nodes could not be planned (nothing was changed)');
