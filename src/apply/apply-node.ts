@@ -9,7 +9,7 @@ import { commitStaged, type StagedCommit } from '../rollout/journal.js';
 import { openRestart, renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
-import { backupPath, readRemoteFile, restoreFile, stagedPath, stageFiles, type StageItem, type StageResult } from '../transport/remote-files.js';
+import { backupPath, restoreFile, stagedPath, stageFiles, type StageItem, type StageResult } from '../transport/remote-files.js';
 import { ConnectionLostError } from '../transport/ssh.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
@@ -18,6 +18,8 @@ import type { Redactor } from '../util/redact.js';
 /** What an applier needs besides the node: run id, gate, redactor, the run record, where progress goes. */
 export type ApplyContext = {
   runId: string;
+  /** Names this run's staged copies (see stagedPath); never on a command line. */
+  stageKey: string;
   gate: CompiledGate;
   redact: Redactor;
   recorder: RunRecorder;
@@ -71,9 +73,9 @@ export function stepFile(runId: string, c: FileChange): StepFile {
 }
 
 /** What a node's turn moves into place: its changes as stageWork staged them (none for restart-only work). */
-function commitsOf(work: NodeWork, runId: string): StagedCommit[] {
+function commitsOf(work: NodeWork, stageKey: string): StagedCommit[] {
   if (work.mode !== 'full') return [];
-  return work.changes.map((c) => ({ path: c.path, staged: stagedPath(runId, c.path), beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, uid: c.uid, gid: c.gid, mode: c.mode }));
+  return work.changes.map((c) => ({ path: c.path, staged: stagedPath(stageKey, c.path), beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, uid: c.uid, gid: c.gid, mode: c.mode }));
 }
 
 /**
@@ -87,6 +89,7 @@ export async function stageWork(
   transports: ReadonlyMap<string, Transport>,
   work: readonly NodeWork[],
   runId: string,
+  stageKey: string,
   parallel: number,
   stage: (node: string, items: StageItem[]) => Promise<StageResult[]> = (node, items) => stageFiles(transports.get(node)!, items),
 ): Promise<string[]> {
@@ -94,7 +97,7 @@ export async function stageWork(
   for (const w of work) if (w.mode === 'full') byNode.set(w.node, [...(byNode.get(w.node) ?? []), ...w.changes]);
   const problems = await mapLimit([...byNode], parallel, async ([node, changes]) => {
     try {
-      const results = await stage(node, changes.map((c) => ({ change: c, backup: backupPath(runId, c.path), staged: stagedPath(runId, c.path) })));
+      const results = await stage(node, changes.map((c) => ({ change: c, backup: backupPath(runId, c.path), staged: stagedPath(stageKey, c.path) })));
       return changes.filter((_, i) => results[i] === 'stale').map((c) => `${node}: ${c.path} changed after the plan was made; run \`rollout plan\` again and review the new diff`);
     } catch (err) {
       return [`${node}: staging failed: ${(err as Error).message.replace(`${node}: `, '')}`];
@@ -108,9 +111,9 @@ export async function stageWork(
  * while the turn before it runs; null for work without a restart. Give it to
  * applyNodePhase as `channel`, or close it (nothing on the node changes).
  */
-export function openTurn(t: Transport, work: NodeWork, runId: string, gate: CompiledGate): LineStream | null {
+export function openTurn(t: Transport, work: NodeWork, stageKey: string, gate: CompiledGate): LineStream | null {
   if (!work.restartUnit) return null;
-  return openRestart(t, work.restartUnit, gate, commitsOf(work, runId), gate.timeoutMs + gate.restartTimeoutMs);
+  return openRestart(t, work.restartUnit, gate, commitsOf(work, stageKey), gate.timeoutMs + gate.restartTimeoutMs);
 }
 
 /** Ends a channel openTurn opened whose turn will not come: `stop`, so nothing on the node changes. */
@@ -129,7 +132,7 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   const record = (patch: Parameters<RunRecorder['update']>[2]) => ctx.recorder.update(work.node, work.phase, patch);
   const files = work.mode === 'full' ? work.changes.map((c) => stepFile(ctx.runId, c)) : work.files;
   const outcome: PhaseOutcome = { node: t.name, phase: work.phase, status: 'applied', files, gate: null };
-  const commits = commitsOf(work, ctx.runId);
+  const commits = commitsOf(work, ctx.stageKey);
   // Until `go` is sent, nothing on the node has changed.
   let went = work.mode === 'restart-only';
   const untouched = async (err: unknown): Promise<never> => {
@@ -211,15 +214,19 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   ), outcome);
 }
 
-/** Restores in reverse order; true when every file is back as it was (already-old files count as restored). */
-export async function restoreAll(t: Transport, files: readonly StepFile[], ctx: Pick<ApplyContext, 'progress'>): Promise<boolean> {
+/**
+ * Restores in reverse order; true when every file is back as it was
+ * (already-old files count as restored). A file is restored only while it
+ * holds what the run wrote, or what `seen` says the caller found there (a
+ * forced rollback), checked right before the move: an edit made by someone
+ * else since is never overwritten.
+ */
+export async function restoreAll(t: Transport, files: readonly StepFile[], ctx: Pick<ApplyContext, 'progress'>, seen?: ReadonlyMap<string, string>): Promise<boolean> {
   let ok = true;
   for (const f of [...files].reverse()) {
     try {
-      const now = await readRemoteFile(t, f.path);
-      if (now?.sha256 === f.beforeSha256) continue;
       ctx.progress(`restoring ${f.path}`);
-      await restoreFile(t, f.backup, f.path, f.beforeSha256);
+      await restoreFile(t, f, seen?.get(f.path) ?? f.afterSha256);
     } catch {
       ok = false;
     }

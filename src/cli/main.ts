@@ -35,6 +35,12 @@ const COMMANDS: Record<string, string> = {
       Put back the backups the last run took, node by node, each restarted and
       gated. Refuses a file changed since the run wrote it, unless --force.
       Example: rollout rollback inventories/prod.yaml --node kms-2`,
+  prune: `  rollout prune INVENTORY [--keep N] [--yes] [--force] [--break-lock] [--limit NAMES]
+      Remove the backups earlier runs left on every node, all but the newest N
+      runs (default: none kept). Backups hold the files as they were, a removed
+      MINIO_KMS_HSM_KEY line included: prune once the run is verified. Refused
+      while the last run is not done (rollback needs its backups), unless --force.
+      Example: rollout prune inventories/prod.yaml --keep 1`,
   status: `  rollout status INVENTORY [--json] [--parallel N] [--limit NAMES]
       Per node: reachable, host key verified, the unit's state and restart count,
       whether each phase's change is in place (yes / no / differs), whether the
@@ -62,7 +68,9 @@ const OPTIONS = `Options:
   --resume             apply: continue the last run, re-checking every node first
   --break-lock         apply/rollback: take over a stale lock (older than lock.staleMinutes, holder gone)
   --node NAME          rollback: only this node
-  --force              rollback: restore even files changed since the run wrote them
+  --force              rollback: restore even files changed since the run wrote them;
+                       prune: even when the last run is not done
+  --keep N             prune: keep the newest N backup runs on each node (default 0)
   --parallel N         nodes connected to and read at once (default: inventory's parallel, 16)
   --json               plan/preflight/apply/status: one JSON event per line on stdout (NDJSON;
                        README "JSON events"); errors also stay on stderr
@@ -121,6 +129,7 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
         quiet: { type: 'boolean', short: 'q' },
         'no-color': { type: 'boolean' },
         'accept-new-host-keys': { type: 'boolean' },
+        keep: { type: 'string' },
       },
     });
     if (values['no-color']) io.color = false;
@@ -146,6 +155,7 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       apply: ['accept-new-host-keys', 'yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'canary', 'json', 'quiet'],
       rollback: ['accept-new-host-keys', 'node', 'force', 'yes', 'break-lock', 'parallel', 'limit', 'quiet'],
       status: ['accept-new-host-keys', 'parallel', 'limit', 'json'],
+      prune: ['accept-new-host-keys', 'keep', 'force', 'yes', 'break-lock', 'parallel', 'limit', 'quiet'],
       check: [],
       init: [],
     };
@@ -171,6 +181,10 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       case 'plan': {
         const { planCommand } = await import('./commands/plan.js');
         return await planCommand(target, { ...p, ...(values.out ? { out: values.out } : {}), detailedExitcode: values['detailed-exitcode'] === true }, io);
+      }
+      case 'prune': {
+        const { parseKeep, pruneCommand } = await import('./commands/prune.js');
+        return await pruneCommand(target, { ...p, ...(values.keep !== undefined ? { keep: parseKeep(values.keep) } : {}), force: values.force === true, yes: values.yes === true, breakLock: values['break-lock'] === true }, io);
       }
       case 'status': {
         const { statusCommand } = await import('./commands/status.js');

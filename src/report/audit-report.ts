@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { PhaseOutcome } from '../apply/apply-node.js';
 import { renderFileChange } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
+import { readEnvValue } from '../tasks/env-file.js';
 import type { RunState } from '../state/run-state.js';
 import { writeFileDurably } from '../state/durable-file.js';
 import { escapeControls, type Redactor } from '../util/redact.js';
@@ -45,7 +46,35 @@ export type AuditReport = {
   nodes: string[];
   diffs: Array<{ node: string; phase: string; path: string; diff: string }>;
   steps: ReportStep[];
+  /** Backups on the nodes that still hold a secret the run removed from the file (see secretsLeftInBackups). */
+  backupsHoldingSecrets: SecretInBackup[];
 };
+
+/** A backup that still holds secret keys the run removed from its file. */
+export type SecretInBackup = { node: string; path: string; backup: string; keys: string[] };
+
+/**
+ * Pure. Where this run's backups still hold a secret it removed: a file whose
+ * old content assigned one of `envKeys` (MINIO_KMS_HSM_KEY) and whose new one
+ * does not, on a node the run wrote to. The backup is the old file, so the key
+ * stays on the node until `rollout prune` removes it.
+ */
+export function secretsLeftInBackups(plan: Plan, state: RunState, envKeys: readonly string[]): SecretInBackup[] {
+  const found: SecretInBackup[] = [];
+  for (const n of plan.nodes) {
+    if (n.status !== 'ready') continue;
+    for (const p of n.phases) {
+      const step = state.steps.find((s) => s.node === n.node.name && s.phase === p.name);
+      if (!step || step.status === 'planned') continue;
+      for (const c of p.changes) {
+        const keys = envKeys.filter((k) => readEnvValue(c.before, k) !== null && readEnvValue(c.after, k) === null);
+        const file = step.files.find((f) => f.path === c.path);
+        if (keys.length > 0 && file) found.push({ node: n.node.name, path: c.path, backup: file.backup, keys });
+      }
+    }
+  }
+  return found;
+}
 
 /** What buildReport needs from the run. */
 export type ReportInput = {
@@ -59,6 +88,8 @@ export type ReportInput = {
   inventory: { file: string; sha256: string };
   playbook: { file: string; sha256: string };
   redact: Redactor;
+  /** The playbook's secret env keys (secrets.envKeys): backups still holding one the run removed are named. */
+  envKeys?: readonly string[];
 };
 
 /** Pure. The report as data; every text field redacted, every string's control characters escaped. */
@@ -107,6 +138,7 @@ function reportData(input: ReportInput): AuditReport {
     nodes: plan.nodes.map((n) => n.node.name),
     diffs,
     steps,
+    backupsHoldingSecrets: secretsLeftInBackups(plan, state, input.envKeys ?? []),
   };
 }
 
@@ -155,6 +187,12 @@ export function renderReportMarkdown(r: AuditReport): string {
       out.push(`### ${s.node} (${s.phase}): ${s.gate!.verdict}, ${s.gate!.reason}`, '', `restart asked at ${s.gate!.startedAt}, decided at ${s.gate!.decidedAt}`, '');
       out.push(...fenced(s.gate!.evidence.length ? s.gate!.evidence.map((e) => `${e.at} ${e.line}`).join('\n') : '(no journal line of the new process)'), '');
     }
+  }
+  if (r.backupsHoldingSecrets.length > 0) {
+    out.push('## Backups that still hold a removed secret', '');
+    out.push('The backups are the files as they were, so these still hold what the run removed. Once the run is verified, `rollout prune INVENTORY` removes them (rollback then has nothing to restore).', '');
+    for (const b of r.backupsHoldingSecrets) out.push(`- ${b.node}: \`${b.backup}\` (of \`${b.path}\`) holds ${b.keys.join(', ')}`);
+    out.push('');
   }
   out.push('## Diffs (secrets redacted)', '');
   for (const d of r.diffs) out.push(`### ${d.node}: ${d.path} (${d.phase})`, '', ...fenced(d.diff.trimEnd(), 'diff'), '');

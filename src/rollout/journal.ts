@@ -140,19 +140,23 @@ export type StagedCommit = { path: string; staged: string; beforeSha256: string;
 // hold its planned old content (or already the new one), else `@stale PATH`
 // and nothing is touched; every staged copy must hold the new content with the
 // planned owner and mode. Then each is renamed over its target (atomic), and
-// their directories fsynced by one sync (`@file PATH` each, after it).
-// Arguments: groups of 7 (path, staged, before, after, uid, gid, octal mode).
-// Three processes a file: sha256sum (both files), stat, mv; one sync.
+// their directories fsynced by one sync (`@file PATH` each, after it). A
+// staged copy that is a link or not a regular file is refused. The list comes
+// first on stdin (READ_COMMITS: a count, then 7 lines a file: path, staged,
+// before, after, uid, gid, octal mode), so `ps` on the node shows none of it.
+const READ_COMMITS = `IFS= read -r n || exit 1; set --; i=0
+while [ $i -lt $((n * 7)) ]; do IFS= read -r a || exit 1; set -- "$@" "$a"; i=$((i + 1)); done`;
 const COMMIT_FUNCTIONS = `check_all() {
   while [ $# -gt 0 ]; do
     sums=$(sha256sum -- "$1" "$2" 2>/dev/null)
     cur=\${sums%% *}; [ -e "$1" ] || cur=missing
     if [ "$cur" != "$3" ] && [ "$cur" != "$4" ]; then echo "@stale $1"; return 1; fi
     if [ "$cur" != "$4" ]; then
+      if [ -L "$2" ] || [ ! -f "$2" ]; then echo "@error the staged copy of $1 is missing or not a regular file"; return 2; fi
       staged=\${sums#*
 }; staged=\${staged%% *}
-      [ "$staged" = "$4" ] || { echo "@error the staged copy of $1 is missing or not the planned content"; return 2; }
-      [ "$(stat -L -c '%u %g %a' -- "$2")" = "$5 $6 $7" ] || { echo "@error the staged copy of $1 does not have the planned owner and mode"; return 2; }
+      [ "$staged" = "$4" ] || { echo "@error the staged copy of $1 is not the planned content"; return 2; }
+      [ "$(stat -c '%u %g %a' -- "$2")" = "$5 $6 $7" ] || { echo "@error the staged copy of $1 does not have the planned owner and mode"; return 2; }
     fi
     shift 7
   done
@@ -163,7 +167,7 @@ commit_all() {
 '; dirs=; moved=
   while [ $# -gt 0 ]; do
     if [ -e "$2" ]; then
-      mv -f -- "$2" "$1" || { echo "@error cannot move the staged copy of $1 into place"; flush; return 1; }
+      mv -f -T -- "$2" "$1" || { echo "@error cannot move the staged copy of $1 into place"; flush; return 1; }
       dirs=$dirs\${1%/*}/$nl
     fi
     moved=$moved$1$nl
@@ -180,10 +184,14 @@ const CHECK_STEP = 'check_all "$@"; rc=$?; [ $rc = 1 ] && exit 0; [ $rc = 0 ] ||
 const MOVE_STEP = 'commit_all "$@" || exit 1\necho @committed';
 
 // The moves without a restart.
-const COMMIT_STEP = `${COMMIT_FUNCTIONS}\n${CHECK_STEP}\n${MOVE_STEP}`;
+const COMMIT_STEP = `${READ_COMMITS}\n${COMMIT_FUNCTIONS}\n${CHECK_STEP}\n${MOVE_STEP}`;
 
-function commitArgs(commits: readonly StagedCommit[]): string {
-  return commits.flatMap((c) => [c.path, c.staged, c.beforeSha256, c.afterSha256, String(c.uid), String(c.gid), c.mode.toString(8)]).map(shellQuote).join(' ');
+/** Pure. READ_COMMITS's stdin for these commits. */
+export function commitRequest(commits: readonly StagedCommit[]): string {
+  const lines = commits.flatMap((c) => [c.path, c.staged, c.beforeSha256, c.afterSha256, String(c.uid), String(c.gid), c.mode.toString(8)]);
+  const odd = lines.find((l) => l.includes('\n'));
+  if (odd !== undefined) throw new Error(`cannot move ${JSON.stringify(odd)} into place: a path with a newline`);
+  return `${[String(commits.length), ...lines].join('\n')}\n`;
 }
 
 /**
@@ -203,7 +211,8 @@ export function restartAndFollow(t: Transport, unit: string, restartTimeoutSecon
   // the move, as before (the window is longer, not new). A unit that restarts
   // by itself after @svc cannot pass for the new one: the gate wants the ready
   // line from the invocation still running after it.
-  const script = `u=$1; R=$2; B=$3; shift 3
+  const script = `u=$1; R=$2; B=$3
+${READ_COMMITS}
 ${COMMIT_FUNCTIONS}
 ${CHECK_STEP}
 svc=$(systemctl show -p ${SHOW_PROPERTIES} -- "$u")
@@ -218,8 +227,9 @@ ${MOVE_STEP}
 case $svc in *ActiveState=active*) ;; *) systemctl reset-failed -- "$u" 2>/dev/null;; esac
 timeout ${Math.ceil(restartTimeoutSeconds)} systemctl restart -- "$u"; echo "@restarted $?"
 ${POLL_LOOP}`;
-  const args = commits.length > 0 ? ` ${commitArgs(commits)}` : '';
-  return t.stream(`exec timeout ${Math.ceil(maxSeconds)} sh -c ${shellQuote(script)} rollout-restart ${shellQuote(unit)} ${hintArgs(ready)}${args}`, { input: true });
+  const stream = t.stream(`exec timeout ${Math.ceil(maxSeconds)} sh -c ${shellQuote(script)} rollout-restart ${shellQuote(unit)} ${hintArgs(ready)}`, { input: true });
+  stream.send(commitRequest(commits));
+  return stream;
 }
 
 /**
@@ -228,7 +238,7 @@ ${POLL_LOOP}`;
  * or `committed`; throws when a move or its verification failed.
  */
 export async function commitStaged(t: Transport, commits: readonly StagedCommit[]): Promise<'committed' | 'stale'> {
-  const r = await t.exec(`sh -c ${shellQuote(COMMIT_STEP)} rollout-commit ${commitArgs(commits)}`, { timeoutMs: 60_000 });
+  const r = await t.exec(`sh -c ${shellQuote(COMMIT_STEP)} rollout-commit`, { stdin: Buffer.from(commitRequest(commits)), timeoutMs: 60_000 });
   const out = r.stdout.toString('utf8');
   if (out.includes('@stale ')) return 'stale';
   if (r.code !== 0 || !out.includes('@committed')) {

@@ -1,7 +1,7 @@
 // A lock on every node of the fleet, so two rollouts never run at once. The lock
 // is a file in /run (tmpfs: a reboot clears it) holding who took it and when.
 import { hostname, userInfo } from 'node:os';
-import { RolloutError } from '../errors.js';
+import { RemoteCommandError, RolloutError } from '../errors.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 
@@ -34,16 +34,16 @@ export function parseLock(text: string): LockInfo | null {
 export type LockAttempt = { taken: true } | { taken: false; holder: string };
 
 /**
- * Takes a node's lock, as a shell snippet with the record in "$1" (shifted off
- * at the end): created with noclobber (O_EXCL, so of two runs exactly one wins)
+ * Takes a node's lock, as a shell snippet with the record on the first line
+ * of its stdin (the record names the run, which stays out of `ps`): created with noclobber (O_EXCL, so of two runs exactly one wins)
  * by shell builtins. Its first line is `@lock taken` or `@lock held LINE`
  * (parseLockTake). Run alone (takeLock) or before a node's first read (see
  * batchedReader), where it costs no session of its own.
  */
-export const LOCK_TAKE_SCRIPT = `umask 077; [ -d /run/rollout ] || mkdir -p /run/rollout
-if { set -C; printf '%s\n' "$1" > ${LOCK_FILE}; } 2>/dev/null; then echo "@lock taken"
+export const LOCK_TAKE_SCRIPT = `umask 077; [ -d /run/rollout ] || mkdir -p /run/rollout; rec=; IFS= read -r rec
+if { set -C; printf '%s\n' "$rec" > ${LOCK_FILE}; } 2>/dev/null; then echo "@lock taken"
 else l=; IFS= read -r l < ${LOCK_FILE}; echo "@lock held $l"; fi
-set +C; shift`;
+set +C`;
 
 /** Pure. LOCK_TAKE_SCRIPT's line; null when it is not one. */
 export function parseLockTake(line: string): LockAttempt | null {
@@ -53,7 +53,7 @@ export function parseLockTake(line: string): LockAttempt | null {
 
 // A command that did not answer (sudo refused, say) holds nothing and shows no holder.
 async function takeLock(t: Transport, info: LockInfo): Promise<LockAttempt> {
-  const r = await t.exec(`sh -c ${shellQuote(LOCK_TAKE_SCRIPT)} rollout-lock ${shellQuote(JSON.stringify(info))}`, { timeoutMs: 30_000 });
+  const r = await t.exec(`sh -c ${shellQuote(LOCK_TAKE_SCRIPT)} rollout-lock`, { stdin: Buffer.from(`${JSON.stringify(info)}\n`), timeoutMs: 30_000 });
   return parseLockTake(r.stdout.toString('utf8').split('\n')[0] ?? '') ?? { taken: false, holder: '' };
 }
 
@@ -63,37 +63,50 @@ async function replaceLock(t: Transport, info: LockInfo): Promise<void> {
 }
 
 /**
- * The release as a shell snippet: removes the lock if run `$rid` holds it,
- * together with what must not outlive it: the paths in "$@" (this run's staged
- * copies never moved into place) and, unless `$keep` is 0, all but the
- * newest `$keep` run directories of backups (run ids sort by time). At most
+ * The release as a shell snippet reading its request from stdin (see
+ * releaseRequest: nothing of it in `ps`): removes the lock if run `$rid` holds
+ * it, together with what must not outlive it: the paths given (this run's
+ * staged copies never moved into place) and, unless `$keep` is `-`, all but
+ * the newest `$keep` run directories of backups (run ids sort by time), each
+ * named on a `@pruned` line. At most
  * one process: a node pays about 7 ms of CPU for each, and every node
  * releases at once. Shared by releaseLock and the state probes (see
  * service-probe.ts), which release without a session of their own.
  */
-export const RELEASE_SCRIPT = `nl='
+export const RELEASE_SCRIPT = `IFS= read -r rid; IFS= read -r keep; IFS= read -r n; set --
+while [ "$n" -gt 0 ]; do IFS= read -r p; set -- "$@" "$p"; n=$((n - 1)); done
+nl='
 '; old=
 prune() {
   [ -e "$1" ] || return 0; n=$(($# - keep))
-  for d do [ $n -gt 0 ] || break; old=$old$d$nl; n=$((n - 1)); done
+  for d do [ $n -gt 0 ] || break; old=$old$d$nl; echo "@pruned $d"; n=$((n - 1)); done
 }
-[ "$keep" = 0 ] || prune /var/backups/rollout/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-*
+[ "$keep" = - ] || prune /var/backups/rollout/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-*
 l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true
 case $l in *"\\"runId\\":\\"$rid\\""*) set -- "$@" ${LOCK_FILE};; esac
 [ $# = 0 ] && [ -z "$old" ] || (set -f; IFS=$nl; exec rm -rf -- $old "$@")`;
 
-/** The options of a release: see RELEASE_SCRIPT. */
+/** The options of a release: see RELEASE_SCRIPT. `pruneKeep`: the newest backup runs kept (0: none); none pruned when absent. */
 export type ReleaseOptions = { remove?: readonly string[]; pruneKeep?: number };
 
-/** Pure. How many backup runs a release keeps (0: no pruning). */
-export function keepOf(opts: ReleaseOptions): number {
-  return opts.pruneKeep ? Math.max(1, Math.floor(opts.pruneKeep)) : 0;
+/** Pure. RELEASE_SCRIPT's `keep` line: `-` (no pruning) or how many backup runs stay. */
+export function keepOf(opts: ReleaseOptions): string {
+  return opts.pruneKeep === undefined ? '-' : String(Math.max(0, Math.floor(opts.pruneKeep)));
 }
 
-/** Removes a node's lock if `runId` holds it, with what must not outlive it (RELEASE_SCRIPT), in one command. */
-export async function releaseLock(t: Transport, runId: string, opts: ReleaseOptions = {}): Promise<void> {
-  const args = [runId, String(keepOf(opts)), ...(opts.remove ?? [])].map(shellQuote).join(' ');
-  await t.exec(`sh -c ${shellQuote(`rid=$1; keep=$2; shift 2\n${RELEASE_SCRIPT}`)} rollout-release ${args}`, { timeoutMs: 60_000 });
+/** Pure. RELEASE_SCRIPT's stdin: the run id, the backups to keep, the count and the paths to remove, a line each. */
+export function releaseRequest(runId: string, opts: ReleaseOptions): string {
+  const lines = [runId, keepOf(opts), String(opts.remove?.length ?? 0), ...(opts.remove ?? [])];
+  const odd = lines.find((l) => l.includes('\n'));
+  if (odd !== undefined) throw new Error(`cannot remove ${JSON.stringify(odd)}: a path with a newline`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Removes a node's lock if `runId` holds it, with what must not outlive it (RELEASE_SCRIPT), in one command; returns the backup runs pruned. */
+export async function releaseLock(t: Transport, runId: string, opts: ReleaseOptions = {}): Promise<string[]> {
+  const r = await t.exec(`sh -c ${shellQuote(RELEASE_SCRIPT)} rollout-release`, { stdin: Buffer.from(releaseRequest(runId, opts)), timeoutMs: 60_000 });
+  if (r.code !== 0) throw new RemoteCommandError(t.name, 'releasing the lock', r.code, r.stderr);
+  return r.stdout.toString('utf8').split('\n').filter((l) => l.startsWith('@pruned ')).map((l) => l.slice(8));
 }
 
 /**

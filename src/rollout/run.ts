@@ -27,6 +27,8 @@ export type RolloutResult = {
 /** What the rollout needs: the work, the open connections, the gate, the run record. */
 export type RolloutOptions = {
   runId: string;
+  /** Names this run's staged copies (see stagedPath). */
+  stageKey: string;
   unit: string;
   gate: CompiledGate;
   redact: Redactor;
@@ -72,7 +74,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
     takeAhead(null);
     const rest = nodes.slice(nodes.indexOf(after) + 1);
     const next = rest.map((name) => work.find((w) => w.node === name && w.phase === phase)).find((w) => w !== undefined);
-    const stream = next ? openTurn(opts.transports.get(next.node)!, next, opts.runId, opts.gate) : null;
+    const stream = next ? openTurn(opts.transports.get(next.node)!, next, opts.stageKey, opts.gate) : null;
     if (next && stream) ahead = { item: next, stream };
   };
 
@@ -112,6 +114,7 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                     ...(channel ? { channel } : {}),
                     onRestarted: () => openAhead(phase.name, name),
                     runId: opts.runId,
+                    stageKey: opts.stageKey,
                     gate: opts.gate,
                     redact: opts.redact,
                     recorder: opts.recorder,

@@ -7,7 +7,7 @@ import { NodeError } from '../errors.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { parseServiceState, readServiceState, SHOW_PROPERTIES, type ServiceState } from './journal.js';
-import { keepOf, RELEASE_SCRIPT, releaseLock, type ReleaseOptions } from './lock.js';
+import { RELEASE_SCRIPT, releaseLock, releaseRequest, type ReleaseOptions } from './lock.js';
 import { STAGE_SCRIPT, stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../transport/remote-files.js';
 
 /**
@@ -23,8 +23,8 @@ export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<Servi
 // the command name, which may hold spaces). `fast`: `@same` while that process
 // is alive, read with shell builtins (no fork), else as `full`. `adopt PID`
 // remembers a state read elsewhere (the gate's, right after a node's ready
-// line), answered by `@adopted`. `stage`, a count, its arguments a line each and
-// the new contents: STAGE_SCRIPT, answered by `@stage-end CODE`; a staging that
+// line), answered by `@adopted`. `stage` and STAGE_SCRIPT's request (see
+// stageRequest), answered by `@stage-end CODE`; a staging that
 // failed may have left contents unread, so the probe ends rather than read them
 // as questions. `release` and its lines (run id, backups to keep, count, paths):
 // RELEASE_SCRIPT, answered by `@released`.
@@ -42,15 +42,11 @@ while IFS= read -r q; do
   if [ "$q" = fast ] && alive; then echo @same; continue; fi
   case $q in "adopt "*) remember "\${q#adopt }"; echo @adopted; continue;; esac
   if [ "$q" = stage ]; then
-    IFS= read -r n; set -- "$n"; i=0
-    while [ $i -lt $((n * 9)) ]; do IFS= read -r a; set -- "$@" "$a"; i=$((i + 1)); done
     (${STAGE_SCRIPT}
     ) || { echo "@stage-end $?"; exit 1; }
     echo "@stage-end 0"; continue
   fi
   if [ "$q" = release ]; then
-    IFS= read -r rid; IFS= read -r keep; IFS= read -r n; set --
-    while [ "$n" -gt 0 ]; do IFS= read -r p; set -- "$@" "$p"; n=$((n - 1)); done
     (${RELEASE_SCRIPT}
     ); echo @released; continue
   fi
@@ -142,13 +138,12 @@ class Probe {
 
   /** Stages files through the probe (see PROBE_SCRIPT); a plain command (stageFiles) when it cannot. */
   async stage(items: readonly StageItem[]): Promise<StageResult[]> {
-    const { args, stdin } = stageRequest(items);
-    // stageRequest refused any path with a newline: every argument is one line.
+    const request = stageRequest(items);
     if (this.#stream) {
       const lines: string[] = [];
       let answered = false;
       try {
-        await this.#ask(`stage\n${args.join('\n')}\n${stdin.toString('utf8')}`, { stage: true, lines });
+        await this.#ask(`stage\n${request.toString('utf8')}`, { stage: true, lines });
         answered = true;
       } catch {
         // the probe is gone: below
@@ -163,9 +158,8 @@ class Probe {
 
   /** Releases the lock through the probe (see PROBE_SCRIPT); a plain command when it cannot. */
   async release(runId: string, opts: ReleaseOptions): Promise<void> {
-    const lines = [runId, String(keepOf(opts)), String(opts.remove?.length ?? 0), ...(opts.remove ?? [])];
     try {
-      if (!lines.some((l) => l.includes('\n'))) return void (await this.#ask(`release\n${lines.join('\n')}\n`, { release: true }));
+      return void (await this.#ask(`release\n${releaseRequest(runId, opts)}`, { release: true }));
     } catch {
       // the probe is gone: below
     }

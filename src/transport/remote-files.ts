@@ -1,5 +1,6 @@
 // File operations on a node, each one remote command: the content travels on
 // stdin or stdout, never on a command line, so `ps` on the node shows no secret.
+import { randomBytes } from 'node:crypto';
 import { NodeError, RemoteCommandError } from '../errors.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { sha256 } from '../util/sha256.js';
@@ -310,48 +311,95 @@ export function backupPath(runId: string, path: string): string {
   return `${BACKUP_ROOT}/${runId}${path}`;
 }
 
-/** Puts a backup back in place atomically (copy beside the target, then rename). */
-export async function restoreFile(t: Transport, backup: string, path: string, expectedSha256: string): Promise<void> {
-  const b = shellQuote(backup);
-  const p = shellQuote(path);
-  const r = await t.exec(
-    `set -eu; tmp=$(mktemp -- "$(dirname -- ${p})/.rollout-tmp.XXXXXXXX"); trap 'rm -f -- "$tmp"' EXIT; cp -p -- ${b} "$tmp"; sync -- "$tmp"; mv -f -- "$tmp" ${p}; trap - EXIT; sync -- "$(dirname -- ${p})"; sha256sum -- ${p}`,
-  );
-  if (r.code !== 0) throw new RemoteCommandError(t.name, `restoring ${path} from ${backup}`, r.code, r.stderr);
-  if (r.stdout.toString('utf8').split(' ')[0] !== expectedSha256) {
-    throw new RemoteCommandError(t.name, `restoring ${path}: restored content does not match the backup taken`, null, '');
+// Puts a backup back in place: a copy beside the target (mktemp: created
+// exclusively), then, right before the rename, the target's checksum compared
+// with what the caller last saw there (`-`: any), so an edit made since is
+// never overwritten (`@changed`). A target that already holds the backup's
+// content is left alone (`@already`). The request comes on stdin: backup,
+// target, the backup's sha256, the expected sha256 of the target, a line each.
+const RESTORE_SCRIPT = `IFS= read -r b; IFS= read -r p; IFS= read -r old; IFS= read -r expect
+tmp=$(mktemp -- "\${p%/*}/.rollout-tmp.XXXXXXXXXX") || exit 1
+trap 'rm -f -- "$tmp"' EXIT
+cp -p -- "$b" "$tmp" && sync -- "$tmp" || exit 1
+now=$(sha256sum -- "$p" 2>/dev/null) || now=missing; now=\${now%% *}
+[ "$now" != "$old" ] || { echo @already; exit 0; }
+[ "$expect" = - ] || [ "$now" = "$expect" ] || { echo @changed; exit 0; }
+mv -f -T -- "$tmp" "$p" || exit 1
+trap - EXIT
+sync -- "\${p%/*}" || exit 1
+sha256sum -- "$p"`;
+
+/**
+ * Puts a backup back in place atomically, unless the file changed since the
+ * caller saw `expectSha256` there (null: restore whatever it holds now).
+ * `already` when it holds the backup's content; throws when the file changed
+ * (nothing overwritten) or the restore failed.
+ */
+export async function restoreFile(t: Transport, file: { backup: string; path: string; beforeSha256: string }, expectSha256: string | null): Promise<'restored' | 'already'> {
+  const request = [file.backup, file.path, file.beforeSha256, expectSha256 ?? '-'];
+  if (request.some((l) => l.includes('\n'))) throw new Error(`cannot restore ${JSON.stringify(file.path)}: a path with a newline`);
+  const r = await t.exec(`sh -c ${shellQuote(RESTORE_SCRIPT)} rollout-restore`, { stdin: Buffer.from(`${request.join('\n')}\n`), timeoutMs: 60_000 });
+  const out = r.stdout.toString('utf8');
+  if (r.code === 0 && out === '@already\n') return 'already';
+  if (r.code === 0 && out === '@changed\n') {
+    throw new RemoteCommandError(t.name, `restoring ${file.path}: it changed since rollout last read it, so the backup was not put back (that edit would be lost)`, null, '');
   }
+  if (r.code !== 0) throw new RemoteCommandError(t.name, `restoring ${file.path} from ${file.backup}`, r.code, r.stderr);
+  if (out.split(' ')[0] !== file.beforeSha256) {
+    throw new RemoteCommandError(t.name, `restoring ${file.path}: restored content does not match the backup taken`, null, '');
+  }
+  return 'restored';
 }
 
-/** Where a planned file's new content waits, beside it (same file system, so the move is atomic). */
-export function stagedPath(runId: string, path: string): string {
+/**
+ * Where a planned file's new content waits, beside it (same file system, so the
+ * move is atomic). `stageKey` is random per run and never on a command line, so
+ * nobody on the node can know the name before staging creates it.
+ */
+export function stagedPath(stageKey: string, path: string): string {
   const slash = path.lastIndexOf('/');
-  return `${path.slice(0, slash + 1)}.rollout-staged.${runId}.${path.slice(slash + 1)}`;
+  return `${path.slice(0, slash + 1)}.rollout-staged.${stageKey}.${path.slice(slash + 1)}`;
+}
+
+/** Pure. A fresh, unguessable stage key (see stagedPath). */
+export function newStageKey(): string {
+  return randomBytes(12).toString('hex');
 }
 
 // Everything about a node's planned changes that can be done without touching
 // the files, in one command (one round trip), for all nodes at once before the
-// first restart. Per file: staged copies of earlier runs of it removed (the
-// fleet lock means no other run is using them); the new bytes read from stdin
-// (`dd iflag=fullblock` reads exactly their size, so the next file's bytes
-// stay on stdin) into the staged copy beside it, created with the planned mode
-// where a umask can give it; the file backed up (owner, mode, times kept; 0700
-// directory). Then every backup and staged copy checksummed at once: a file
-// that held neither the old nor the new content is `@stale`, one already new
-// `@already` (nothing kept of either); a staged copy is given its owner where
-// it does not have it already (a set-group-id directory gives a new file its
-// group). Then one fsync of every backup and staged copy. The targets are not
-// touched: moving a staged copy into place is the one step left for the
-// node's turn. Each process costs a node 5-30 ms: two a file (dd, cp), then a
-// mkdir, a sha256sum and a sync a node. Arguments: the count, then 9 per file
-// (paths without a newline: lists of them are split on newlines).
+// first restart. The request comes on stdin (nothing of it in `ps`): a count,
+// then 9 lines per file (target, sha256 before and after, size, owner, umask,
+// mode, backup, staged copy), then the new contents one after another. Per
+// file: staged copies of earlier runs removed as names (rm never follows a
+// link); the staged copy created exclusively by dd (O_EXCL: whatever already
+// stands at its name, a planted link included, makes staging fail) with the
+// new bytes, `dd iflag=fullblock` reading exactly their size so the next
+// file's bytes stay on stdin; the file backed up (owner, mode, times kept;
+// 0700 directory). Then every backup and staged copy checksummed at once: a
+// file that held neither the old nor the new content is `@stale`, one already
+// new `@already` (nothing kept of either); a staged copy is given its owner
+// where it does not have it already (a set-group-id directory gives a new file
+// its group). Then one fsync of every backup and staged copy. The targets are
+// not touched: moving a staged copy into place is the one step left for the
+// node's turn.
 export const STAGE_SCRIPT = `set -u
-n=$1; shift
+IFS= read -r n || { echo "@error no staging request"; exit 1; }
+set --; i=0
+while [ $i -lt $((n * 9)) ]; do
+  IFS= read -r a || { echo "@error the staging request ended early"; exit 1; }
+  set -- "$@" "$a"; i=$((i + 1))
+done
 umask 077
 nl='
 '
 # The effective uid and gid, from the shell's own status (no process).
 while read -r k r e _; do case $k in Uid:) euid=$e;; Gid:) egid=$e; break;; esac; done < /proc/self/status
+# Backups hold secrets: their root must be root's own directory, never a link another user planted.
+r=${BACKUP_ROOT}
+if [ -e "$r" ] || [ -L "$r" ]; then
+  [ -d "$r" ] && [ ! -L "$r" ] && [ -O "$r" ] || { echo "@error $r is not a directory of this user's own (a link, or another user's): refusing to keep backups there"; exit 1; }
+fi
 # Every missing backup directory in one mkdir (0700 by the umask, the backup root too).
 dirs=; k=0
 for a do
@@ -365,9 +413,12 @@ while [ $i -lt $n ]; do
   dst=$1 before=$2 after=$3 size=$4 owner=$5 mask=$6 mode=$7 bak=$8 staged=$9; shift 9; i=$((i + 1))
   set -- "$@" "$dst" "$before" "$after" "$size" "$owner" "$mask" "$mode" "$bak" "$staged"
   dir=\${dst%/*}; base=\${dst##*/}
-  for old in "$dir"/.rollout-staged.*."$base"; do [ ! -e "$old" ] || rm -f -- "$old"; done
-  if [ "$size" = 0 ]; then (umask "$mask"; : > "$staged"); else (umask "$mask"; exec dd of="$staged" bs="$size" count=1 iflag=fullblock status=none); fi ||
-    { echo "@error cannot write the staged copy of $dst"; exit 1; }
+  for old in "$dir"/.rollout-staged.*."$base"; do
+    if [ -e "$old" ] || [ -L "$old" ]; then rm -f -- "$old" || { echo "@error cannot remove $old"; exit 1; }; fi
+  done
+  if [ "$size" = 0 ]; then (umask "$mask"; exec dd of="$staged" conv=excl count=0 status=none)
+  else (umask "$mask"; exec dd of="$staged" conv=excl bs="$size" count=1 iflag=fullblock status=none); fi ||
+    { echo "@error cannot create the staged copy of $dst (something already stands at its name)"; exit 1; }
   if [ -e "$dst" ]; then
     cp -p -- "$dst" "$bak" || { echo "@error cannot back up $dst"; exit 1; }
     sums=$sums$bak$nl
@@ -386,8 +437,9 @@ while [ $i -lt $n ]; do
   if [ "$cur" = "$after" ]; then rm -f -- "$bak" "$staged"; echo @already; continue; fi
   if [ "$cur" != "$before" ]; then rm -f -- "$bak" "$staged"; echo @stale; continue; fi
   [ "$new" = "$after" ] || { echo "@error the new content of $dst arrived incomplete"; exit 1; }
+  if [ -L "$staged" ] || [ ! -f "$staged" ]; then echo "@error the staged copy of $dst is not a regular file"; exit 1; fi
   if [ "$owner" != "$euid:$egid" ] || [ ! -O "$staged" ] || [ ! -G "$staged" ]; then
-    chown -- "$owner" "$staged" || { echo "@error cannot give the staged copy of $dst its owner"; exit 1; }
+    chown -h -- "$owner" "$staged" || { echo "@error cannot give the staged copy of $dst its owner"; exit 1; }
   fi
   [ "$mode" = - ] || chmod -- "$mode" "$staged" || { echo "@error cannot give the staged copy of $dst its mode"; exit 1; }
   files=$files\${files:+$nl}$bak$nl$staged
@@ -413,24 +465,23 @@ export type StageItem = {
  * neither (nothing kept). Throws when a copy could not be written or checked.
  */
 export async function stageFiles(t: Transport, items: readonly StageItem[]): Promise<StageResult[]> {
-  const { args, stdin } = stageRequest(items);
-  const r = await t.exec(`sh -c ${shellQuote(STAGE_SCRIPT)} rollout-stage ${args.map(shellQuote).join(' ')}`, { stdin, timeoutMs: 60_000 });
+  const r = await t.exec(`sh -c ${shellQuote(STAGE_SCRIPT)} rollout-stage`, { stdin: stageRequest(items), timeoutMs: 60_000 });
   return stageResults(t.name, items, r.stdout.toString('utf8').split('\n'), r.code, r.stderr);
 }
 
-/** Pure. STAGE_SCRIPT's arguments and stdin (the new contents, one after another) for these items. */
-export function stageRequest(items: readonly StageItem[]): { args: string[]; stdin: Buffer } {
+/** Pure. STAGE_SCRIPT's stdin for these items: the count, 9 lines per file, then the new contents one after another. */
+export function stageRequest(items: readonly StageItem[]): Buffer {
   const odd = items.flatMap((i) => [i.change.path, i.backup, i.staged]).find((p) => p.includes('\n'));
   if (odd !== undefined) throw new Error(`cannot stage ${JSON.stringify(odd)}: a path with a newline`);
   const contents = items.map((i) => Buffer.from(i.change.after, 'utf8'));
-  const args = [String(items.length)];
+  const lines = [String(items.length)];
   items.forEach(({ change: c, backup, staged }, k) => {
     const mode = c.mode & 0o7777;
     // A file created under a umask gets at most 0666: other modes need a chmod.
     const byUmask = (mode & ~0o666) === 0;
-    args.push(c.path, c.beforeSha256, c.afterSha256, String(contents[k]!.length), `${c.uid}:${c.gid}`, byUmask ? (~mode & 0o777).toString(8).padStart(3, '0') : '077', byUmask ? '-' : mode.toString(8), backup, staged);
+    lines.push(c.path, c.beforeSha256, c.afterSha256, String(contents[k]!.length), `${c.uid}:${c.gid}`, byUmask ? (~mode & 0o777).toString(8).padStart(3, '0') : '077', byUmask ? '-' : mode.toString(8), backup, staged);
   });
-  return { args, stdin: Buffer.concat(contents) };
+  return Buffer.concat([Buffer.from(`${lines.join('\n')}\n`), ...contents]);
 }
 
 /** Pure. STAGE_SCRIPT's answer as one result per item, in order; throws when it did not complete. */

@@ -129,5 +129,67 @@ describe('safety against the lab fleet', () => {
     }
     expect(Math.min(...phase2Stop)).toBeGreaterThan(Math.max(...phase1Ready));
   });
-});
 
+  it('prune removes the backups that still hold the removed HSM key, once the run is done; refused while the last run is not', async () => {
+    const inventory = writeInventory({ disableLocalHsm: true });
+    for (const n of NODES) await onNode(n, 'mkdir -p /var/backups/rollout/20200101T000000Z-aaaaaa/etc');
+    const r = await rollout(['apply', inventory, '--yes']);
+    expect(r.code).toBe(0);
+    const runId = /Run (\S+): state in/.exec(r.stdout)![1]!;
+    const key = labHsmKey();
+    // The backups of /etc/default/minkms still hold the key the run removed: apply and its report say so.
+    for (const n of NODES) expect(await onNode(n, 'cat /var/backups/rollout/*/etc/default/minkms')).toContain(key);
+    expect(r.stdout).toContain(`Note: the backups this run took on kms-1, kms-2, kms-3 (/etc/default/minkms) still hold MINIO_KMS_HSM_KEY, which it removed from the files. Once the run is verified: rollout prune ${inventory}`);
+    const report = readFileSync(/Report: (\S+report\.md)/.exec(r.stdout)![1]!, 'utf8');
+    expect(report).toContain(`- kms-2: \`/var/backups/rollout/${runId}/etc/default/minkms\` (of \`/etc/default/minkms\`) holds MINIO_KMS_HSM_KEY`);
+
+    // A last run that is not done keeps its backups: rollback may need them.
+    const stateFile = path.join(path.dirname(inventory), '.rollout', 'inventory', 'runs', `${runId}.json`);
+    const state = readFileSync(stateFile, 'utf8');
+    writeFileSync(stateFile, state.replace('"status": "done"', '"status": "stopped"'));
+    const refused = await rollout(['prune', inventory, '--yes']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain(`the last run ${runId} ended stopped`);
+    for (const n of NODES) expect((await onNode(n, 'ls /var/backups/rollout')).trim().split('\n')).toEqual(['20200101T000000Z-aaaaaa', runId]);
+    writeFileSync(stateFile, state);
+
+    const kept = await rollout(['prune', inventory, '--yes', '--keep', '1']);
+    expect(kept.code).toBe(0);
+    expect(kept.stdout).toContain('kms-1: removed 20200101T000000Z-aaaaaa');
+    for (const n of NODES) expect((await onNode(n, 'ls /var/backups/rollout')).trim()).toBe(runId);
+
+    const all = await rollout(['prune', inventory, '--yes']);
+    expect(all.code).toBe(0);
+    expect(all.stdout).toContain(`kms-2: removed ${runId}`);
+    for (const n of NODES) {
+      expect(await onNode(n, 'ls -A /var/backups/rollout')).toBe('');
+      expect(await onNode(n, `grep -rl -- '${key}' /var/backups /run/rollout /etc 2>/dev/null || true`)).toBe('');
+      expect(await onNode(n, 'ls /run/rollout/lock.json 2>&1 || true')).toMatch(/No such file/);
+    }
+    for (const text of [kept.stdout, kept.stderr, all.stdout, all.stderr]) expect(text).not.toContain(key);
+  });
+
+  it('plan --out refuses to overwrite the inventory (or any file that is not a saved plan), before connecting', async () => {
+    const inventory = writeInventory();
+    const before = readFileSync(inventory, 'utf8');
+    const r = await rollout(['plan', inventory, '--out', inventory]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--out ${inventory} already exists and is not a saved plan (it would be overwritten); choose a new file for the plan`);
+    expect(readFileSync(inventory, 'utf8')).toBe(before);
+  });
+
+  it('refuses to keep backups under a backup root that is a link another user planted: staging stops the run, nothing changed', async () => {
+    await onNode('kms-2', 'rm -rf /var/backups/rollout && install -d -o ops -g ops /tmp/ops-owned && ln -s /tmp/ops-owned /var/backups/rollout');
+    try {
+      const before = await fleetSnapshot();
+      const r = await rollout(['apply', writeInventory(), '--yes']);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/kms-2: staging failed: .*: \/var\/backups\/rollout is not a directory of this user's own \(a link, or another user's\): refusing to keep backups there/);
+      expect(await onNode('kms-2', 'ls -A /tmp/ops-owned')).toBe('');
+      const after = await fleetSnapshot();
+      for (const n of NODES) expect({ ...(after[n] as object), backups: '' }).toEqual({ ...(before[n] as object), backups: '' });
+    } finally {
+      await onNode('kms-2', 'rm -f /var/backups/rollout && rm -rf /tmp/ops-owned');
+    }
+  });
+});

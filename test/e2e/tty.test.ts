@@ -6,7 +6,7 @@ import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { LAB_DIR, LAB_SECRET, NODES, SUDO_PASSWORD, addPasswordSudoUser, nodeFile, resetLab, writeInventory } from '../helpers/lab.js';
+import { LAB_DIR, LAB_SECRET, NODES, SUDO_PASSWORD, addPasswordSudoUser, nodeFile, onNode, resetLab, rollout, writeInventory } from '../helpers/lab.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SOCKET = `rollout-tty-${process.pid}`;
@@ -19,7 +19,8 @@ function tmux(args: string[]): string {
 }
 
 /** Runs the CLI in a fresh 160x50 terminal; resolves with the whole screen (scrollback included) once it exited. */
-async function onTerminal(args: string[], opts: { escapes?: boolean; env?: string; answer?: { when: RegExp; keys: string }; answers?: Array<{ when: RegExp; keys: string }> } = {}): Promise<{ screen: string; code: number }> {
+type Answer = { when: RegExp; keys: string; /** Done once the question is on the screen, before the keys are typed. */ first?: () => Promise<unknown> };
+async function onTerminal(args: string[], opts: { escapes?: boolean; env?: string; answer?: Answer; answers?: Answer[] } = {}): Promise<{ screen: string; code: number }> {
   const name = `s${Date.now()}`;
   const cli = [process.execPath, path.join(REPO, 'dist/cli/main.js'), ...args].map((a) => `'${a}'`).join(' ');
   tmux(['new-session', '-d', '-s', name, '-x', '160', '-y', '50', `${opts.env ?? ''} ${cli}; echo "__EXIT $?"; sleep 600`]);
@@ -30,6 +31,7 @@ async function onTerminal(args: string[], opts: { escapes?: boolean; env?: strin
     for (;;) {
       const screen = tmux(['capture-pane', '-p', '-J', '-S', '-2000', ...(opts.escapes ? ['-e'] : []), '-t', name]);
       if (answers[0] && answers[0].when.test(screen)) {
+        await answers[0].first?.();
         tmux(['send-keys', '-t', name, '-l', answers[0].keys]);
         tmux(['send-keys', '-t', name, 'Enter']);
         answers.shift();
@@ -102,6 +104,27 @@ describe('rollout on a terminal (tmux)', () => {
     expect(screen).toMatch(/Canary kms-1 passed its gate in \d+\.\d s on the new files/);
     expect(screen).toContain('not confirmed after the canary: kms-1 runs the new files, no other node was touched');
     expect(NODES.map((n) => nodeFile(n, 'etc/minkms/config.yaml').toString().includes('hsm:'))).toEqual([true, false, false]);
+  });
+
+  it('rollback re-checks each file under its lock, right before the restore: an edit made while it asked is kept (exit 4)', async () => {
+    const inventory = writeInventory();
+    expect((await rollout(['apply', inventory, '--yes'])).code).toBe(0);
+    const r = await onTerminal(['rollback', inventory], {
+      answer: {
+        when: /Type "yes" to go on: $/m,
+        keys: 'yes',
+        // Someone edits kms-2's config after the rollback's check, while it waits for the operator.
+        first: () => onNode('kms-2', "printf '# edited by hand during the rollback prompt\\n' >> /etc/minkms/config.yaml"),
+      },
+    });
+    expect(r.code).toBe(4);
+    expect(r.screen).toContain('kms-3: restored and healthy');
+    expect(r.screen).toMatch(/kms-2: restoring its backups failed/);
+    const config = nodeFile('kms-2', 'etc/minkms/config.yaml').toString();
+    expect(config).toContain('# edited by hand during the rollback prompt');
+    expect(config).toContain('  vault:');
+    // The rollback released its lock on the way out.
+    expect(await onNode('kms-2', 'ls /run/rollout/lock.json 2>&1 || true')).toMatch(/No such file/);
   });
 
   it('apply draws the live tree in place: each node done with its time, no log lines, no secret', async () => {

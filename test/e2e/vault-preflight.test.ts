@@ -172,16 +172,30 @@ describe('Vault preflight against the lab and the Vault double', () => {
     const r = await rollout(['apply', writeInventory({ disableLocalHsm: true }), '--yes']);
     expect(r.code).toBe(0);
     const seen: string[] = [];
+    const backups: string[] = [];
     for (const n of NODES) {
       await onNode(n, 'touch /tmp/ps.stop');
-      seen.push(await onNode(n, 'cat /tmp/ps.log; find /var/backups/rollout'));
+      seen.push(await onNode(n, 'cat /tmp/ps.log'));
+      backups.push(await onNode(n, 'find /var/backups/rollout'));
     }
     const ps = seen.join('\n');
     // The sampler really watched rollout's remote commands.
     expect(ps).toContain('rollout-restart minkms');
-    expect(ps).toContain('/var/backups/rollout/');
+    expect(ps).toContain('rollout-probe minkms');
+    // rollout's own command lines carry no run id, staged copy's name or backup path: a
+    // local user watching `ps` cannot learn where root is about to write. (The tools its
+    // scripts run name the files they act on: a staged copy only once created exclusively.)
+    const runId = /Run (\S+): state in/.exec(r.stdout)![1]!;
+    expect(backups.join('\n')).toContain(`/var/backups/rollout/${runId}/`);
+    const commands = ps.split('\n').filter((l) => / rollout-(?:read|stage|restart|follow|probe|release|commit|restore|lock)\b/.test(l));
+    for (const name of ['rollout-read', 'rollout-restart', 'rollout-probe']) expect(commands.join('\n')).toContain(name);
+    for (const line of commands) {
+      expect(line).not.toContain(runId);
+      expect(line).not.toMatch(/\.rollout-staged\.[0-9a-f]/);
+      expect(line).not.toMatch(/\/var\/backups\/rollout\/\d{8}T/);
+    }
     const hsmKey = seedFile('kms-1', 'minkms.env').toString().match(/MINIO_KMS_HSM_KEY=(\S+)/)![1]!;
-    for (const text of [ps, ...allOutput]) {
+    for (const text of [ps, ...backups, ...allOutput]) {
       expect(text).not.toContain(LAB_SECRET);
       expect(text).not.toContain(hsmKey);
       expect(text).not.toMatch(/API Key\s+k1:/);

@@ -81,3 +81,30 @@ describe('the run report of a node that logs escape sequences', () => {
   });
 });
 
+describe('backups that still hold a removed secret', () => {
+  const KEY = 'hsm:aes256:c2VjcmV0LWhzbS1rZXktdGhhdC1pcy0zMi1ieXRlcw==';
+  const ENV = `MINIO_KMS_HSM_KEY=${KEY}\nMINIO_KMS_VOLUME=/mnt/minio-kms\n`;
+  const ENV_AFTER = 'MINIO_KMS_VOLUME=/mnt/minio-kms\n';
+  const envFile = { path: '/etc/default/minkms', beforeSha256: sha256(Buffer.from(ENV)), afterSha256: sha256(Buffer.from(ENV_AFTER)), backup: '/var/backups/rollout/R/etc/default/minkms', uid: 0, gid: 0, mode: 0o640 };
+  const change = { file: 'env', path: envFile.path, before: ENV, after: ENV_AFTER, beforeSha256: envFile.beforeSha256, afterSha256: envFile.afterSha256, uid: 0, gid: 0, mode: 0o640 };
+  const phase = { name: 'disable-local-hsm', description: '', unchanged: [], restartUnit: 'minkms', changes: [change] };
+  const p2: Plan = { playbookName: 'minkms-vault-hsm', phases: [{ name: 'disable-local-hsm', description: '', enabled: true }], nodes: [{ node, status: 'ready', phases: [phase] }, { node: { ...node, name: 'kms-2' }, status: 'ready', phases: [phase] }] };
+  const steps = (status: 'done' | 'planned') => [
+    { node: 'kms-1', phase: 'disable-local-hsm', restartUnit: 'minkms', files: [envFile], status: 'done' as const, updatedAt: '' },
+    { node: 'kms-2', phase: 'disable-local-hsm', restartUnit: 'minkms', files: [envFile], status, updatedAt: '' },
+  ];
+  const redact = createRedactor({ secrets: [], yamlKeys: [], envKeys: ['MINIO_KMS_HSM_KEY'], logPatterns: [] });
+  const build = (status: 'done' | 'planned') =>
+    buildReport({ state: { ...state, status: 'done', steps: steps(status) }, plan: p2, outcomes: [], exitCode: 0, message: null, finishedAt: new Date(), version: '0.1.0', inventory: { file: '/inv/prod.yaml', sha256: 'a' }, playbook: { file: '/pb.yaml', sha256: 'b' }, redact, envKeys: ['MINIO_KMS_HSM_KEY'] });
+
+  it('names each node the run wrote to whose backup holds the key it removed, and says how to remove it', () => {
+    const report = build('planned');
+    expect(report.backupsHoldingSecrets).toEqual([{ node: 'kms-1', path: '/etc/default/minkms', backup: envFile.backup, keys: ['MINIO_KMS_HSM_KEY'] }]);
+    const md = renderReportMarkdown(report);
+    expect(md).toContain('## Backups that still hold a removed secret');
+    expect(md).toContain('- kms-1: `/var/backups/rollout/R/etc/default/minkms` (of `/etc/default/minkms`) holds MINIO_KMS_HSM_KEY');
+    expect(md).toContain('`rollout prune INVENTORY`');
+    expect(`${md}${JSON.stringify(report)}`).not.toContain(KEY);
+    expect(build('done').backupsHoldingSecrets.map((b) => b.node)).toEqual(['kms-1', 'kms-2']);
+  });
+});

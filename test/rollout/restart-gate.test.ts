@@ -3,7 +3,7 @@ import { compileGate } from '../../src/rollout/gate.js';
 import { openRestart, restartAndGate } from '../../src/rollout/restart-gate.js';
 import { StalePlanError } from '../../src/errors.js';
 import { ConnectionLostError } from '../../src/transport/ssh.js';
-import type { StagedCommit } from '../../src/rollout/journal.js';
+import { commitRequest, type StagedCommit } from '../../src/rollout/journal.js';
 import { FakeTransport, showRunning } from '../helpers/fake-transport.js';
 
 const gate = compileGate({ ready: '=> Server is up and running', failOn: ['^Error:'], timeoutSeconds: 5, restartTimeoutSeconds: 5 });
@@ -101,7 +101,7 @@ describe('restartAndGate over one channel', () => {
     const channel = openRestart(t, 'minkms', gate, [commit], 60_000);
     const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], channel, beforeGo: async () => undefined });
     expect(t.streams).toHaveLength(1);
-    expect(t.sent[0]).toEqual(['ping\n', 'go\n']);
+    expect(t.sent[0]).toEqual([commitRequest([commit]), 'ping\n', 'go\n']);
     // @svc came before the pong: the old invocation's ready line does not count, the new one's does.
     expect(run.verdict.status).toBe('passed');
     expect(run.verdict.evidence[0]?.invocationId).toBe('new');
@@ -117,7 +117,7 @@ describe('restartAndGate over one channel', () => {
     const channel = openRestart(t, 'minkms', gate, [commit], 60_000);
     const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], channel, beforeGo: async () => undefined });
     expect(t.streams).toHaveLength(2);
-    expect(t.sent).toEqual([['ping\n'], ['go\n']]);
+    expect(t.sent).toEqual([[commitRequest([commit]), 'ping\n'], [commitRequest([commit]), 'go\n']]);
     expect(run.verdict.status).toBe('passed');
   });
 
@@ -136,9 +136,11 @@ describe('restartAndGate over one channel', () => {
       },
     });
     expect(run.verdict.status).toBe('passed');
-    expect(order).toEqual(['health checked, sent so far: []', 'committed']);
-    expect(t.sent[0]).toEqual(['go\n']);
-    expect(t.streams[0]).toMatch(/rollout-restart minkms '=> Server is up and running' [0-9,]+ '?\/etc\/minkms\/config\.yaml'? '?\/etc\/minkms\/\.rollout-staged\.R\.config\.yaml/);
+    expect(order).toEqual([`health checked, sent so far: ${JSON.stringify([commitRequest([commit])])}`, 'committed']);
+    expect(t.sent[0]).toEqual([commitRequest([commit]), 'go\n']);
+    // The files to move travel on stdin: the command line names none of them (nor the staged copy's secret name).
+    expect(t.streams[0]).toMatch(/rollout-restart minkms '=> Server is up and running' [0-9,]+$/);
+    expect(commitRequest([commit])).toBe(`1\n/etc/minkms/config.yaml\n/etc/minkms/.rollout-staged.R.config.yaml\n${'a'.repeat(64)}\n${'b'.repeat(64)}\n0\n0\n640\n`);
     expect(t.execs).toEqual([]);
   });
 
@@ -153,7 +155,7 @@ describe('restartAndGate over one channel', () => {
     const t = new FakeTransport('kms-1', [[]], () => showRunning('old'));
     const unhealthy = new Error('kms-2 is down');
     await expect(restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], beforeGo: () => Promise.reject(unhealthy) })).rejects.toBe(unhealthy);
-    expect(t.sent[0]).toEqual(['stop\n']);
+    expect(t.sent[0]).toEqual([commitRequest([commit]), 'stop\n']);
   });
 
   it('a file changed since the plan is reported stale by the node', async () => {

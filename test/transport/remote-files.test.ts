@@ -1,9 +1,9 @@
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { commitStaged, type StagedCommit } from '../../src/rollout/journal.js';
-import { batchedReader, readRemoteFiles, stagedPath, stageFiles } from '../../src/transport/remote-files.js';
+import { batchedReader, readRemoteFiles, restoreFile, stagedPath, stageFiles } from '../../src/transport/remote-files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import type { LockAttempt } from '../../src/rollout/lock.js';
 import type { Transport } from '../../src/transport/transport.js';
@@ -91,6 +91,63 @@ describe('the first read of apply', () => {
 
 describe('stageFiles and commitStaged', () => {
   const runId = '20261126T000000Z-abcdef';
+
+  it('removes a link planted at the staged copy\'s name, never following it: the staged copy is a new regular file', async () => {
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, OLD);
+    const victim = path.join(dir, 'profile.sh');
+    writeFileSync(victim, 'echo hi\n');
+    const planted = path.join(dir, 'not-yet.sh');
+    // A dangling link (root would create its target) and a link to an existing file.
+    for (const target of [planted, victim]) {
+      rmSync(stagedPath(runId, file), { force: true });
+      symlinkSync(target, stagedPath(runId, file));
+      const backup = path.join(dir, 'backups', runId, 'config.yaml');
+      expect(await stageFiles(t, [{ change: change(file), backup, staged: stagedPath(runId, file) }])).toEqual(['staged']);
+      expect(lstatSync(stagedPath(runId, file)).isSymbolicLink()).toBe(false);
+      expect(readFileSync(stagedPath(runId, file), 'utf8')).toBe(NEW);
+      expect(existsSync(planted)).toBe(false);
+      expect(readFileSync(victim, 'utf8')).toBe('echo hi\n');
+      expect(readFileSync(file, 'utf8')).toBe(OLD);
+    }
+  });
+
+  it('creates the staged copy exclusively: something standing at its name when it is created fails staging', async () => {
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, OLD);
+    const planted = path.join(dir, 'planted-target');
+    // dd's exclusive create is what is tested here: a name the leftover sweep does not remove.
+    const staged = path.join(dir, 'staged-name');
+    symlinkSync(planted, staged);
+    await expect(stageFiles(t, [{ change: change(file), backup: path.join(dir, 'backups', 'config.yaml'), staged }]))
+      .rejects.toThrow(/cannot create the staged copy of .*config\.yaml \(something already stands at its name\)/);
+    expect(existsSync(planted)).toBe(false);
+    expect(readFileSync(file, 'utf8')).toBe(OLD);
+  });
+
+  it('sends the request on stdin: the command line names no path, backup or staged copy', async () => {
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, OLD);
+    const backup = path.join(dir, 'backups', runId, 'config.yaml');
+    expect(await stageFiles(t, [{ change: change(file), backup, staged: stagedPath('k3y', file) }])).toEqual(['staged']);
+    expect(t.commands).toHaveLength(1);
+    for (const secretish of [runId, 'k3y', dir]) expect(t.commands[0]).not.toContain(secretish);
+    expect(await commitStaged(t, [commitOf(file, 'k3y')])).toBe('committed');
+    for (const secretish of [runId, 'k3y', dir]) expect(t.commands[1]).not.toContain(secretish);
+    expect(readFileSync(file, 'utf8')).toBe(NEW);
+  });
+
+  it('refuses to move a staged copy that is a link, even one to the planned content', async () => {
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, OLD);
+    const elsewhere = path.join(dir, 'elsewhere');
+    writeFileSync(elsewhere, NEW);
+    chmodSync(elsewhere, 0o640);
+    symlinkSync(elsewhere, stagedPath(runId, file));
+    await expect(commitStaged(t, [commitOf(file, runId)])).rejects.toThrow(/staged copy of .*config\.yaml is missing or not a regular file/);
+    expect(readFileSync(file, 'utf8')).toBe(OLD);
+    expect(lstatSync(file).isSymbolicLink()).toBe(false);
+  });
 
   it('stages beside the file and backs it up, leaving the file itself untouched; the commit moves it into place', async () => {
     const file = path.join(dir, 'config.yaml');
@@ -191,12 +248,44 @@ describe('stageFiles and commitStaged', () => {
       chmodSync(stagedPath(runId, f), 0o640);
     }
     writeFileSync(stagedPath(runId, second), `${NEW}tampered\n`);
-    await expect(commitStaged(t, [commitOf(first, runId), commitOf(second, runId)])).rejects.toThrow(/staged copy of .*b\.yaml is missing or not the planned content/);
+    await expect(commitStaged(t, [commitOf(first, runId), commitOf(second, runId)])).rejects.toThrow(/staged copy of .*b\.yaml is not the planned content/);
     expect(readFileSync(first, 'utf8')).toBe(OLD);
 
     writeFileSync(stagedPath(runId, second), NEW);
     chmodSync(stagedPath(runId, second), 0o644);
     await expect(commitStaged(t, [commitOf(first, runId), commitOf(second, runId)])).rejects.toThrow(/does not have the planned owner and mode/);
     expect(readFileSync(first, 'utf8')).toBe(OLD);
+  });
+});
+
+describe('restoreFile', () => {
+  const setup = () => {
+    const file = path.join(dir, 'config.yaml');
+    const backup = path.join(dir, 'backup.yaml');
+    writeFileSync(backup, OLD);
+    chmodSync(backup, 0o640);
+    writeFileSync(file, NEW);
+    return { file, entry: { backup, path: file, beforeSha256: sha256(Buffer.from(OLD)) } };
+  };
+
+  it('puts the backup back while the file holds what the caller saw there, with its mode, the request on stdin', async () => {
+    const { file, entry } = setup();
+    expect(await restoreFile(t, entry, sha256(Buffer.from(NEW)))).toBe('restored');
+    expect(readFileSync(file, 'utf8')).toBe(OLD);
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    expect(t.commands[0]).not.toContain(dir);
+    expect(readdirSync(dir).sort()).toEqual(['backup.yaml', 'config.yaml']);
+    expect(await restoreFile(t, entry, sha256(Buffer.from(NEW)))).toBe('already');
+  });
+
+  it('never overwrites an edit made since the caller looked: the file keeps it, nothing is left beside it', async () => {
+    const { file, entry } = setup();
+    writeFileSync(file, 'edited by hand after the check\n');
+    await expect(restoreFile(t, entry, sha256(Buffer.from(NEW)))).rejects.toThrow(/changed since rollout last read it, so the backup was not put back/);
+    expect(readFileSync(file, 'utf8')).toBe('edited by hand after the check\n');
+    expect(readdirSync(dir).sort()).toEqual(['backup.yaml', 'config.yaml']);
+    // Forced (null): whatever it holds now is replaced.
+    expect(await restoreFile(t, entry, null)).toBe('restored');
+    expect(readFileSync(file, 'utf8')).toBe(OLD);
   });
 });

@@ -16,7 +16,7 @@ import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import type { ProgressStyle, RolloutOptions, RolloutResult, StopSignal } from '../../rollout/run.js';
 import { planResume, workFromPlan } from '../../state/resume.js';
 import { loadLastRun, newRunState, RunRecorder, stateDirFor } from '../../state/run-state.js';
-import { BACKUP_ROOT, stagedPath } from '../../transport/remote-files.js';
+import { BACKUP_ROOT, newStageKey, stagedPath } from '../../transport/remote-files.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 import { prepareSession, type Session } from '../prepare.js';
@@ -61,6 +61,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
   }
 
   const runId = last ? last.state.runId : newRunId();
+  const stageKey = newStageKey();
   const me = lockHolder(runId, inventoryFile);
   // The lock comes first, taken by each node's first read (which also runs the
   // preflight's node checks): two runs must not even plan and preflight (and
@@ -84,7 +85,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
     if (!flags.dryRun) await lockFleet([...session.transports.values()], me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true }, session.lockAttempts);
     let hardStop = false;
     const unit = session.playbook.service.unit;
-    let pruneKeep = 0;
+    let pruneKeep: number | undefined;
     let recorder: RunRecorder | null = null;
     let work: NodeWork[] = [];
     // The first turn's channel while apply holds it (see the staging below); nothing moves before its `go`.
@@ -132,13 +133,13 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       const stage = async (node: string, items: StageItem[]) => {
         const results = await probe.stage(node, items);
         if (node === first.node && first.mode === 'full' && results.every((r) => r === 'staged')) {
-          const stream = openTurn(session.transports.get(node)!, first, runId, gate);
+          const stream = openTurn(session.transports.get(node)!, first, stageKey, gate);
           if (stream) held.turn = { item: first, stream };
         }
         return results;
       };
       const [staging, baseline] = await Promise.all([
-        stageWork(session.transports, work, runId, session.parallel, stage),
+        stageWork(session.transports, work, runId, stageKey, session.parallel, stage),
         readBaseline(session, probe, flags.yes === true),
       ]);
       if (staging.length > 0) throw new PreflightError(staging, 'staging the new files failed; no file a service reads was changed');
@@ -169,6 +170,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
       try {
         const options: RolloutOptions = {
           runId,
+          stageKey,
           unit,
           readState: probe.read,
           adoptState: probe.adopt,
@@ -225,7 +227,13 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
           inventory: { file: session.inventory.file, sha256: await fileSha256(session.inventory.file) },
           playbook: { file: session.inventory.playbookFile, sha256: await fileSha256(session.inventory.playbookFile) },
           redact: session.redact,
+          envKeys: session.playbook.secrets.envKeys,
         });
+        const kept = report.backupsHoldingSecrets;
+        if (kept.length > 0) {
+          const keys = [...new Set(kept.flatMap((b) => b.keys))].join(', ');
+          io.out(`Note: the backups this run took on ${[...new Set(kept.map((b) => b.node))].join(', ')} (${[...new Set(kept.map((b) => b.path))].join(', ')}) still hold ${keys}, which it removed from the files. Once the run is verified: rollout prune ${inventoryFile}`);
+        }
         const dir = await writeReport(reportDir(stateDirFor(inventoryFile), runId), report).catch((err: Error) => {
           io.err(`warning: could not write the run report: ${err.message}`);
           return null;
@@ -248,7 +256,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         // A node this run never wrote to keeps no backup of it either (staging took one on every node).
         const steps = recorder?.state.steps ?? [];
         const staged = new Map<string, string[]>();
-        for (const w of work) staged.set(w.node, [...(staged.get(w.node) ?? []), ...w.changes.map((c) => stagedPath(runId, c.path))]);
+        for (const w of work) staged.set(w.node, [...(staged.get(w.node) ?? []), ...w.changes.map((c) => stagedPath(stageKey, c.path))]);
         for (const [name, paths] of staged) {
           const mine = steps.filter((s) => s.node === name);
           if (mine.every((s) => s.status === 'planned')) paths.push(`${BACKUP_ROOT}/${runId}`);
@@ -256,7 +264,7 @@ export async function applyCommand(target: string, flags: ApplyFlags, io: Output
         // Through the state probes where they are open: no SSH session of its own.
         await Promise.all(
           [...session.transports].map(([name, t]) => {
-            const opts = { remove: staged.get(name) ?? [], pruneKeep };
+            const opts = { remove: staged.get(name) ?? [], ...(pruneKeep === undefined ? {} : { pruneKeep }) };
             return (probes ? probes.release(name, runId, opts) : releaseLock(t, runId, opts)).catch(() => undefined);
           }),
         );

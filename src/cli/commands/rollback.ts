@@ -38,28 +38,33 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
     // Per node, the files of every phase it touched, newest phase first.
     const nodes = [...new Set(touched.map((s) => s.node))].reverse();
     const filesOf = (node: string): StepFile[] => touched.filter((s) => s.node === node).reverse().flatMap((s) => s.files);
-    const problems: string[] = [];
-    const lines: string[] = [];
-    for (const node of nodes) {
-      const t = session.transports.get(node);
-      if (!t) {
-        problems.push(`${node}: not reachable`);
-        continue;
-      }
-      for (const f of filesOf(node)) {
-        const now = await readRemoteFile(t, f.path);
-        if (now?.sha256 === f.beforeSha256) lines.push(`  ${node}: ${f.path} already holds its old content`);
-        else if (now?.sha256 === f.afterSha256) lines.push(`  ${node}: ${f.path} <- ${f.backup}`);
-        else if (flags.force) lines.push(`  ${node}: ${f.path} <- ${f.backup} (FORCED: the file changed since run ${state.runId} wrote it)`);
-        else problems.push(`${node}: ${f.path} changed since run ${state.runId} wrote it; rollback would lose that edit (--force to restore anyway)`);
-      }
-    }
-    if (problems.length > 0) throw new PreflightError(problems, 'rollback refused, nothing was changed');
-    io.out(`Rollback of run ${state.runId}, node by node:\n${lines.join('\n')}`);
+    // The lock first: the files are checked under it, so no other run changes them
+    // between the check and the restore (which checks each file again right before its move).
     const me = lockHolder(`rollback-${state.runId}`, inventoryFile);
     const transports = [...session.transports.values()];
     await lockFleet(transports, me, { staleMs: session.inventory.lockStaleMs, breakLock: flags.breakLock === true });
     try {
+      const problems: string[] = [];
+      const lines: string[] = [];
+      // What each file held when checked: the restore refuses to overwrite anything newer.
+      const seen = new Map<string, Map<string, string>>();
+      for (const node of nodes) {
+        const t = session.transports.get(node);
+        if (!t) {
+          problems.push(`${node}: not reachable`);
+          continue;
+        }
+        for (const f of filesOf(node)) {
+          const now = await readRemoteFile(t, f.path);
+          seen.set(node, (seen.get(node) ?? new Map<string, string>()).set(f.path, now?.sha256 ?? 'missing'));
+          if (now?.sha256 === f.beforeSha256) lines.push(`  ${node}: ${f.path} already holds its old content`);
+          else if (now?.sha256 === f.afterSha256) lines.push(`  ${node}: ${f.path} <- ${f.backup}`);
+          else if (flags.force) lines.push(`  ${node}: ${f.path} <- ${f.backup} (FORCED: the file changed since run ${state.runId} wrote it)`);
+          else problems.push(`${node}: ${f.path} changed since run ${state.runId} wrote it; rollback would lose that edit (--force to restore anyway)`);
+        }
+      }
+      if (problems.length > 0) throw new PreflightError(problems, 'rollback refused, nothing was changed');
+      io.out(`Rollback of run ${state.runId}, node by node:\n${lines.join('\n')}`);
       await confirm(flags.yes === true, io);
       const recorder = new RunRecorder(state, last.dir);
       const unit = session.playbook.service.unit;
@@ -70,7 +75,7 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
         const progress = (text: string) => io.out(`  ${node}: ${session.redact(text)}`);
         // Same rule as a rollout: never restart a node while another is down.
         await checkOthersHealthy(node, { baseline, readState: (n) => readServiceState(session.transports.get(n)!, unit), unit });
-        if (!(await restoreAll(t, filesOf(node), { progress }))) {
+        if (!(await restoreAll(t, filesOf(node), { progress }, seen.get(node)))) {
           throw new RolloutFailedError(node, false, `${node}: restoring its backups failed; check it by hand (backups under /var/backups/rollout/${state.runId})`);
         }
         const run = await restartAndGate(t, unit, gate, progress, session.redact).catch((err: unknown) => {
