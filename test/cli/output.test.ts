@@ -1,22 +1,11 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { colorDiff, Output } from '../../src/cli/output.js';
 import { createRedactor } from '../../src/util/redact.js';
+import { captureOutput } from '../helpers/capture-output.js';
 
 const SECRET = 'se"cr\\et-7f3a9c1e';
 
-function capture() {
-  const lines: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  return lines;
-}
-
-afterEach(() => {
-  vi.restoreAllMocks();
-});
+const capture = captureOutput;
 
 describe('Output modes', () => {
   it('json: one parseable event per line, every nested string redacted (even a secret JSON would escape)', () => {

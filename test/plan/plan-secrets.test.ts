@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Output } from '../../src/cli/output.js';
 import { showPlan } from '../../src/cli/show-plan.js';
 import { computePhases } from '../../src/plan/build.js';
@@ -10,6 +10,7 @@ import { buildReport, renderReportMarkdown } from '../../src/report/audit-report
 import type { RunState } from '../../src/state/run-state.js';
 import { createRedactor } from '../../src/util/redact.js';
 import { CONFIG, SECRET, node, reader, shippedPlaybook, vars } from '../helpers/plan-inputs.js';
+import { captureOutput } from '../helpers/capture-output.js';
 
 // A node whose files hold what redaction used to miss: an HSM key continued on a
 // second line, a block-scalar token in the diff's context lines (its key line
@@ -41,19 +42,7 @@ async function planned(): Promise<{ plan: Plan; redact: (s: string) => string }>
   return { plan, redact };
 }
 
-function capture(): string[] {
-  const lines: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  return lines;
-}
-
-afterEach(() => {
-  vi.restoreAllMocks();
-});
+const capture = captureOutput;
 
 describe('planSecrets', () => {
   it('collects every line of secret YAML values (block, nested, aliased, quoted) and of env values (continued)', () => {
