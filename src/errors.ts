@@ -92,3 +92,56 @@ export class RemoteCommandError extends NodeError {
     this.code = code;
   }
 }
+
+/**
+ * The SSH connection is gone. `started`: the command had begun, so whether it
+ * took effect is unknown; false: it never ran (no channel could be opened).
+ */
+export class ConnectionLostError extends NodeError {
+  override name = 'ConnectionLostError';
+  readonly started: boolean;
+  constructor(node: string, message: string, started: boolean) {
+    super(node, message);
+    this.started = started;
+  }
+}
+
+/** A path that exists on a node but is not read: not a regular file, too large, or a symlink that does not resolve. */
+export class UnreadableFileError extends NodeError {
+  override name = 'UnreadableFileError';
+  readonly path: string;
+  /** What is wrong, to follow the path in a sentence ("is a FIFO, not a regular file; ..."). */
+  readonly reason: string;
+  constructor(node: string, path: string, reason: string) {
+    super(node, `${path} ${reason}`);
+    this.path = path;
+    this.reason = reason;
+  }
+}
+
+/** Another run holds (or held) the lock of one or more nodes; nothing was changed. */
+export class LockHeldError extends RolloutError {
+  override name = 'LockHeldError';
+}
+
+/**
+ * A file's content cannot be edited safely (does not parse, unexpected shape).
+ * Pure edit functions throw it without knowing the node or path; the planner adds both,
+ * which is why it is not a RolloutError itself.
+ */
+export class FileContentError extends Error {
+  override name = 'FileContentError';
+}
+
+/**
+ * Vault could not be reached at all (DNS, TCP, TLS, timeout). `code` is Node's error code.
+ * Not a RolloutError: preflight turns it into a failed check.
+ */
+export class VaultUnreachableError extends Error {
+  override name = 'VaultUnreachableError';
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}

@@ -4,34 +4,18 @@ import SSHConfig from 'ssh-config';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, UsageError } from '../errors.js';
+import type { JumpTarget, SshTarget } from '../transport/ssh.js';
 import { loadYamlFile } from '../util/validate-yaml.js';
 import { InventorySchema, type InventoryFile, type SecretFilesPolicy, type SecretRef, type Vars } from './schema.js';
 
-/** One node as rollout will reach it: every SSH setting resolved, paths absolute. */
-export type NodeTarget = {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  identityFile?: string;
-  knownHosts: string;
-  connectTimeoutMs: number;
-  keepaliveMs: number;
+/** One node as rollout will reach it: every SSH setting resolved, paths absolute, plus where its files are. */
+export type NodeTarget = SshTarget & {
   envFile?: string;
   configFile?: string;
   groups: string[];
-  /** The jump host (ProxyJump) the connection goes through, fully resolved. */
-  jump?: JumpTarget;
-  /** --accept-new-host-keys: record a host key seen for the first time (never a changed one). */
-  acceptNewHostKeys?: boolean;
-  /** sudo's password for a non-root login (resolved from ssh.sudoPassword); else asked on the terminal if sudo wants one. */
-  sudoPassword?: string;
   /** The inventory's secretFiles (planning reads it per node); absent: `othersReadable: refuse`. */
   secretFiles?: SecretFilesPolicy;
 };
-
-/** A jump host as rollout reaches it (its host key checked against the same known_hosts). */
-export type JumpTarget = { spec: string; host: string; port: number; user: string; identityFile?: string };
 
 /** A validated inventory with its nodes resolved; secrets are still references. */
 export type Inventory = {

@@ -6,7 +6,7 @@ import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError } from '../errors.js';
-import { writeFileDurably } from './durable-file.js';
+import { writeFileDurably } from '../util/durable-file.js';
 
 /**
  * Where one node stands in one phase. planned -> backed-up -> written ->

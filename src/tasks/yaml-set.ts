@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { Document, isMap, parseAllDocuments } from 'yaml';
-import { FileContentError } from './file-content-error.js';
+import { FileContentError } from '../errors.js';
+import { yamlErrorText } from '../util/yaml-location.js';
 
 /** What setting a subtree would do to a YAML file. */
 export type YamlSetResult =
@@ -61,11 +62,6 @@ export function parseSingleMapping(text: string): Document.Parsed {
     throw new FileContentError('the top level is not a block mapping of keys; expected a config starting with `version: v1`');
   }
   return doc;
-}
-
-/** The first line of a yaml library error, without its own position suffix. */
-export function yamlErrorText(message: string): string {
-  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '');
 }
 
 function plainOrNull(text: string): unknown {

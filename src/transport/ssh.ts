@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
 import { askSecret } from '../util/ask-secret.js';
-import { HostKeyError, NodeError } from '../errors.js';
-import type { NodeTarget } from '../inventory/load.js';
+import { ConnectionLostError, HostKeyError, NodeError } from '../errors.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { appendKnownHost, checkHostKey, fingerprint, hostKeyAlgorithms, knownHostsName, knownKeyTypes, parseKnownHosts, type KnownHostEntry } from './known-hosts.js';
 import type { ExecResult, LineStream, Transport } from './transport.js';
@@ -12,14 +11,56 @@ import { LineQueue } from '../util/line-queue.js';
 const { Client, utils } = ssh2;
 type Client = InstanceType<typeof Client>;
 
-/** known_hosts files parsed once per run, whatever the number of nodes sharing them. */
-const knownHostsCache = new Map<string, Promise<KnownHostEntry[]>>();
+/** Where and how to reach one node over SSH, resolved from the inventory (whose NodeTarget is one). */
+export type SshTarget = {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  identityFile?: string;
+  knownHosts: string;
+  connectTimeoutMs: number;
+  keepaliveMs: number;
+  /** The jump host (ProxyJump) the connection goes through, fully resolved. */
+  jump?: JumpTarget;
+  /** --accept-new-host-keys: record a host key seen for the first time (never a changed one). */
+  acceptNewHostKeys?: boolean;
+  /** sudo's password for a non-root login; without it, asked on the terminal if sudo wants one. */
+  sudoPassword?: string;
+};
 
-function loadKnownHosts(file: string): Promise<KnownHostEntry[]> {
-  let entries = knownHostsCache.get(file);
+/** A jump host as rollout reaches it (its host key checked against the same known_hosts). */
+export type JumpTarget = { spec: string; host: string; port: number; user: string; identityFile?: string };
+
+/**
+ * What the SSH connections of one run share, passed explicitly so that two runs
+ * in one process never see each other's answers, secrets or recorded keys.
+ */
+export type SshContext = {
+  /** known_hosts files, parsed once per run whatever the number of nodes sharing them. */
+  readonly knownHosts: Map<string, Promise<KnownHostEntry[]>>;
+  /** One sudo question per login user (the same user usually has one password). */
+  readonly sudoAnswers: Map<string, Promise<string | null>>;
+  /** One passphrase question per key file. */
+  readonly passphrases: Map<string, Promise<string | Error | null>>;
+  /** sudo passwords given or typed in this run: the session adds them to its redactor. */
+  readonly sudoPasswords: string[];
+  /** Host keys recorded by --accept-new-host-keys in this run, as lines to show the operator. */
+  readonly recordedHostKeys: string[];
+  /** Asks the operator for a secret (never echoed); null when there is no terminal. */
+  readonly ask: (prompt: string) => Promise<string | null>;
+};
+
+/** A fresh context for one run; `ask` defaults to the terminal. */
+export function createSshContext(ask: (prompt: string) => Promise<string | null> = askSecret): SshContext {
+  return { knownHosts: new Map(), sudoAnswers: new Map(), passphrases: new Map(), sudoPasswords: [], recordedHostKeys: [], ask };
+}
+
+function loadKnownHosts(ctx: SshContext, file: string): Promise<KnownHostEntry[]> {
+  let entries = ctx.knownHosts.get(file);
   if (!entries) {
     entries = readFile(file, 'utf8').then(parseKnownHosts, () => []);
-    knownHostsCache.set(file, entries);
+    ctx.knownHosts.set(file, entries);
   }
   return entries;
 }
@@ -29,12 +70,12 @@ function loadKnownHosts(file: string): Promise<KnownHostEntry[]> {
  * against known_hosts (unknown or changed keys are refused, never accepted).
  * All later steps of the run share this connection as channels.
  */
-export async function connectSsh(node: NodeTarget): Promise<Transport> {
-  const client = await openClient(node);
-  const t = new SshTransport(node, client, () => openClient(node));
+export async function connectSsh(node: SshTarget, ctx: SshContext): Promise<Transport> {
+  const client = await openClient(node, ctx);
+  const t = new SshTransport(node, client, () => openClient(node, ctx));
   if (node.user !== 'root') {
     try {
-      await t.prepareSudo(node);
+      await t.prepareSudo(node, ctx);
     } catch (err) {
       t.close(); // the caller never gets this connection: it must not keep the process alive
       throw err;
@@ -43,62 +84,36 @@ export async function connectSsh(node: NodeTarget): Promise<Transport> {
   return t;
 }
 
-/** sudo passwords given or typed in this run: the session adds them to its redactor. */
-export const sudoSecrets: string[] = [];
-
-/** One question per login (user@host-less: the same user usually has one password), for the whole run. */
-const sudoAnswers = new Map<string, Promise<string | null>>();
-
-function sudoPasswordFor(node: NodeTarget): Promise<string | null> {
+function sudoPasswordFor(node: SshTarget, ctx: SshContext): Promise<string | null> {
   if (node.sudoPassword !== undefined) return Promise.resolve(node.sudoPassword);
-  let p = sudoAnswers.get(node.user);
+  let p = ctx.sudoAnswers.get(node.user);
   if (!p) {
-    p = askSecret(`sudo password for ${node.user} on the nodes: `);
-    sudoAnswers.set(node.user, p);
+    p = ctx.ask(`sudo password for ${node.user} on the nodes: `);
+    ctx.sudoAnswers.set(node.user, p);
   }
   return p;
 }
 
-/**
- * The SSH connection is gone. `started`: the command had begun, so whether it
- * took effect is unknown; false: it never ran (no channel could be opened).
- */
-export class ConnectionLostError extends NodeError {
-  override name = 'ConnectionLostError';
-  readonly started: boolean;
-  constructor(node: string, message: string, started: boolean) {
-    super(node, message);
-    this.started = started;
-  }
-}
-
-/** One question per key file, however many nodes use it; kept in memory for this run only. */
-const passphrases = new Map<string, Promise<string | Error | null>>();
-
-// Asks once on the terminal (never echoed); null without a terminal, an Error
-// when the passphrase does not open the key.
-function keyPassphrase(file: string, key: Buffer): Promise<string | Error | null> {
-  let p = passphrases.get(file);
+// null without a terminal; an Error when the passphrase does not open the key.
+function keyPassphrase(ctx: SshContext, file: string, key: Buffer): Promise<string | Error | null> {
+  let p = ctx.passphrases.get(file);
   if (!p) {
-    p = askSecret(`Passphrase for ${file}: `).then((answer) => {
+    p = ctx.ask(`Passphrase for ${file}: `).then((answer) => {
       if (answer === null) return null;
       return utils.parseKey(key, answer) instanceof Error ? new Error('the passphrase does not open it') : answer;
     });
-    passphrases.set(file, p);
+    ctx.passphrases.set(file, p);
   }
   return p;
 }
 
-/** Host keys recorded by --accept-new-host-keys in this run, as lines to show the operator. */
-export const acceptedHostKeys: string[] = [];
-
 // Through a jump host: its own connection (host key checked too), then a
 // direct-tcpip channel to the node that the node's connection runs over.
-async function openClient(node: NodeTarget): Promise<Client> {
-  if (!node.jump) return openDirect(node);
+async function openClient(node: SshTarget, ctx: SshContext): Promise<Client> {
+  if (!node.jump) return openDirect(node, ctx);
   const { jump: j, identityFile: _ownKey, ...settings } = node;
-  const jumpNode: NodeTarget = { ...settings, name: `${node.name} (jump host ${j.spec})`, host: j.host, port: j.port, user: j.user, ...(j.identityFile ? { identityFile: j.identityFile } : {}) };
-  const jumpClient = await openDirect(jumpNode);
+  const jumpNode: SshTarget = { ...settings, name: `${node.name} (jump host ${j.spec})`, host: j.host, port: j.port, user: j.user, ...(j.identityFile ? { identityFile: j.identityFile } : {}) };
+  const jumpClient = await openDirect(jumpNode, ctx);
   let sock: ClientChannel;
   try {
     sock = await new Promise<ClientChannel>((resolve, reject) => {
@@ -109,7 +124,7 @@ async function openClient(node: NodeTarget): Promise<Client> {
     throw new NodeError(node.name, `the jump host ${j.spec} could not open a connection to ${node.host}:${node.port} (${(err as Error).message})`);
   }
   try {
-    const client = await openDirect(node, sock);
+    const client = await openDirect(node, ctx, sock);
     client.on('close', () => jumpClient.end());
     return client;
   } catch (err) {
@@ -118,8 +133,8 @@ async function openClient(node: NodeTarget): Promise<Client> {
   }
 }
 
-async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Client> {
-  const entries = await loadKnownHosts(node.knownHosts);
+async function openDirect(node: SshTarget, ctx: SshContext, sock?: ClientChannel): Promise<Client> {
+  const entries = await loadKnownHosts(ctx, node.knownHosts);
   const where = `${node.host}:${node.port}${node.jump ? ` via ${node.jump.spec}` : ''}`;
   let hostKeyProblem: HostKeyError | null = null;
   const config: ConnectConfig = {
@@ -140,7 +155,7 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
         // Recorded on purpose, said out loud; a changed key is never accepted this way.
         appendKnownHost(node.knownHosts, `${name} ${type} ${key.toString('base64')}`);
         entries.push(...parseKnownHosts(`${name} ${type} ${key.toString('base64')}\n`));
-        acceptedHostKeys.push(`${node.name}: recorded the new host key of ${name} (${type} ${fp}) in ${node.knownHosts} (--accept-new-host-keys)`);
+        ctx.recordedHostKeys.push(`${node.name}: recorded the new host key of ${name} (${type} ${fp}) in ${node.knownHosts} (--accept-new-host-keys)`);
         return true;
       }
       hostKeyProblem = new HostKeyError(
@@ -166,7 +181,7 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
     const parsed = utils.parseKey(config.privateKey);
     if (parsed instanceof Error) {
       if (!/passphrase/i.test(parsed.message)) throw new NodeError(node.name, `identity file ${node.identityFile} is not a private key rollout can read: ${parsed.message}`);
-      const passphrase = await keyPassphrase(node.identityFile, config.privateKey);
+      const passphrase = await keyPassphrase(ctx, node.identityFile, config.privateKey);
       if (passphrase === null) {
         throw new NodeError(node.name, `identity file ${node.identityFile} is passphrase-protected and there is no terminal to ask for the passphrase; add it to ssh-agent (ssh-add) and leave identityFile out of the inventory`);
       }
@@ -177,8 +192,7 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
   if (process.env.SSH_AUTH_SOCK) config.agent = process.env.SSH_AUTH_SOCK;
 
   const client = new Client();
-  // ssh2 can emit more than one error for a failed handshake (a timeout, then
-  // the socket closing): every one after the first is expected and swallowed.
+  // A failed handshake can emit several errors (timeout, then close): only the first counts.
   client.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     client.once('ready', () => resolve());
@@ -192,10 +206,7 @@ async function openDirect(node: NodeTarget, sock?: ClientChannel): Promise<Clien
       reject(new NodeError(node.name, `cannot connect to ${where}: ${err.code ?? err.message}`));
     });
     client.connect(config);
-    // Without TCP_NODELAY a small packet sent while the last one is unacked
-    // (a channel open right after a close, a question on a probe's stdin)
-    // waits for the peer's delayed ACK: about 40 ms per channel on Linux,
-    // measured. SSH packets are whole messages; there is nothing to coalesce.
+    // SSH packets are whole messages: Nagle would only hold each small one for the peer's delayed ACK.
     client.setNoDelay(true);
   });
   return client;
@@ -211,7 +222,7 @@ class SshTransport implements Transport {
   #lost: Error | null = null;
   #closed = false;
 
-  constructor(node: NodeTarget, client: Client, reconnect: () => Promise<Client>) {
+  constructor(node: SshTarget, client: Client, reconnect: () => Promise<Client>) {
     this.name = node.name;
     this.#client = client;
     this.#reconnect = reconnect;
@@ -249,32 +260,27 @@ class SshTransport implements Transport {
     throw new ConnectionLostError(this.name, `unreachable: the SSH connection was lost and reconnecting failed (${last instanceof Error ? last.message.replace(`${this.name}: `, '') : String(last)})`, false);
   }
 
-  // Non-root logins run every command through sudo: without a prompt (-n) when
-  // sudo needs no password; else sudo reads the password from the first line of
-  // the command's stdin (-S, empty prompt), so it is never on a command line.
-  // -k makes sudo ignore cached credentials (and not cache any): a timestamp
-  // left by another session (timestamp_type=global, !tty_tickets) would
-  // otherwise skip the password read and hand that line to the command, and
-  // would make a password-protected sudo look passwordless until it expired.
+  // Non-root logins run every command through sudo; a password goes on stdin's first
+  // line (-S), never on a command line. -k: a timestamp cached by another session
+  // would skip the password read and hand that line to the command.
   #wrap(command: string): string {
     if (!this.#sudo) return command;
     return this.#sudoPassword !== null ? `sudo -k -S -p '' -- sh -c ${shellQuote(command)}` : `sudo -k -n -- sh -c ${shellQuote(command)}`;
   }
 
   /**
-   * For a non-root login: if sudo wants a password, takes it (the inventory's
-   * ssh.sudoPassword, else asked once on the terminal) and proves it works.
-   * Without either, commands keep failing with sudo's own message (preflight says so).
+   * For a non-root login: if sudo wants a password, takes it (the inventory's, else
+   * asked once per run) and proves it works; records it in `ctx` for the redactor.
    */
-  async prepareSudo(node: NodeTarget): Promise<void> {
+  async prepareSudo(node: SshTarget, ctx: SshContext): Promise<void> {
     const probe = await this.exec('true');
     if (probe.code === 0 || !/password is required/i.test(probe.stderr)) return;
-    const password = await sudoPasswordFor(node);
+    const password = await sudoPasswordFor(node, ctx);
     if (password === null) {
       throw new NodeError(this.name, `sudo on ${node.host} asks ${node.user} for a password and there is no terminal to ask on; set ssh.sudoPassword (for example { env: ROLLOUT_SUDO_PASSWORD }) or give ${node.user} passwordless sudo`);
     }
     this.#sudoPassword = password;
-    if (!sudoSecrets.includes(password)) sudoSecrets.push(password);
+    if (!ctx.sudoPasswords.includes(password)) ctx.sudoPasswords.push(password);
     const check = await this.exec('true');
     if (check.code !== 0) {
       this.#sudoPassword = null;

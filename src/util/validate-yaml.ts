@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { InputError } from '../errors.js';
-import { yamlErrorText } from '../tasks/yaml-set.js';
-import { parseLocated } from './yaml-location.js';
+import { parseLocated, yamlErrorText } from './yaml-location.js';
 
 /**
  * Reads a YAML file and checks it against `schema`. Every problem is reported at

@@ -43,3 +43,8 @@ function nodeAt(doc: Document.Parsed, path: readonly PropertyKey[]): Node | null
   }
   return (keyNode ?? node) as Node | null;
 }
+
+/** The first line of a yaml library error, without its own position suffix. */
+export function yamlErrorText(message: string): string {
+  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '');
+}

@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { rootCertificates } from 'node:tls';
+import { VaultUnreachableError } from '../errors.js';
 
 /** Where rollout's own Vault checks go, and whom they trust. */
 export type VaultEndpoint = {
@@ -12,16 +13,6 @@ export type VaultEndpoint = {
 
 /** A Vault HTTP answer: status, parsed JSON body (or null), and the `errors` list if any. */
 export type VaultResponse = { status: number; body: Record<string, unknown> | null; errors: string[] };
-
-/** Vault could not be reached at all (DNS, TCP, TLS, timeout). `code` is Node's error code. */
-export class VaultUnreachableError extends Error {
-  override name = 'VaultUnreachableError';
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
 
 /**
  * One Vault API call (`/v1/...`), JSON in and out. Resolves on any HTTP status;

@@ -2,7 +2,7 @@ import { lstatSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { writeFileDurably } from '../../src/state/durable-file.js';
+import { writeFileDurably } from '../../src/util/durable-file.js';
 
 describe('writeFileDurably', () => {
   it('never writes through a link planted where the temp file of an older, predictable scheme would be', async () => {
