@@ -123,6 +123,8 @@ if [[ -n ${BENCH_REF:-} ]]; then
   ln -s "$REPO/node_modules" "$ROLLOUT_DIR/node_modules"
   node "$REPO/node_modules/typescript/bin/tsc" -p "$ROLLOUT_DIR/tsconfig.build.json" >"$TMP/logs/build.log" 2>&1 ||
     { cat "$TMP/logs/build.log" >&2; die "building $BENCH_REF failed"; }
+  # The node-side agent scripts ship beside the compiled code (package.json "build").
+  if [[ -d $ROLLOUT_DIR/src/agent ]]; then mkdir -p "$ROLLOUT_DIR/dist/agent" && cp "$ROLLOUT_DIR"/src/agent/*.sh "$ROLLOUT_DIR/dist/agent/"; fi
   ROLLOUT_VERSION="commit $(git -C "$REPO" rev-parse --short "$BENCH_REF") (BENCH_REF=$BENCH_REF, built for the bench)"
 else
   [[ -f $CLI ]] || die "dist/ is missing: npm run build (or set BENCH_REF=HEAD)"

@@ -1,10 +1,11 @@
 import path from 'node:path';
 import type { FileChange, NodePlan } from '../plan/types.js';
 import { octalMode, unsafeDirProblems } from '../plan/unsafe-dirs.js';
-import { parseServiceState, SHOW_PROPERTIES, type ServiceState } from '../rollout/journal.js';
+import { parseServiceState, type ServiceState } from '../rollout/journal.js';
 import { LOCK_FILE, type LockInfo } from '../rollout/lock.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
+import { AGENT } from '../agent/scripts.js';
 import type { Check } from './check.js';
 
 type ReadyNode = Extract<NodePlan, { status: 'ready' }>;
@@ -27,30 +28,17 @@ export function lockCheck(node: string, text: string, mine: string | null): Chec
 export type NodeCheckTarget = { dirs: readonly string[]; unit: string; vaultServer?: string };
 
 /**
- * The node checks as a shell snippet that changes nothing: root (directly or
- * by `sudo -n`), the lock, the directories writable, the journal readable, the
- * unit's state, and (given a Vault server) the node's own path to Vault; with
- * `sums`, also the checksums of those files. Its output, between
- * `@checks-begin` and `@checks-end`, is read by parseNodeChecks. It runs in a
- * subshell: the caller's arguments are left alone.
+ * The node checks as a shell snippet that changes nothing (src/agent/check.sh):
+ * root (directly or by `sudo -n`), the lock, the directories writable, the
+ * journal readable, the unit's state, and (given a Vault server) the node's
+ * own path to Vault; with `sums`, also the checksums of those files. Its
+ * output, between `@checks-begin` and `@checks-end`, is read by
+ * parseNodeChecks. The caller's arguments are left alone.
  */
 export function nodeCheckScript(target: NodeCheckTarget, sums: readonly string[] = []): string {
-  const q = shellQuote;
   const vault = target.vaultServer ? vaultTarget(target.vaultServer) : null;
-  // Each process costs a node 20-30 ms: shell builtins where they do, one sha256sum for all files.
-  return [
-    'echo @checks-begin; (',
-    // The effective uid, from the shell's own status (no process).
-    'while read -r k r e _; do [ "$k" != Uid: ] || { echo "@uid $e"; break; }; done < /proc/self/status',
-    `l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true; echo "@lock $l"`,
-    ...(sums.length > 0 ? [`echo @sums-begin; sha256sum -- ${sums.map(q).join(' ')} 2>/dev/null; echo @sums-end`] : []),
-    ...target.dirs.map((d, i) => `test -w ${q(d)} && echo "@dir ${i} ok" || echo "@dir ${i} no"`),
-    // A journal file journald writes (root reads any): what `journalctl` would read, without its 20 ms.
-    'j=no; for f in /run/log/journal/*/*.journal /var/log/journal/*/*.journal; do [ ! -r "$f" ] || { j=ok; break; }; done; echo "@journal $j"',
-    `echo @svc-begin; systemctl show -p ${SHOW_PROPERTIES} -- ${q(target.unit)}; echo @svc-end`,
-    ...(vault ? [`set -- ${[vault.host, String(vault.port), vault.tls ? 'https' : 'http'].map(q).join(' ')}`, REACH_SCRIPT] : []),
-    '); echo @checks-end',
-  ].join('\n');
+  const args = [target.unit, vault?.host ?? '', vault ? String(vault.port) : '', vault ? (vault.tls ? 'https' : 'http') : '', String(target.dirs.length), ...target.dirs, ...sums];
+  return `${AGENT.checks}node_checks ${args.map(shellQuote).join(' ')}`;
 }
 
 /** The directories a node's planned changes write in. */
@@ -172,41 +160,7 @@ function vaultTarget(server: string): { host: string; port: number; tls: boolean
   return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || (tls ? 443 : 80)), tls };
 }
 
-// Reports one machine-readable line: how far the node got towards Vault.
-// curl proves TLS (with the node's own trust store, as the KMS will use it);
-// without curl, bash's /dev/tcp proves TCP only; with neither, nothing can be said.
-// curl asks the trust store's hashed directory first (--capath; --cacert names
-// one certificate of that same store, else curl parses its whole default
-// bundle too): OpenSSL then loads only the issuer it needs, about 35 ms less
-// per node. Any failure the CA choice could cause is asked again the default
-// way (the bundle), so a CA found only in the bundle still passes.
-// curl is pinned to the addresses the system resolver gives (getent: /etc/hosts,
-// then DNS), as the KMS resolves them; curl alone would treat some names
-// (localhost) specially and could pass where the KMS would fail.
-const REACH_SCRIPT = `h=$1; p=$2; scheme=$3
-addrs=; prev=
-for w in $(getent ahosts "$h" 2>/dev/null); do
-  case $w in
-    STREAM) a=$prev; case $a in *:*) a="[$a]";; esac
-      case ",$addrs," in *",$a,"*) ;; *) addrs=\${addrs:+$addrs,}$a;; esac;;
-  esac
-  prev=$w
-done
-if [ -z "$addrs" ]; then echo "@reach resolve-failed"
-elif command -v curl >/dev/null 2>&1; then
-  reach() { out=$(curl -sS -o /dev/null --max-time 10 --resolve "$h:$p:$addrs" -w '%{http_code}' "$@" "$scheme://$h:$p/v1/sys/health" 2>&1) && rc=0 || rc=$?; }
-  one=; for c in /etc/ssl/certs/*.0; do [ ! -r "$c" ] || { one=$c; break; }; done
-  rc=1; [ "$scheme" != https ] || [ -z "$one" ] || reach --capath /etc/ssl/certs --cacert "$one"
-  case $rc in 0|6|7|28) ;; *) reach;; esac
-  code=\${out#"\${out%???}"}
-  echo "@reach curl $rc $code \${out%???}"
-elif command -v bash >/dev/null 2>&1; then
-  if timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$h" "$p" 2>/dev/null; then echo "@reach tcp-ok"; else echo "@reach tcp-failed"; fi
-else
-  echo "@reach no-tool"
-fi`;
-
-/** Pure. Turns REACH_SCRIPT's line into a check. */
+/** Pure. Turns the `@reach` line (reach_vault in src/agent/check.sh) into a check. */
 export function parseReach(node: string, host: string, port: number, tls: boolean, line: string): Check {
   const name = 'reaches vault';
   const c = (status: Check['status'], detail: string): Check => ({ scope: node, name, status, detail });

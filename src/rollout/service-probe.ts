@@ -6,9 +6,10 @@
 import { NodeError } from '../errors.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
-import { parseServiceState, readServiceState, SHOW_PROPERTIES, type ServiceState } from './journal.js';
-import { RELEASE_SCRIPT, releaseLock, releaseRequest, type ReleaseOptions } from './lock.js';
-import { STAGE_SCRIPT, stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../transport/remote-files.js';
+import { parseServiceState, readServiceState, type ServiceState } from './journal.js';
+import { releaseLock, releaseRequest, type ReleaseOptions } from './lock.js';
+import { stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../transport/remote-files.js';
+import { AGENT } from '../agent/scripts.js';
 
 /**
  * Reads a node's unit state now: `full` asks systemd; `fast` answers with the
@@ -18,41 +19,7 @@ import { STAGE_SCRIPT, stageFiles, stageRequest, stageResults, type StageItem, t
  */
 export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<ServiceState>;
 
-// Questions are lines. `full`: systemctl's output and `@end`; the probe then
-// remembers the main pid and its start time (field 22 of /proc/PID/stat, after
-// the command name, which may hold spaces). `fast`: `@same` while that process
-// is alive, read with shell builtins (no fork), else as `full`. `adopt PID`
-// remembers a state read elsewhere (the gate's, right after a node's ready
-// line), answered by `@adopted`. `stage` and STAGE_SCRIPT's request (see
-// stageRequest), answered by `@stage-end CODE`; a staging that
-// failed may have left contents unread, so the probe ends rather than read them
-// as questions. `release` and its lines (run id, backups to keep, count, paths):
-// RELEASE_SCRIPT, answered by `@released`.
-const PROBE_SCRIPT = `u=$1; pid=0; start=
-remember() {
-  pid=$1; start=
-  if [ "\${pid:-0}" != 0 ] && [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat; then set -- \${l##*) }; start=\${20}; else pid=0; fi
-}
-alive() {
-  [ "$pid" != 0 ] && [ -r /proc/$pid/stat ] && IFS= read -r l < /proc/$pid/stat || return 1
-  set -- \${l##*) }
-  [ "$1" != Z ] && [ "$1" != X ] && [ "\${20}" = "$start" ]
-}
-while IFS= read -r q; do
-  if [ "$q" = fast ] && alive; then echo @same; continue; fi
-  case $q in "adopt "*) remember "\${q#adopt }"; echo @adopted; continue;; esac
-  if [ "$q" = stage ]; then
-    (${STAGE_SCRIPT}
-    ) || { echo "@stage-end $?"; exit 1; }
-    echo "@stage-end 0"; continue
-  fi
-  if [ "$q" = release ]; then
-    (${RELEASE_SCRIPT}
-    ); echo @released; continue
-  fi
-  s=$(systemctl show -p ${SHOW_PROPERTIES} -- "$u"); printf '%s\n@end\n' "$s"
-  p=\${s##*MainPID=}; remember "\${p%%[!0-9]*}"
-done`;
+// The probe's questions and answers (`full`, `fast`, `adopt PID`, `stage`, `release`) are described in src/agent/state.sh.
 
 /** One answer must come within this; otherwise the probe is dropped for a plain command. */
 const ANSWER_TIMEOUT_MS = 30_000;
@@ -71,7 +38,7 @@ class Probe {
   constructor(t: Transport, unit: string) {
     this.#t = t;
     this.#unit = unit;
-    this.#stream = t.stream(`sh -c ${shellQuote(PROBE_SCRIPT)} rollout-probe ${shellQuote(unit)}`, { input: true });
+    this.#stream = t.stream(`sh -c ${shellQuote(AGENT.state)} rollout-probe ${shellQuote(unit)}`, { input: true });
     void this.#read(this.#stream);
   }
 
@@ -136,7 +103,7 @@ class Probe {
     if (state.mainPid > 0) this.#ask(`adopt ${state.mainPid}\n`, { adopt: state }).catch(() => undefined);
   }
 
-  /** Stages files through the probe (see PROBE_SCRIPT); a plain command (stageFiles) when it cannot. */
+  /** Stages files through the probe (src/agent/state.sh); a plain command (stageFiles) when it cannot. */
   async stage(items: readonly StageItem[]): Promise<StageResult[]> {
     const request = stageRequest(items);
     if (this.#stream) {
@@ -156,7 +123,7 @@ class Probe {
     return stageFiles(this.#t, items);
   }
 
-  /** Releases the lock through the probe (see PROBE_SCRIPT); a plain command when it cannot. */
+  /** Releases the lock through the probe (src/agent/state.sh); a plain command when it cannot. */
   async release(runId: string, opts: ReleaseOptions): Promise<void> {
     try {
       return void (await this.#ask(`release\n${releaseRequest(runId, opts)}`, { release: true }));
