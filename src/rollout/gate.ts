@@ -21,7 +21,8 @@ export function compileGate(spec: GateSpec): CompiledGate {
 const MANAGER_FAILURE = /Main process exited|Scheduled restart job|Start request repeated too quickly|Failed with result|Failed to start/;
 
 /**
- * Pure. Decides the gate from the entries logged after the pre-restart cursor.
+ * Pure. Decides the gate from the entries logged after the pre-restart cursor
+ * (gateStep applies it to each channel's entries).
  * Lines of the old invocation (its shutdown) are ignored; the first decisive line
  * of the new one wins: a failure pattern or a crash fails at once, the ready line passes.
  */

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compileGate } from '../../src/rollout/gate.js';
 import { openRestart, restartAndGate } from '../../src/rollout/restart-gate.js';
-import { StalePlanError } from '../../src/errors.js';
-import { ConnectionLostError } from '../../src/transport/ssh.js';
+import { ConnectionLostError, StalePlanError } from '../../src/errors.js';
 import { commitRequest, type StagedCommit } from '../../src/rollout/journal.js';
 import { FakeTransport, showRunning } from '../helpers/fake-transport.js';
 
