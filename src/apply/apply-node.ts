@@ -1,19 +1,21 @@
-// One node, one phase: move the staged files into place, restart, gate (all on
-// one channel, after the cluster health check); on a failed gate restore the
-// backups, restart and gate again. Every step is recorded before the
-// next starts, and a step cut by a lost connection is re-checked, never repeated
-// blindly. Knows nothing of listr2.
-import { NodeError, RolloutFailedError, StalePlanError } from '../errors.js';
-import type { FileChange } from '../plan/types.js';
-import { commitStaged, type StagedCommit } from '../rollout/journal.js';
-import { openRestart, renderGateEvidence, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
+// One node, one phase: composes the file-change executor (stage, move, restore)
+// and the restart executor (restart, gate), records every step before the next
+// starts, and turns a failure into what the operator must know. Knows nothing of listr2.
+import { ConnectionLostError, NodeError, RolloutFailedError, StalePlanError } from '../errors.js';
+import type { FileChange, RestartChange } from '../plan/types.js';
+import { renderGateEvidence, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
+import type { NodeWork } from '../state/resume.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
-import { backupPath, restoreFile, stagedPath, stageFiles, type StageItem, type StageResult } from '../transport/remote-files.js';
-import { ConnectionLostError } from '../transport/ssh.js';
+import { stageFiles, type StageItem, type StageResult } from '../transport/remote-files.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Redactor } from '../util/redact.js';
+import { moveIntoPlace, restoreAll, stageChanges, stepFile } from './file-change.js';
+import { applyRestart, dismissRestartChannel, openRestartChannel, type MovesFirst } from './restart.js';
+
+export { restoreAll, stepFile };
+export type { NodeWork };
 
 /** What an applier needs besides the node: run id, gate, redactor, the run record, where progress goes. */
 export type ApplyContext = {
@@ -31,21 +33,6 @@ export type ApplyContext = {
   channel?: LineStream;
   /** Called when the restart command returned and the unit starts (the next turn's channel may open). */
   onRestarted?: () => void;
-};
-
-/**
- * The work on one node in one phase. `full`: back up, write, restart, gate.
- * `restart-only`: the files already hold the new content (an interrupted run);
- * restart and gate, with the backups taken then for a rollback.
- */
-export type NodeWork = {
-  node: string;
-  phase: string;
-  mode: 'full' | 'restart-only';
-  changes: FileChange[];
-  /** For restart-only: the files as the interrupted run recorded them. */
-  files: StepFile[];
-  restartUnit: string | null;
 };
 
 /** What happened to one node in one phase. */
@@ -67,23 +54,11 @@ export function outcomeOf(err: RolloutFailedError): PhaseOutcome | null {
   return (err as RolloutFailedError & { outcome?: PhaseOutcome }).outcome ?? null;
 }
 
-/** The record of a change's file, before its backup exists. */
-export function stepFile(runId: string, c: FileChange): StepFile {
-  return { path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, backup: backupPath(runId, c.path), uid: c.uid, gid: c.gid, mode: c.mode };
-}
-
-/** What a node's turn moves into place: its changes as stageWork staged them (none for restart-only work). */
-function commitsOf(work: NodeWork, stageKey: string): StagedCommit[] {
-  if (work.mode !== 'full') return [];
-  return work.changes.map((c) => ({ path: c.path, staged: stagedPath(stageKey, c.path), beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, uid: c.uid, gid: c.gid, mode: c.mode }));
-}
-
 /**
- * Before the first restart, on every node at once: backs up each file a `full`
- * item changes and stages its new content beside it (the files themselves are
- * untouched), so a node's turn only moves files and restarts, in one command
- * a node (`stage`: stageFiles, or through the state probes). Returns why a
- * node could not be staged, one line each; empty when all were.
+ * Before the first restart, on every node at once: stages each `full` item's
+ * changes (backups and staged copies, the files untouched), so a node's turn
+ * only moves files and restarts. `stage` runs a node's stage step (stageFiles,
+ * or the state probes). Returns why a node could not be staged, one line each.
  */
 export async function stageWork(
   transports: ReadonlyMap<string, Transport>,
@@ -97,8 +72,8 @@ export async function stageWork(
   for (const w of work) if (w.mode === 'full') byNode.set(w.node, [...(byNode.get(w.node) ?? []), ...w.changes]);
   const problems = await mapLimit([...byNode], parallel, async ([node, changes]) => {
     try {
-      const results = await stage(node, changes.map((c) => ({ change: c, backup: backupPath(runId, c.path), staged: stagedPath(stageKey, c.path) })));
-      return changes.filter((_, i) => results[i] === 'stale').map((c) => `${node}: ${c.path} changed after the plan was made; run \`rollout plan\` again and review the new diff`);
+      const stale = await stageChanges(transports.get(node)!, changes, runId, stageKey, (items) => stage(node, items));
+      return stale.map((c) => `${node}: ${c.path} changed after the plan was made; run \`rollout plan\` again and review the new diff`);
     } catch (err) {
       return [`${node}: staging failed: ${(err as Error).message.replace(`${node}: `, '')}`];
     }
@@ -106,21 +81,26 @@ export async function stageWork(
   return problems.flat();
 }
 
+// The work's restart change, and the staged files its turn moves first (none for restart-only work).
+function restartOf(work: NodeWork): RestartChange | null {
+  return work.restartUnit ? { kind: 'restart', unit: work.restartUnit } : null;
+}
+function movesOf(work: NodeWork, stageKey: string): MovesFirst {
+  return { changes: work.mode === 'full' ? work.changes : [], stageKey };
+}
+
 /**
- * Opens the restart channel of a node's turn ahead of time (see openRestart),
- * while the turn before it runs; null for work without a restart. Give it to
- * applyNodePhase as `channel`, or close it (nothing on the node changes).
+ * Opens the restart channel of a node's turn ahead of time, while the turn
+ * before it runs; null for work without a restart. Give it to applyNodePhase
+ * as `channel`, or dismiss it (nothing on the node changes).
  */
 export function openTurn(t: Transport, work: NodeWork, stageKey: string, gate: CompiledGate): LineStream | null {
-  if (!work.restartUnit) return null;
-  return openRestart(t, work.restartUnit, gate, commitsOf(work, stageKey), gate.timeoutMs + gate.restartTimeoutMs);
+  const restart = restartOf(work);
+  return restart ? openRestartChannel(t, restart, gate, movesOf(work, stageKey)) : null;
 }
 
 /** Ends a channel openTurn opened whose turn will not come: `stop`, so nothing on the node changes. */
-export function dismissTurn(stream: LineStream | undefined): void {
-  stream?.send('stop\n');
-  stream?.close();
-}
+export const dismissTurn = dismissRestartChannel;
 
 /**
  * Applies one node's work. On success the node runs the new files and passed
@@ -132,7 +112,8 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   const record = (patch: Parameters<RunRecorder['update']>[2]) => ctx.recorder.update(work.node, work.phase, patch);
   const files = work.mode === 'full' ? work.changes.map((c) => stepFile(ctx.runId, c)) : work.files;
   const outcome: PhaseOutcome = { node: t.name, phase: work.phase, status: 'applied', files, gate: null };
-  const commits = commitsOf(work, ctx.stageKey);
+  const moves = movesOf(work, ctx.stageKey);
+  const paths = moves.changes.map((c) => c.path).join(', ');
   // Until `go` is sent, nothing on the node has changed.
   let went = work.mode === 'restart-only';
   const untouched = async (err: unknown): Promise<never> => {
@@ -148,29 +129,30 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
     throw new RolloutFailedError(t.name, restored, `${t.name}: ${message}; ${restored ? 'its files were restored from the backups and it was not restarted' : `RESTORING ITS FILES FAILED: check the node by hand (backups under /var/backups/rollout/${ctx.runId})`}`);
   };
 
-  if (!work.restartUnit) {
-    ctx.progress(`writing ${commits.map((c) => c.path).join(', ')}`);
+  const restart = restartOf(work);
+  if (!restart) {
+    ctx.progress(`writing ${paths}`);
     let r: 'committed' | 'stale';
     try {
-      r = await commitStaged(t, commits);
+      r = await moveIntoPlace(t, moves.changes, moves.stageKey);
     } catch (err) {
       if (err instanceof ConnectionLostError && !err.started) return untouched(err);
       return writeFailed(err);
     }
-    if (r === 'stale') return untouched(new StalePlanError(t.name, commits.map((c) => c.path).join(', ')));
+    if (r === 'stale') return untouched(new StalePlanError(t.name, paths));
     await record({ status: 'done', files });
     return outcome;
   }
-  const unit = work.restartUnit;
+  const unit = restart.unit;
   let run: GateRun;
   try {
-    run = await restartAndGate(t, unit, ctx.gate, ctx.progress, ctx.redact, {
-      commits,
+    run = await applyRestart(t, restart, ctx, {
+      moves,
       beforeGo: async () => {
         await ctx.beforeRestart?.();
         went = true;
       },
-      onCommitted: () => record({ status: 'written', files }),
+      onMoved: () => record({ status: 'written', files }),
       ...(ctx.onRestarted ? { onRestarted: ctx.onRestarted } : {}),
       ...(ctx.channel ? { channel: ctx.channel } : {}),
     });
@@ -198,7 +180,7 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
   ctx.progress(`restarting ${unit} on the restored files`);
   let again: GateRun | null = null;
   try {
-    again = await restartAndGate(t, unit, ctx.gate, ctx.progress, ctx.redact);
+    again = await applyRestart(t, restart, ctx);
   } catch (err) {
     if (!(err instanceof NodeError)) throw err;
   }
@@ -212,24 +194,4 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
         ? `Its files were restored from the backups and it came back healthy on them. The rollout stopped; nodes after it were not touched.`
         : `Its files were restored, but it did NOT come back healthy after a restart (${again ? again.verdict.reason : 'restart failed'}): check ${unit} on ${t.name} now.`),
   ), outcome);
-}
-
-/**
- * Restores in reverse order; true when every file is back as it was
- * (already-old files count as restored). A file is restored only while it
- * holds what the run wrote, or what `seen` says the caller found there (a
- * forced rollback), checked right before the move: an edit made by someone
- * else since is never overwritten.
- */
-export async function restoreAll(t: Transport, files: readonly StepFile[], ctx: Pick<ApplyContext, 'progress'>, seen?: ReadonlyMap<string, string>): Promise<boolean> {
-  let ok = true;
-  for (const f of [...files].reverse()) {
-    try {
-      ctx.progress(`restoring ${f.path}`);
-      await restoreFile(t, f, seen?.get(f.path) ?? f.afterSha256);
-    } catch {
-      ok = false;
-    }
-  }
-  return ok;
 }

@@ -25,7 +25,7 @@ export function showPlan(io: Output, plan: Plan, redact: Redactor): void {
       node: n.node.name,
       status: 'ready',
       changes: n.phases.flatMap((p) => p.changes.map((c) => ({ phase: p.name, path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256, diff: renderFileChange(n.node.name, c, redact) }))),
-      restarts: n.phases.filter((p) => p.restartUnit).map((p) => ({ phase: p.name, unit: p.restartUnit })),
+      restarts: n.phases.flatMap((p) => (p.restart ? [{ phase: p.name, unit: p.restart.unit }] : [])),
     });
   }
   io.event('plan', { changesPending: planHasChanges(plan), order: renderOrder(plan).slice(1).map((l) => l.trim()) });

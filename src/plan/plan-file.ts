@@ -4,10 +4,11 @@
 import { lstat, readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { InputError, UsageError } from '../errors.js';
-import { writeFileDurably } from '../state/durable-file.js';
+import { writeFileDurably } from '../util/durable-file.js';
 import type { Plan } from './types.js';
 
 const ChangeRefSchema = z.strictObject({ phase: z.string(), path: z.string(), beforeSha256: z.string(), afterSha256: z.string() });
+const RestartRefSchema = z.strictObject({ phase: z.string(), unit: z.string() });
 
 export const PlanFileSchema = z.strictObject({
   kind: z.literal('rollout-plan'),
@@ -19,7 +20,8 @@ export const PlanFileSchema = z.strictObject({
   playbookSha256: z.string(),
   /** The plan exactly as it was shown (secrets redacted). */
   rendered: z.string(),
-  nodes: z.array(z.strictObject({ name: z.string(), changes: z.array(ChangeRefSchema) })),
+  /** Per node its file changes and its restarts (absent in plans saved before restarts were: then not compared). */
+  nodes: z.array(z.strictObject({ name: z.string(), changes: z.array(ChangeRefSchema), restarts: z.array(RestartRefSchema).optional() })),
 });
 export type PlanFile = z.infer<typeof PlanFileSchema>;
 
@@ -36,6 +38,7 @@ export function toPlanFile(plan: Plan, inventory: string, inventorySha256: strin
     nodes: plan.nodes.map((n) => ({
       name: n.node.name,
       changes: n.status === 'ready' ? n.phases.flatMap((p) => p.changes.map((c) => ({ phase: p.name, path: c.path, beforeSha256: c.beforeSha256, afterSha256: c.afterSha256 }))) : [],
+      restarts: n.status === 'ready' ? n.phases.flatMap((p) => (p.restart ? [{ phase: p.name, unit: p.restart.unit }] : [])) : [],
     })),
   };
 }
@@ -85,8 +88,8 @@ export async function readPlanFile(file: string): Promise<PlanFile | null> {
 
 /**
  * Pure. Why the fresh plan is not the saved one: a file that changed on a node
- * since (stale), content the inventory now produces differently, or changes
- * that appeared or vanished. Empty when apply may go ahead.
+ * since (stale), content the inventory now produces differently, changes
+ * that appeared or vanished, or a restart that did. Empty when apply may go ahead.
  */
 export function compareWithPlanFile(saved: PlanFile, plan: Plan): string[] {
   const problems: string[] = [];
@@ -104,6 +107,18 @@ export function compareWithPlanFile(saved: PlanFile, plan: Plan): string[] {
       continue;
     }
     if (now.status === 'error') continue;
+    // A restart is compared where the files are not: a different restart with the same files means the playbook changed.
+    const freshNode = fresh.nodes.find((f) => f.name === n.name);
+    if (n.restarts && freshNode) {
+      const paths = (changes: PlanFile['nodes'][number]['changes'], phase: string) => changes.filter((c) => c.phase === phase).map((c) => c.path).sort().join('\n');
+      for (const phase of new Set([...n.restarts, ...(freshNode.restarts ?? [])].map((r) => r.phase))) {
+        const was = n.restarts.find((r) => r.phase === phase)?.unit ?? null;
+        const is = freshNode.restarts?.find((r) => r.phase === phase)?.unit ?? null;
+        if (was !== is && paths(n.changes, phase) === paths(freshNode.changes, phase)) {
+          problems.push(`plan is stale: ${n.name} (phase ${phase}) now restarts ${is ?? 'nothing'} where the saved plan restarts ${was ?? 'nothing'}`);
+        }
+      }
+    }
     for (const c of n.changes) {
       const f = freshChanges.get(key(n.name, c));
       freshChanges.delete(key(n.name, c));

@@ -58,7 +58,7 @@ export function renderOrder(plan: Plan): string[] {
       lines.push(`${label}: skipped (${phase.when} is not true in the inventory's vars)`);
       return;
     }
-    const nodes = plan.nodes.flatMap((n) => (n.status === 'ready' && n.phases.find((p) => p.name === phase.name)?.restartUnit ? [n.node.name] : []));
+    const nodes = plan.nodes.flatMap((n) => (n.status === 'ready' && n.phases.find((p) => p.name === phase.name)?.restart ? [n.node.name] : []));
     lines.push(`${label}: ${nodes.length ? nodes.join(' -> ') : 'no node to restart'}`);
   });
   const failed = plan.nodes.filter((n) => n.status === 'error').map((n) => n.node.name);

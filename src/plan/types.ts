@@ -1,11 +1,11 @@
-// The plan is data: apply is driven only by it and re-checks every precondition
-// (a file's sha256) before it writes. Content of files is kept for apply but
-// only ever shown through the redactor.
+// The plan is data: apply does what it says and nothing else, and re-checks a
+// file's sha256 before it writes. File content is only ever shown redacted.
 import type { NodeTarget } from '../inventory/load.js';
 import type { DirStat } from '../transport/remote-files.js';
 
-/** One intended edit of one file on one node. */
+/** One intended edit of one file on one node (src/apply/file-change.ts executes it). */
 export type FileChange = {
+  kind: 'file';
   /** The playbook's name for the file (`config`, `env`). */
   file: string;
   /** The file written: where the path named leads (a symlink's target), normalised. */
@@ -35,15 +35,24 @@ export type FileChange = {
   dirs?: DirStat[];
 };
 
-/** What one phase does on one node. */
+/** A restart of the node's unit once the phase's files are in place, gated on its journal (src/apply/restart.ts executes it). */
+export type RestartChange = {
+  kind: 'restart';
+  unit: string;
+};
+
+/** Every kind of change apply makes. */
+export type Change = FileChange | RestartChange;
+
+/** What one phase does on one node: its file changes, then the restart they need. */
 export type PhasePlan = {
   name: string;
   description: string;
   changes: FileChange[];
   /** Why files of this phase are left alone (shown in the plan). */
   unchanged: string[];
-  /** The unit restarted after the changes; null when nothing changed, so nothing restarts. */
-  restartUnit: string | null;
+  /** The only say on whether the node restarts in this phase: null when none of its files changed, or the phase restarts nothing. */
+  restart: RestartChange | null;
 };
 
 /** The plan of one node: ready to apply, or the reason it cannot be planned. */

@@ -10,7 +10,7 @@ import { renderFileChange } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
 import { readEnvValue } from '../tasks/env-file.js';
 import type { RunState } from '../state/run-state.js';
-import { writeFileDurably } from '../state/durable-file.js';
+import { writeFileDurably } from '../util/durable-file.js';
 import { escapeControls, type Redactor } from '../util/redact.js';
 
 /** One node and phase in the report. */

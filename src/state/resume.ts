@@ -1,9 +1,26 @@
-import type { NodeWork } from '../apply/apply-node.js';
-import type { Plan } from '../plan/types.js';
+// The work apply executes, node by node and phase by phase: from the plan's file and
+// restart changes for a fresh run, or from the run record checked against the nodes to resume.
+import type { FileChange, PhasePlan, Plan } from '../plan/types.js';
 import { readServiceState } from '../rollout/journal.js';
 import { readRemoteFile } from '../transport/remote-files.js';
 import type { Transport } from '../transport/transport.js';
-import type { RunState } from './run-state.js';
+import type { RunState, StepFile } from './run-state.js';
+
+/**
+ * The work on one node in one phase. `full`: back up, write, restart, gate.
+ * `restart-only`: the files already hold the new content (an interrupted run);
+ * restart and gate, with the backups taken then for a rollback.
+ */
+export type NodeWork = {
+  node: string;
+  phase: string;
+  mode: 'full' | 'restart-only';
+  changes: FileChange[];
+  /** For restart-only: the files as the interrupted run recorded them. */
+  files: StepFile[];
+  /** The unit of the plan's restart change (of the interrupted run's, for restart-only); null: files only. */
+  restartUnit: string | null;
+};
 
 /** What resuming an interrupted run will do, decided from the nodes as they are now. */
 export type ResumePlan = {
@@ -44,15 +61,21 @@ export async function planResume(state: RunState, plan: Plan, transports: Readon
       continue;
     }
     if (allBefore) {
+      // Files still old: the fresh plan's changes are the work, as long as they are what the run planned.
       const fresh = plan.nodes.find((n) => n.node.name === step.node);
       const phase = fresh?.status === 'ready' ? fresh.phases.find((p) => p.name === step.phase) : undefined;
       const changes = phase?.changes ?? [];
       const same = changes.length === step.files.length && changes.every((c) => step.files.some((f) => f.path === c.path && f.afterSha256 === c.afterSha256));
-      if (!same) {
+      if (!phase || !same) {
         out.problems.push(`${where}: the inventory (or a secret) now gives different content than the interrupted run planned; start a new run instead of resuming`);
         continue;
       }
-      out.work.push({ node: step.node, phase: step.phase, mode: 'full', changes, files: [], restartUnit: step.restartUnit });
+      const work = workOf(step.node, phase);
+      if (work.restartUnit !== step.restartUnit) {
+        out.problems.push(`${where}: the playbook now restarts ${work.restartUnit ?? 'nothing'} where the interrupted run planned ${step.restartUnit ?? 'no restart'}; start a new run instead of resuming`);
+        continue;
+      }
+      out.work.push(work);
       continue;
     }
     const detail = step.files.map((f, i) => `${f.path}: ${shas[i] === null ? 'missing' : shas[i] === f.afterSha256 ? 'new' : shas[i] === f.beforeSha256 ? 'old' : 'neither old nor new'}`).join(', ');
@@ -68,8 +91,12 @@ export function workFromPlan(plan: Plan): NodeWork[] {
     plan.nodes.flatMap((n) => {
       if (n.status !== 'ready') return [];
       const p = n.phases.find((x) => x.name === phase);
-      if (!p || p.changes.length === 0) return [];
-      return [{ node: n.node.name, phase, mode: 'full' as const, changes: p.changes, files: [], restartUnit: p.restartUnit }];
+      return p && p.changes.length > 0 ? [workOf(n.node.name, p)] : [];
     }),
   );
+}
+
+// A phase's file changes and its restart change as one node's work.
+function workOf(node: string, p: PhasePlan): NodeWork {
+  return { node, phase: p.name, mode: 'full', changes: p.changes, files: [], restartUnit: p.restart?.unit ?? null };
 }

@@ -10,7 +10,7 @@ describe('computePhases with the shipped playbook', () => {
     expect(change!.path).toBe('/etc/minkms/config.yaml');
     expect(change!.after.startsWith(CONFIG)).toBe(true);
     expect(change!.after).toContain('hsm:\n  vault:\n    server: https://vault.example.net:8200\n');
-    expect(phases[0]!.restartUnit).toBe('minkms');
+    expect(phases[0]!.restart).toEqual({ kind: 'restart', unit: 'minkms' });
   });
 
   it('follows --config in MINIO_KMS_OPTS to another path', async () => {
@@ -32,7 +32,7 @@ describe('computePhases with the shipped playbook', () => {
     const env = phases[1]!.changes[0]!;
     expect(env.after).not.toContain('MINIO_KMS_HSM_KEY');
     expect(env.after).toContain('MINIO_KMS_OPTS=');
-    expect(phases[1]!.restartUnit).toBe('minkms');
+    expect(phases[1]!.restart).toEqual({ kind: 'restart', unit: 'minkms' });
   });
 
   it('an up-to-date node has no change and no restart', async () => {
@@ -40,7 +40,7 @@ describe('computePhases with the shipped playbook', () => {
     const done = first[0]!.changes[0]!.after;
     const again = await computePhases(reader({ '/etc/default/minkms': ENV, '/etc/minkms/config.yaml': done }), node, await shippedPlaybook(), vars());
     expect(again[0]!.changes).toEqual([]);
-    expect(again[0]!.restartUnit).toBeNull();
+    expect(again[0]!.restart).toBeNull();
     expect(again[0]!.unchanged[0]).toContain('already holds the planned values');
   });
 

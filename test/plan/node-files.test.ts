@@ -182,12 +182,12 @@ describe('a secret going into a file others can read', () => {
     ['0755 tightened to 0750', 0o755, 'tighten', 0o750],
     ['0602: others cannot read, only write', 0o602, 'refuse', 0o602],
   ] as const)('%s', (_name, mode, policy, planned) => {
-    const c: FileChange = { file: 'config', path: '/c', before: '', after: `secret: ${SECRET}\n`, beforeSha256: '', afterSha256: '', uid: 0, gid: 0, mode };
+    const c: FileChange = { kind: 'file', file: 'config', path: '/c', before: '', after: `secret: ${SECRET}\n`, beforeSha256: '', afterSha256: '', uid: 0, gid: 0, mode };
     expect(secretFileMode(c, [SECRET], policy)).toMatchObject({ mode: planned });
   });
 
   it('a file whose new content holds no secret keeps its mode whatever it is', () => {
-    const c: FileChange = { file: 'env', path: '/e', before: 'A=1\n', after: '', beforeSha256: '', afterSha256: '', uid: 0, gid: 0, mode: 0o644 };
+    const c: FileChange = { kind: 'file', file: 'env', path: '/e', before: 'A=1\n', after: '', beforeSha256: '', afterSha256: '', uid: 0, gid: 0, mode: 0o644 };
     expect(secretFileMode(c, [SECRET], 'refuse')).toBe(c);
   });
 });

@@ -10,7 +10,7 @@ const ROOT: DirStat[] = [
   { path: '/', uid: 0, gid: 0, mode: 0o755 },
 ];
 const change = (dirs: DirStat[] | undefined, extra: Partial<FileChange> = {}): FileChange => ({
-  file: 'config', path: '/etc/minkms/config.yaml', before: 'a\n', after: 'b\n', beforeSha256: 'x', afterSha256: 'y', uid: 0, gid: 997, mode: 0o640,
+  kind: 'file', file: 'config', path: '/etc/minkms/config.yaml', before: 'a\n', after: 'b\n', beforeSha256: 'x', afterSha256: 'y', uid: 0, gid: 997, mode: 0o640,
   ...(dirs ? { dirs } : {}), ...extra,
 });
 const minkmsDir = (uid: number, gid: number, mode: number): DirStat[] => [{ path: '/etc/minkms', uid, gid, mode }, ...ROOT];
@@ -62,7 +62,7 @@ describe('fileSafetyChecks', () => {
   });
 
   it('is part of the node checks apply and preflight make', () => {
-    const plan = { node, status: 'ready' as const, phases: [{ name: 'vault-hsm', description: '', unchanged: [], restartUnit: 'minkms', changes: [change(minkmsDir(1000, 997, 0o750))] }] };
+    const plan = { node, status: 'ready' as const, phases: [{ name: 'vault-hsm', description: '', unchanged: [], restart: { kind: 'restart' as const, unit: 'minkms' }, changes: [change(minkmsDir(1000, 997, 0o750))] }] };
     const out = '@checks-begin\n@uid 0\n@lock \n@dir 0 ok\n@journal ok\n@svc-begin\nActiveState=active\nSubState=running\n@svc-end\n@checks-end\n';
     const checks = parseNodeChecks('kms-1', out, plan, { dirs: ['/etc/minkms'], unit: 'minkms' }, null);
     expect(checks.find((c) => c.name === 'directories')).toMatchObject({ status: 'fail', detail: expect.stringContaining('/etc/minkms (owner 1000:997, mode 0750): its owner, uid 1000, can write in it') });

@@ -14,8 +14,8 @@ const plan: Plan = {
   playbookName: 'minkms-vault-hsm',
   phases: [{ name: 'vault-hsm', description: '', enabled: true }],
   nodes: [
-    { node, status: 'ready', phases: [{ name: 'vault-hsm', description: '', unchanged: [], restartUnit: 'minkms', changes: [{ file: 'config', path: '/etc/minkms/config.yaml', before: CONFIG, after: AFTER, beforeSha256: before, afterSha256: after, uid: 0, gid: 0, mode: 0o640 }] }] },
-    { node: { ...node, name: 'kms-2' }, status: 'ready', phases: [{ name: 'vault-hsm', description: '', unchanged: [], restartUnit: 'minkms', changes: [] }] },
+    { node, status: 'ready', phases: [{ name: 'vault-hsm', description: '', unchanged: [], restart: { kind: 'restart', unit: 'minkms' }, changes: [{ kind: 'file', file: 'config', path: '/etc/minkms/config.yaml', before: CONFIG, after: AFTER, beforeSha256: before, afterSha256: after, uid: 0, gid: 0, mode: 0o640 }] }] },
+    { node: { ...node, name: 'kms-2' }, status: 'ready', phases: [{ name: 'vault-hsm', description: '', unchanged: [], restart: { kind: 'restart', unit: 'minkms' }, changes: [] }] },
   ],
 };
 const file = { path: '/etc/minkms/config.yaml', beforeSha256: before, afterSha256: after, backup: '/var/backups/rollout/R/etc/minkms/config.yaml', uid: 0, gid: 0, mode: 0o640 };
@@ -56,7 +56,7 @@ describe('the run report of a node that logs escape sequences', () => {
   const line = 'Error: \x1b]0;pwned-title\x07 \x1b]52;c;cHduZWQ=\x07 \x1b[2K\rforged ok\n```\n[click](https://evil.example)';
   const config = `${CONFIG}extra:\n  token: |\n    tok-line-one-77f1\n    tok-line-two-0b3e\n# \x1b]0;title\x07 end\n`;
   const ready = plan.nodes[0] as Extract<Plan['nodes'][number], { status: 'ready' }>;
-  const evil: Plan = { ...plan, nodes: [{ ...ready, phases: [{ ...ready.phases[0]!, changes: [{ file: 'config', path: '/etc/minkms/\x1b]0;p\x07.yaml', before: config, after: `${config}hsm: {}\n`, beforeSha256: before, afterSha256: after, uid: 0, gid: 0, mode: 0o640 }] }] }] };
+  const evil: Plan = { ...plan, nodes: [{ ...ready, phases: [{ ...ready.phases[0]!, changes: [{ kind: 'file', file: 'config', path: '/etc/minkms/\x1b]0;p\x07.yaml', before: config, after: `${config}hsm: {}\n`, beforeSha256: before, afterSha256: after, uid: 0, gid: 0, mode: 0o640 }] }] }] };
   const withLine: PhaseOutcome[] = [{ ...outcomes[0]!, gate: { ...outcomes[0]!.gate!, verdict: { ...outcomes[0]!.gate!.verdict, reason: 'failure line \x1b[2K', evidence: [{ ...outcomes[0]!.gate!.verdict.evidence[0]!, message: line }] } } }];
   const report = buildReport({ state, plan: evil, outcomes: withLine, exitCode: 1, message: `kms-1 failed:\n    ${line}`, finishedAt: new Date('2026-11-26T10:00:09Z'), version: '0.1.0', inventory: { file: '/inv/prod.yaml', sha256: 'a'.repeat(64) }, playbook: { file: '/pb.yaml', sha256: 'b'.repeat(64) }, redact });
   const md = renderReportMarkdown(report);
@@ -86,8 +86,8 @@ describe('backups that still hold a removed secret', () => {
   const ENV = `MINIO_KMS_HSM_KEY=${KEY}\nMINIO_KMS_VOLUME=/mnt/minio-kms\n`;
   const ENV_AFTER = 'MINIO_KMS_VOLUME=/mnt/minio-kms\n';
   const envFile = { path: '/etc/default/minkms', beforeSha256: sha256(Buffer.from(ENV)), afterSha256: sha256(Buffer.from(ENV_AFTER)), backup: '/var/backups/rollout/R/etc/default/minkms', uid: 0, gid: 0, mode: 0o640 };
-  const change = { file: 'env', path: envFile.path, before: ENV, after: ENV_AFTER, beforeSha256: envFile.beforeSha256, afterSha256: envFile.afterSha256, uid: 0, gid: 0, mode: 0o640 };
-  const phase = { name: 'disable-local-hsm', description: '', unchanged: [], restartUnit: 'minkms', changes: [change] };
+  const change = { kind: 'file' as const, file: 'env', path: envFile.path, before: ENV, after: ENV_AFTER, beforeSha256: envFile.beforeSha256, afterSha256: envFile.afterSha256, uid: 0, gid: 0, mode: 0o640 };
+  const phase = { name: 'disable-local-hsm', description: '', unchanged: [], restart: { kind: 'restart' as const, unit: 'minkms' }, changes: [change] };
   const p2: Plan = { playbookName: 'minkms-vault-hsm', phases: [{ name: 'disable-local-hsm', description: '', enabled: true }], nodes: [{ node, status: 'ready', phases: [phase] }, { node: { ...node, name: 'kms-2' }, status: 'ready', phases: [phase] }] };
   const steps = (status: 'done' | 'planned') => [
     { node: 'kms-1', phase: 'disable-local-hsm', restartUnit: 'minkms', files: [envFile], status: 'done' as const, updatedAt: '' },
