@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { InputError, InterruptedError, NotConfirmedError, PreflightError, RolloutError, RolloutFailedError, UsageError } from '../errors.js';
-import { LockHeldError } from '../rollout/lock.js';
+import { InputError, InterruptedError, LockHeldError, NotConfirmedError, PreflightError, RolloutError, RolloutFailedError, UsageError } from '../errors.js';
 import { rolloutVersion } from '../util/version.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT } from '../exit-codes.js';
 import { Output } from './output.js';
 
 // Each command's usage, what it does and an example; \`rollout CMD --help\` prints one.

@@ -1,12 +1,11 @@
-import { NodeError, RolloutError } from '../errors.js';
+import { FileContentError, NodeError, RolloutError, UnreadableFileError } from '../errors.js';
 import type { NodeTarget } from '../inventory/load.js';
 import type { SecretFilesPolicy } from '../inventory/schema.js';
 import type { ResolvedVars } from '../inventory/secrets.js';
 import type { FileSpec, Playbook, TaskSpec } from '../playbook/schema.js';
 import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
-import { FileContentError } from '../tasks/file-content-error.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
-import { batchedReader, UnreadableFileError, type FirstRead, type RemoteFile } from '../transport/remote-files.js';
+import { batchedReader, type RemoteFile } from '../transport/remote-files.js';
 import { sha256 } from '../util/sha256.js';
 import { shellQuote } from '../util/shell-quote.js';
 import type { Transport } from '../transport/transport.js';
@@ -28,16 +27,21 @@ export function planPhases(playbook: Playbook, vars: ResolvedVars): Plan['phases
 }
 
 /**
- * Reads one node's files and computes its changes. Never writes, except the
- * fleet lock when `first` asks (apply: taken in the same command as the first
- * read, see batchedReader); errors become an `error` node plan.
+ * The fleet's plan from each node's own (planNode, in inventory order): the
+ * playbook's phases with whether each runs, and per node its changes or why it
+ * cannot be planned. Pure: the reads happened in planNode.
  */
-export async function planNode(connection: Connection, playbook: Playbook, vars: ResolvedVars, first?: FirstRead): Promise<NodePlan> {
+export function buildPlan(playbook: Playbook, vars: ResolvedVars, nodes: NodePlan[]): Plan {
+  return { playbookName: playbook.name, phases: planPhases(playbook, vars), nodes };
+}
+
+/** Reads one node's files (one batched command) and computes its changes; never writes. Errors become an `error` node plan. */
+export async function planNode(connection: Connection, playbook: Playbook, vars: ResolvedVars): Promise<NodePlan> {
   const { node } = connection;
   if ('error' in connection) return { node, status: 'error', error: connection.error };
   try {
     const t = connection.transport;
-    const read = batchedReader(t, first);
+    const read = batchedReader(t);
     return { node, status: 'ready', phases: await computePhases(read, node, playbook, vars, { workingDirectory: (unit) => readWorkingDirectory(t, unit) }) };
   } catch (err) {
     if (err instanceof RolloutError || err instanceof FileContentError) {
@@ -194,6 +198,7 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
       if (file.text === before || file.read === null || file.text === null) continue;
       const { target, dirs } = file.read;
       const change = secretFileMode({
+        kind: 'file',
         file: name,
         // A symlink stays: its target is the file backed up, staged beside and replaced.
         path: target ?? file.path,
@@ -216,7 +221,7 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
       description: phase.description ?? '',
       changes,
       unchanged,
-      restartUnit: restartRequested && changes.length > 0 ? restartUnit : null,
+      restart: restartRequested && changes.length > 0 && restartUnit ? { kind: 'restart', unit: restartUnit } : null,
     });
   }
   return phases;

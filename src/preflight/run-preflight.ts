@@ -1,13 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { InputError } from '../errors.js';
-import type { Session } from '../cli/prepare.js';
 import { readRemoteFile, type RemoteFile } from '../transport/remote-files.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
-import { changeDirs, checkNode, parseNodeChecks } from './node-checks.js';
+import { changeDirs, checkNode, nodeCheckScript, parseNodeChecks, type NodeCheckTarget } from './node-checks.js';
 import { runVaultChecks } from './vault-checks.js';
 import type { Inventory } from '../inventory/load.js';
 import type { ResolvedVars } from '../inventory/secrets.js';
+import type { Playbook } from '../playbook/schema.js';
+import type { Plan } from '../plan/types.js';
+import type { Transport } from '../transport/transport.js';
+import { shellQuote } from '../util/shell-quote.js';
+import type { Redactor } from '../util/redact.js';
 import { vaultCall, type VaultEndpoint, type VaultResponse } from '../vault/client.js';
 
 export type PreflightFlags = {
@@ -17,26 +21,57 @@ export type PreflightFlags = {
   lockRunId?: string;
 };
 
+/** What preflight reads: the plan, the open connections, and the checks a session already started. */
+export type PreflightInput = {
+  inventory: Inventory;
+  playbook: Playbook;
+  vars: ResolvedVars;
+  redact: Redactor;
+  plan: Plan;
+  parallel: number;
+  transports: ReadonlyMap<string, Transport>;
+  /** Node checks already run under this run's lock (runNodeChecks), by node. */
+  nodeChecks: ReadonlyMap<string, NodeCheckResult>;
+  vaultHealth?: Promise<VaultResponse>;
+  vaultChecks?: Promise<Check[]>;
+};
+
+/** A node's checks as runNodeChecks ran them: what they looked at and their output. */
+export type NodeCheckResult = { target: NodeCheckTarget; out: string };
+
+/**
+ * Runs the node checks (nodeCheckScript) on one node, changing nothing; null
+ * when the command could not run (preflight then checks that node itself).
+ */
+export async function runNodeChecks(t: Transport, target: NodeCheckTarget): Promise<NodeCheckResult | null> {
+  try {
+    const r = await t.exec(`sh -c ${shellQuote(nodeCheckScript(target))} rollout-check`, { timeoutMs: 60_000 });
+    const out = r.stdout.toString('utf8');
+    return out.includes('@checks-end') ? { target, out } : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Every check that can be made without changing anything: Vault from this machine
  * (unless skipped), then on every node its own readiness and its path to Vault.
  * Order is stable: Vault checks first, then nodes in inventory order.
  */
-export async function runPreflight(session: Session, flags: PreflightFlags): Promise<Check[]> {
+export async function runPreflight(session: PreflightInput, flags: PreflightFlags): Promise<Check[]> {
   const vault = session.vars.values.vault;
   const ready = session.plan.nodes.filter((n) => n.status === 'ready');
   // The nodes check themselves while this machine checks Vault; apply's nodes
-  // already did, in the read that planned them (unless a change writes in a
-  // directory that read did not know).
+  // already did under the lock (unless a change writes in a directory they did not know).
   const perNode = mapLimit(ready, session.parallel, async (n) => {
     const t = session.transports.get(n.node.name)!;
     const done = session.nodeChecks.get(n.node.name);
-    // This run took the lock with that read, and lockFleet settled it since.
+    // This run took the lock before those checks, and lockFleet settled it since.
     if (done && changeDirs(n).every((d) => done.target.dirs.includes(d))) return parseNodeChecks(n.node.name, done.out, n, done.target, 'settled');
     return checkNode(t, n, session.playbook.service.unit, { lockRunId: flags.lockRunId ?? null, ...(vault ? { vaultServer: vault.server } : {}) });
   });
   perNode.catch(() => undefined);
-  // Apply may have checked Vault already, while the nodes were still being read (see prepareSession).
+  // Apply may have checked Vault already, while the nodes were still being read (see openSession).
   const checks = [...(await (session.vaultChecks ?? vaultChecks(session.inventory, session.vars, flags, {
     ...(session.vaultHealth ? { health: session.vaultHealth } : {}),
     jwtFile: (p) => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { VaultSection } from '../inventory/secrets.js';
-import { vaultCall, VaultUnreachableError, type VaultEndpoint, type VaultResponse } from '../vault/client.js';
+import { VaultUnreachableError } from '../errors.js';
+import { vaultCall, type VaultEndpoint, type VaultResponse } from '../vault/client.js';
 import type { Check } from './check.js';
 
 /** Options of the checks from this machine. */

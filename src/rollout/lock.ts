@@ -1,19 +1,16 @@
 // A lock on every node of the fleet, so two rollouts never run at once. The lock
 // is a file in /run (tmpfs: a reboot clears it) holding who took it and when.
 import { hostname, userInfo } from 'node:os';
-import { RemoteCommandError, RolloutError } from '../errors.js';
+import { LockHeldError, RemoteCommandError } from '../errors.js';
 import type { Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
+import { AGENT, LOCK_FILE } from '../agent/scripts.js';
 
 /** Who holds a node's lock. */
 export type LockInfo = { runId: string; user: string; host: string; pid: number; startedAt: string; inventory: string };
 
-export const LOCK_FILE = '/run/rollout/lock.json';
-
-/** Another run holds (or held) the lock of one or more nodes; nothing was changed. */
-export class LockHeldError extends RolloutError {
-  override name = 'LockHeldError';
-}
+/** Where a node's lock lives. */
+export { LOCK_FILE };
 
 /** This process as a lock holder. */
 export function lockHolder(runId: string, inventory: string): LockInfo {
@@ -33,17 +30,8 @@ export function parseLock(text: string): LockInfo | null {
 /** What taking a node's lock found: taken, or held (the lock file's first line). */
 export type LockAttempt = { taken: true } | { taken: false; holder: string };
 
-/**
- * Takes a node's lock, as a shell snippet with the record on the first line
- * of its stdin (the record names the run, which stays out of `ps`): created with noclobber (O_EXCL, so of two runs exactly one wins)
- * by shell builtins. Its first line is `@lock taken` or `@lock held LINE`
- * (parseLockTake). Run alone (takeLock) or before a node's first read (see
- * batchedReader), where it costs no session of its own.
- */
-export const LOCK_TAKE_SCRIPT = `umask 077; [ -d /run/rollout ] || mkdir -p /run/rollout; rec=; IFS= read -r rec
-if { set -C; printf '%s\n' "$rec" > ${LOCK_FILE}; } 2>/dev/null; then echo "@lock taken"
-else l=; IFS= read -r l < ${LOCK_FILE}; echo "@lock held $l"; fi
-set +C`;
+/** The lock verb's script (src/agent/lock.sh): the record on the first line of stdin, its answer read by parseLockTake. */
+export const LOCK_TAKE_SCRIPT = AGENT.lock;
 
 /** Pure. LOCK_TAKE_SCRIPT's line; null when it is not one. */
 export function parseLockTake(line: string): LockAttempt | null {
@@ -51,40 +39,19 @@ export function parseLockTake(line: string): LockAttempt | null {
   return line.startsWith('@lock held') ? { taken: false, holder: line.replace(/^@lock held ?/, '') } : null;
 }
 
-// A command that did not answer (sudo refused, say) holds nothing and shows no holder.
-async function takeLock(t: Transport, info: LockInfo): Promise<LockAttempt> {
-  const r = await t.exec(`sh -c ${shellQuote(LOCK_TAKE_SCRIPT)} rollout-lock`, { stdin: Buffer.from(`${JSON.stringify(info)}\n`), timeoutMs: 30_000 });
+/** Tries to take a node's lock in one command; a command that did not answer (sudo refused, say) holds nothing and shows no holder. */
+export async function takeLock(t: Transport, info: LockInfo): Promise<LockAttempt> {
+  const r = await t.exec(`sh -c ${shellQuote(AGENT.lock)} rollout-lock`, { stdin: Buffer.from(`${JSON.stringify(info)}\n`), timeoutMs: 30_000 });
   return parseLockTake(r.stdout.toString('utf8').split('\n')[0] ?? '') ?? { taken: false, holder: '' };
 }
 
 // Takes over a lock judged gone or stale (--break-lock) or this run's own (--resume).
 async function replaceLock(t: Transport, info: LockInfo): Promise<void> {
-  await t.exec(`umask 077; mkdir -p /run/rollout && cat > ${LOCK_FILE}.new && mv -f ${LOCK_FILE}.new ${LOCK_FILE}`, { stdin: Buffer.from(JSON.stringify(info)), timeoutMs: 30_000 });
+  await t.exec(`sh -c ${shellQuote(AGENT.relock)} rollout-lock`, { stdin: Buffer.from(JSON.stringify(info)), timeoutMs: 30_000 });
 }
 
-/**
- * The release as a shell snippet reading its request from stdin (see
- * releaseRequest: nothing of it in `ps`): removes the lock if run `$rid` holds
- * it, together with what must not outlive it: the paths given (this run's
- * staged copies never moved into place) and, unless `$keep` is `-`, all but
- * the newest `$keep` run directories of backups (run ids sort by time), each
- * named on a `@pruned` line. At most
- * one process: a node pays about 7 ms of CPU for each, and every node
- * releases at once. Shared by releaseLock and the state probes (see
- * service-probe.ts), which release without a session of their own.
- */
-export const RELEASE_SCRIPT = `IFS= read -r rid; IFS= read -r keep; IFS= read -r n; set --
-while [ "$n" -gt 0 ]; do IFS= read -r p; set -- "$@" "$p"; n=$((n - 1)); done
-nl='
-'; old=
-prune() {
-  [ -e "$1" ] || return 0; n=$(($# - keep))
-  for d do [ $n -gt 0 ] || break; old=$old$d$nl; echo "@pruned $d"; n=$((n - 1)); done
-}
-[ "$keep" = - ] || prune /var/backups/rollout/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-*
-l=; [ ! -r ${LOCK_FILE} ] || IFS= read -r l < ${LOCK_FILE} || true
-case $l in *"\\"runId\\":\\"$rid\\""*) set -- "$@" ${LOCK_FILE};; esac
-[ $# = 0 ] && [ -z "$old" ] || (set -f; IFS=$nl; exec rm -rf -- $old "$@")`;
+/** The release verb's script (src/agent/release.sh), its request on stdin (releaseRequest); the state probes release through it too. */
+export const RELEASE_SCRIPT = AGENT.release;
 
 /** The options of a release: see RELEASE_SCRIPT. `pruneKeep`: the newest backup runs kept (0: none); none pruned when absent. */
 export type ReleaseOptions = { remove?: readonly string[]; pruneKeep?: number };
@@ -104,7 +71,7 @@ export function releaseRequest(runId: string, opts: ReleaseOptions): string {
 
 /** Removes a node's lock if `runId` holds it, with what must not outlive it (RELEASE_SCRIPT), in one command; returns the backup runs pruned. */
 export async function releaseLock(t: Transport, runId: string, opts: ReleaseOptions = {}): Promise<string[]> {
-  const r = await t.exec(`sh -c ${shellQuote(RELEASE_SCRIPT)} rollout-release`, { stdin: Buffer.from(releaseRequest(runId, opts)), timeoutMs: 60_000 });
+  const r = await t.exec(`sh -c ${shellQuote(AGENT.release)} rollout-release`, { stdin: Buffer.from(releaseRequest(runId, opts)), timeoutMs: 60_000 });
   if (r.code !== 0) throw new RemoteCommandError(t.name, 'releasing the lock', r.code, r.stderr);
   return r.stdout.toString('utf8').split('\n').filter((l) => l.startsWith('@pruned ')).map((l) => l.slice(8));
 }
@@ -138,8 +105,8 @@ function pidAlive(pid: number): boolean {
 /**
  * Takes the lock on every node or on none: a node held by a live run refuses the
  * whole fleet; a stale lock (older than `staleMs`, holder gone) needs `breakLock`.
- * `tried`: what taking it already found on some nodes (in the read that planned
- * them, see batchedReader); those are not asked again.
+ * `tried`: what takeLock already found on some nodes (each node's chain in the
+ * session takes it before reading); those are not asked again.
  */
 export async function lockFleet(transports: readonly Transport[], me: LockInfo, opts: { staleMs: number; breakLock: boolean }, tried?: ReadonlyMap<string, LockAttempt>): Promise<void> {
   const taken: Transport[] = [];

@@ -5,8 +5,6 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { commitStaged, type StagedCommit } from '../../src/rollout/journal.js';
 import { batchedReader, readRemoteFiles, restoreFile, stagedPath, stageFiles } from '../../src/transport/remote-files.js';
 import { sha256 } from '../../src/util/sha256.js';
-import type { LockAttempt } from '../../src/rollout/lock.js';
-import type { Transport } from '../../src/transport/transport.js';
 import { LocalTransport } from '../helpers/local-transport.js';
 
 // The node-side scripts run here with the real sh and coreutils, on files in a temp dir.
@@ -51,41 +49,6 @@ describe('readRemoteFiles', () => {
     const [a, b, again] = await Promise.all([read(path.join(dir, 'a')), read(path.join(dir, 'b')), read(path.join(dir, 'a'))]);
     expect([a?.content.toString(), b?.content.toString(), again?.content.toString()]).toEqual(['A', 'B', 'A']);
     expect(t.commands).toHaveLength(1);
-  });
-});
-
-describe('the first read of apply', () => {
-  it('tells the lock line as soon as it arrives, while the rest of the command still runs', async () => {
-    // A node whose command ends only once the lock line was told: told at the end, this never resolves.
-    let told!: () => void;
-    const lockTold = new Promise<void>((resolve) => (told = resolve));
-    const node: Transport = {
-      name: 'kms-1',
-      async exec(_command, opts) {
-        opts?.onStdout?.(Buffer.from('@lock ta'));
-        opts?.onStdout?.(Buffer.from('ken\n@checks-begin\n'));
-        await lockTold;
-        return { code: 0, stdout: Buffer.from('@lock taken\n@checks-begin\n@uid 0\n@checks-end\n'), stderr: '' };
-      },
-      stream: () => {
-        throw new Error('not used');
-      },
-      close: () => undefined,
-    };
-    const seen: LockAttempt[] = [];
-    const first: Array<{ lock: LockAttempt | null; checks: string | null }> = [];
-    const read = batchedReader(node, {
-      lock: '{"runId":"r1"}',
-      checks: 'echo @checks-begin; echo @checks-end',
-      onLock: (a) => {
-        seen.push(a);
-        told();
-      },
-      onFirst: (r) => first.push(r),
-    });
-    expect(await read('/etc/minkms/config.yaml')).toBeNull();
-    expect(seen).toEqual([{ taken: true }]);
-    expect(first).toEqual([{ lock: { taken: true }, checks: '@checks-begin\n@uid 0\n@checks-end\n' }]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { checkOffline, renderFindings } from '../../inventory/check.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
 
 /**

@@ -1,5 +1,5 @@
 import { UsageError } from '../../errors.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
 
 /** Pure. `host`, `host:port` or `[v6]:port` to YAML flow-map fields. */

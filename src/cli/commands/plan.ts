@@ -3,10 +3,10 @@ import { PreflightError } from '../../errors.js';
 import { checkPlanOut, toPlanFile, writePlanFile } from '../../plan/plan-file.js';
 import { renderPlan } from '../../plan/render.js';
 import { planHasChanges } from '../../plan/types.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
 import { showPlan } from '../show-plan.js';
-import { prepareSession } from '../prepare.js';
+import { openSession } from '../../session/session.js';
 import { fileSha256 } from '../../util/sha256.js';
 
 export type PlanFlags = { parallel?: number; out?: string; detailedExitcode?: boolean; limit?: string; acceptNewHostKeys?: boolean };
@@ -15,7 +15,7 @@ export type PlanFlags = { parallel?: number; out?: string; detailedExitcode?: bo
 export async function planCommand(inventoryFile: string, flags: PlanFlags, io: Output): Promise<number> {
   // Before connecting: a plan must never overwrite the inventory or any other file.
   if (flags.out) await checkPlanOut(path.resolve(flags.out));
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
+  const session = await openSession(inventoryFile, flags);
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);

@@ -1,9 +1,9 @@
 import { PreflightError } from '../../errors.js';
 import { checksPassed, renderChecks } from '../../preflight/check.js';
 import { runPreflight, type PreflightFlags } from '../../preflight/run-preflight.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
-import { prepareSession, type Session } from '../prepare.js';
+import { openSession, type Session } from '../../session/session.js';
 
 /** Plans (to know what would change) and runs every preflight check; prints them; throws when any failed. */
 export async function checkSession(session: Session, flags: PreflightFlags, io: Output): Promise<void> {
@@ -21,7 +21,7 @@ export async function checkSession(session: Session, flags: PreflightFlags, io: 
 
 /** `rollout preflight INVENTORY`: every check apply makes first; changes nothing; exit 0 only if all pass. */
 export async function preflightCommand(inventoryFile: string, flags: PreflightFlags & { parallel?: number; limit?: string; acceptNewHostKeys?: boolean }, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys, undefined, { vaultHealth: !flags.skipVaultChecks });
+  const session = await openSession(inventoryFile, { ...flags, vault: { health: !flags.skipVaultChecks } });
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);

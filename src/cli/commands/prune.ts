@@ -4,9 +4,9 @@ import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { loadLastRun } from '../../state/run-state.js';
 import { BACKUP_ROOT } from '../../transport/remote-files.js';
 import { confirm } from '../confirm.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
-import { prepareSession } from '../prepare.js';
+import { openSession } from '../../session/session.js';
 
 export type PruneFlags = { keep?: number; force?: boolean; yes?: boolean; parallel?: number; breakLock?: boolean; limit?: string; acceptNewHostKeys?: boolean };
 
@@ -28,7 +28,7 @@ export async function pruneCommand(inventoryArg: string, flags: PruneFlags, io: 
       'prune refused, nothing was removed; complete that run (`rollout apply --resume`) or roll it back first, or prune anyway with --force',
     );
   }
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
+  const session = await openSession(inventoryFile, flags);
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);

@@ -5,12 +5,12 @@ import { compileGate } from '../../rollout/gate.js';
 import { readServiceState } from '../../rollout/journal.js';
 import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { renderGateEvidence, restartAndGate } from '../../rollout/restart-gate.js';
-import { checkOthersHealthy } from '../../rollout/run.js';
+import { checkOthersHealthy } from '../../apply/execute.js';
 import { loadLastRun, RunRecorder, type StepFile } from '../../state/run-state.js';
 import { readRemoteFile } from '../../transport/remote-files.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
-import { prepareSession } from '../prepare.js';
+import { openSession } from '../../session/session.js';
 import { confirm } from '../confirm.js';
 
 export type RollbackFlags = { node?: string; force?: boolean; yes?: boolean; parallel?: number; breakLock?: boolean; limit?: string; acceptNewHostKeys?: boolean };
@@ -31,7 +31,7 @@ export async function rollbackCommand(inventoryArg: string, flags: RollbackFlags
     io.out(`Run ${state.runId} left nothing to roll back${flags.node ? ` on ${flags.node}` : ''}.`);
     return EXIT.ok;
   }
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
+  const session = await openSession(inventoryFile, flags);
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);

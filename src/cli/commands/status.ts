@@ -4,9 +4,9 @@ import { loadLastRun } from '../../state/run-state.js';
 import { readEnvValue } from '../../tasks/env-file.js';
 import { readRemoteFile } from '../../transport/remote-files.js';
 import { mapLimit } from '../../util/map-limit.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
-import { prepareSession, type Session } from '../prepare.js';
+import { openSession, type Session } from '../../session/session.js';
 
 /** One node's row: everything `rollout status` shows, as data (also its --json line). */
 export type NodeStatus = {
@@ -81,7 +81,7 @@ export function renderStatus(rows: readonly NodeStatus[]): string {
  * only. Exit 0 when every node is reachable and its unit active, 4 otherwise.
  */
 export async function statusCommand(inventoryFile: string, flags: { parallel?: number; limit?: string; acceptNewHostKeys?: boolean }, io: Output): Promise<number> {
-  const session = await prepareSession(inventoryFile, flags.parallel, flags.limit, flags.acceptNewHostKeys);
+  const session = await openSession(inventoryFile, flags);
   try {
     io.useRedactor(session.redact);
     for (const note of session.notes) io.err(`note: ${note}`);

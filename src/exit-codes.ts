@@ -1,4 +1,4 @@
-/** Exit codes, documented in the README; main.ts is the only place that maps errors to them. */
+/** Exit codes, documented in the README; the CLI maps errors to them, and the run report records the one a run ends with. */
 export const EXIT = {
   ok: 0,
   /** The rollout stopped early; every node is healthy on its old or new files (a node failed its gate and was restored, or could not be reached before it was touched). */

@@ -1,14 +1,14 @@
 import { Listr, PRESET_TIMESTAMP, type ListrTask } from 'listr2';
-import { applyNodePhase, dismissTurn, openTurn, outcomeOf, type NodeWork, type PhaseOutcome } from '../apply/apply-node.js';
+import { applyNodePhase, dismissTurn, openTurn, outcomeOf, type NodeWork, type PhaseOutcome } from './apply-node.js';
 import { InterruptedError, RolloutFailedError } from '../errors.js';
 import type { Plan } from '../plan/types.js';
 import type { RunRecorder } from '../state/run-state.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
-import type { CompiledGate } from './gate.js';
-import type { GateRun } from './restart-gate.js';
-import type { ServiceState } from './journal.js';
-import type { StateReader } from './service-probe.js';
+import type { CompiledGate } from '../rollout/gate.js';
+import type { GateRun } from '../rollout/restart-gate.js';
+import type { ServiceState } from '../rollout/journal.js';
+import type { StateReader } from '../rollout/service-probe.js';
 
 /** How progress is shown: live tree on a TTY, plain timestamped lines elsewhere, or nothing. */
 export type ProgressStyle = 'tty' | 'plain' | 'silent';
@@ -56,7 +56,7 @@ export type RolloutOptions = {
  * was last seen healthy; the first failure stops everything after it; a later
  * phase starts only when the earlier one passed its gate on every node.
  */
-export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: RolloutOptions): Promise<RolloutResult> {
+export async function execute(plan: Plan, work: readonly NodeWork[], opts: RolloutOptions): Promise<RolloutResult> {
   const result: RolloutResult = { runId: opts.runId, outcomes: [], failure: null, interrupted: false };
   const nodes = plan.nodes.map((n) => n.node.name);
   // The next turn's restart channel, opened once this turn's restart returned, so that
@@ -106,6 +106,8 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                 }
                 const started = Date.now();
                 emit('node-start', { mode: item.mode });
+                // What a hard stop records as unknown while this turn runs.
+                opts.recorder.current = { node: name, phase: phase.name };
                 try {
                   // The health check of the other nodes runs while this node's channel opens;
                   // nothing on the node changes before it passed.
@@ -140,6 +142,8 @@ export async function runRollout(plan: Plan, work: readonly NodeWork[], opts: Ro
                   if (failed) result.outcomes.push(failed);
                   emit('node-failed', { seconds: (Date.now() - started) / 1000, restored: err.restored, summary: err.summary, message: opts.redact(err.message), gate: gateData(failed?.gate ?? null, opts.redact) });
                   throw new Error(err.restored ? 'stopped here; this node is healthy on its old files' : 'needs attention: see below');
+                } finally {
+                  opts.recorder.current = null;
                 }
               },
             };
