@@ -21,7 +21,7 @@ node_checks() (
   done
   [ $# = 0 ] || { echo @sums-begin; sha256sum -- "$@" 2>/dev/null; echo @sums-end; }
   printf '%s' "$dirs"
-  # A journal file journald writes (root reads any): what journalctl would read, without its 20 ms.
+  # A journal file journald writes (root reads any): what journalctl would read, without running it.
   # $JOURNAL_DIRS is split on spaces on purpose.
   # shellcheck disable=SC2086
   j=no; for d in $JOURNAL_DIRS; do for f in "$d"/*/*.journal; do [ ! -r "$f" ] || { j=ok; break 2; }; done; done; echo "@journal $j"

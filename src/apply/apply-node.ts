@@ -7,7 +7,7 @@ import { renderGateEvidence, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { NodeWork } from '../state/resume.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
-import { stageFiles, type StageItem, type StageResult } from '../transport/remote-files.js';
+import { stageFiles, type StageItem, type StageResult } from '../agent/files.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Redactor } from '../util/redact.js';

@@ -5,7 +5,7 @@
 import type { FileChange } from '../plan/types.js';
 import { commitStaged, type StagedCommit } from '../rollout/journal.js';
 import type { StepFile } from '../state/run-state.js';
-import { backupPath, restoreFile, stagedPath, stageFiles, type StageItem, type StageResult } from '../transport/remote-files.js';
+import { backupPath, restoreFile, stagedPath, stageFiles, type StageItem, type StageResult } from '../agent/files.js';
 import type { Transport } from '../transport/transport.js';
 
 /** Runs a node's stage step: stageFiles, or the state probes, which stage in a command they already hold. */

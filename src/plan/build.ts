@@ -5,16 +5,13 @@ import type { ResolvedVars } from '../inventory/secrets.js';
 import type { FileSpec, Playbook, TaskSpec } from '../playbook/schema.js';
 import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
-import { batchedReader, type RemoteFile } from '../transport/remote-files.js';
 import { sha256 } from '../util/sha256.js';
-import { shellQuote } from '../util/shell-quote.js';
-import type { Transport } from '../transport/transport.js';
 import { normalizeNodePath, workingDirectoryOf } from './node-path.js';
-import type { FileChange, NodePlan, PhasePlan, Plan } from './types.js';
+import type { FileChange, FileReader, NodePlan, NodeReader, PhasePlan, Plan, RemoteFile } from './types.js';
 import { octalMode } from './unsafe-dirs.js';
 
-/** The node's connection, or why there is none. */
-export type Connection = { node: NodeTarget; transport: Transport } | { node: NodeTarget; error: string };
+/** A node to plan: how to read it, or why it cannot be read (no connection). */
+export type PlanSource = { node: NodeTarget; reader: NodeReader } | { node: NodeTarget; error: string };
 
 /** Pure. The phases of the playbook with whether each runs for these vars. */
 export function planPhases(playbook: Playbook, vars: ResolvedVars): Plan['phases'] {
@@ -35,14 +32,12 @@ export function buildPlan(playbook: Playbook, vars: ResolvedVars, nodes: NodePla
   return { playbookName: playbook.name, phases: planPhases(playbook, vars), nodes };
 }
 
-/** Reads one node's files (one batched command) and computes its changes; never writes. Errors become an `error` node plan. */
-export async function planNode(connection: Connection, playbook: Playbook, vars: ResolvedVars): Promise<NodePlan> {
-  const { node } = connection;
-  if ('error' in connection) return { node, status: 'error', error: connection.error };
+/** Reads one node's files through its reader and computes its changes; never writes. Errors become an `error` node plan. */
+export async function planNode(source: PlanSource, playbook: Playbook, vars: ResolvedVars): Promise<NodePlan> {
+  const { node } = source;
+  if ('error' in source) return { node, status: 'error', error: source.error };
   try {
-    const t = connection.transport;
-    const read = batchedReader(t);
-    return { node, status: 'ready', phases: await computePhases(read, node, playbook, vars, { workingDirectory: (unit) => readWorkingDirectory(t, unit) }) };
+    return { node, status: 'ready', phases: await computePhases(source.reader.read, node, playbook, vars, { workingDirectory: source.reader.workingDirectory }) };
   } catch (err) {
     if (err instanceof RolloutError || err instanceof FileContentError) {
       return { node, status: 'error', error: err instanceof NodeError ? err.message.slice(node.name.length + 2) : err.message };
@@ -56,22 +51,10 @@ export function nodeFilePath(spec: FileSpec, node: NodeTarget): string {
   return (spec.nodeOverride ? node[spec.nodeOverride] : undefined) ?? spec.path;
 }
 
-/**
- * The unit's WorkingDirectory as `systemctl show` prints it (empty when
- * unset), one command; asked only when planning meets a relative path.
- */
-export async function readWorkingDirectory(t: Transport, unit: string): Promise<string> {
-  const r = await t.exec(`systemctl show -p WorkingDirectory --value -- ${shellQuote(unit)}`, { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new NodeError(t.name, `cannot ask systemd for ${unit}'s WorkingDirectory (exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''})`);
-  return r.stdout.toString('utf8');
-}
-
 // `path`: the file's path as named, normalised (a symlink's own path); `from`:
 // for a relative one, where it came from and what it was resolved against.
 type WorkingFile = { path: string; read: RemoteFile | null; text: string | null; how: string; from?: string };
 
-/** Reads one file of a node (null: it does not exist). Planning can read, never write. */
-export type FileReader = (path: string) => Promise<RemoteFile | null>;
 
 /** What planning may ask a node besides its files: each costs a command, asked only when needed. */
 export type NodeQueries = {

@@ -1,7 +1,26 @@
 // The plan is data: apply does what it says and nothing else, and re-checks a
 // file's sha256 before it writes. File content is only ever shown redacted.
 import type { NodeTarget } from '../inventory/load.js';
-import type { DirStat } from '../transport/remote-files.js';
+
+/** Owner and mode of a directory above a file read (see RemoteFile.dirs). */
+export type DirStat = { path: string; uid: number; gid: number; mode: number };
+
+/**
+ * A regular file as read from a node: bytes plus the owner and mode to keep
+ * when it is rewritten. `path` is the path asked for; `target`, where it
+ * really leads when a symlink is along it (readlink -f): the file read, and
+ * the one to write. `dirs`: owner and mode of every directory above the file
+ * up to `/`, nearest first, then of those above the symlink itself. Readers
+ * that do not collect them (test fixtures) leave `target` and `dirs` out.
+ */
+export type RemoteFile = { path: string; target?: string; content: Buffer; sha256: string; uid: number; gid: number; mode: number; dirs?: DirStat[] };
+
+/** Reads one file of a node (null: it does not exist). Planning can read, never write. */
+export type FileReader = (path: string) => Promise<RemoteFile | null>;
+
+/** What planning reads of one node: its files, and the unit's WorkingDirectory when a relative path needs it. */
+export type NodeReader = { read: FileReader; workingDirectory: (unit: string) => Promise<string> };
+
 
 /** One intended edit of one file on one node (src/apply/file-change.ts executes it). */
 export type FileChange = {

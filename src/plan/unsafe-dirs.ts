@@ -2,7 +2,7 @@
 // such a user could plant a file or a link where root writes the staged copy,
 // or swap a directory on the way. Pure, over the directory owners and modes the
 // plan read (RemoteFile.dirs).
-import type { DirStat } from '../transport/remote-files.js';
+import type { DirStat } from './types.js';
 import type { FileChange } from './types.js';
 
 /** Pure. `mode` as four octal digits (`0644`). */

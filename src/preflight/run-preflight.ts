@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { InputError } from '../errors.js';
-import { readRemoteFile, type RemoteFile } from '../transport/remote-files.js';
+import { readRemoteFile } from '../agent/files.js';
+import type { RemoteFile } from '../plan/types.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
 import { changeDirs, checkNode, nodeCheckScript, parseNodeChecks, type NodeCheckTarget } from './node-checks.js';
@@ -85,8 +86,8 @@ export async function runPreflight(session: PreflightInput, flags: PreflightFlag
 
 /**
  * Asks Vault's sys/health from here at once (no token, spends nothing), so
- * that its first TLS connection (about 100 ms: trust store, handshake) is made
- * while the nodes are being connected; runPreflight then uses this answer.
+ * that its first TLS connection (trust store, handshake) is made while the
+ * nodes are being connected; runPreflight then uses this answer.
  * Undefined without a Vault section or when the CA file cannot be read (the
  * checks then report it as before).
  */

@@ -1,5 +1,5 @@
 import { ConnectionLostError, NodeError, RemoteCommandError, StalePlanError } from '../errors.js';
-import { readRemoteFiles } from '../transport/remote-files.js';
+import { readRemoteFiles } from '../agent/files.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import type { CompiledGate, GateVerdict } from './gate.js';

@@ -8,7 +8,7 @@ import type { LineStream, Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { parseServiceState, readServiceState, type ServiceState } from './journal.js';
 import { releaseLock, releaseRequest, type ReleaseOptions } from './lock.js';
-import { stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../transport/remote-files.js';
+import { stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../agent/files.js';
 import { AGENT } from '../agent/scripts.js';
 
 /**

@@ -18,7 +18,7 @@ import { openServiceProbes, type ServiceProbes, type StateReader } from '../roll
 import { openSession, type Session, type SessionOptions } from './session.js';
 import { planResume, workFromPlan } from '../state/resume.js';
 import { loadLastRun, newRunState, RunRecorder, stateDirFor, type RunState } from '../state/run-state.js';
-import { BACKUP_ROOT, newStageKey, stagedPath, type StageItem } from '../transport/remote-files.js';
+import { BACKUP_ROOT, newStageKey, stagedPath, type StageItem } from '../agent/files.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { fileSha256 } from '../util/sha256.js';
 import { rolloutVersion } from '../util/version.js';
@@ -71,8 +71,8 @@ class StoppableRecorder extends RunRecorder {
   }
 }
 
-// Loaded once the first node is read: the rollout (listr2) and the report are
-// about 75 ms of loading that need not come before the first connection.
+// Loaded once the first node is read: the rollout (listr2) and the report need
+// not delay the first connection.
 type Later = [typeof import('../apply/execute.js'), typeof import('../report/audit-report.js'), unknown];
 
 /**

@@ -4,7 +4,7 @@ import { limitNodes, loadInventory, type Inventory, type NodeTarget } from '../i
 import { resolveSecret, resolveVars, type ResolvedVars } from '../inventory/secrets.js';
 import { loadPlaybook, varsProblems } from '../playbook/load.js';
 import type { Playbook } from '../playbook/schema.js';
-import { buildPlan, nodeFilePath, planNode, type Connection } from '../plan/build.js';
+import { buildPlan, nodeFilePath, planNode, type PlanSource } from '../plan/build.js';
 import { planSecrets } from '../plan/plan-secrets.js';
 import { nodeHasChanges, type NodePlan, type Plan } from '../plan/types.js';
 import type { Check } from '../preflight/check.js';
@@ -16,6 +16,7 @@ import type { Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { VaultResponse } from '../vault/client.js';
 import { createRedactor, type Redactor } from '../util/redact.js';
+import { nodeReader } from '../agent/files.js';
 
 /** Everything `plan`, `preflight` and `apply` share: inputs validated, nodes connected and read, the plan. */
 export type Session = {
@@ -123,21 +124,22 @@ export async function openSession(inventoryFile: string, opts: SessionOptions = 
   const close = () => opened.forEach((t) => t.close());
 
   const chain = async (node: NodeTarget, i: number): Promise<NodePlan> => {
-    let connection: Connection;
+    let t: Transport;
     try {
-      const transport = await connect(node);
-      opened.set(node.name, transport);
-      connection = { node, transport };
+      t = await connect(node);
+      opened.set(node.name, t);
     } catch (err) {
       if (!(err instanceof RolloutError)) throw err;
-      connection = { node, error: err.message.replace(`${node.name}: `, '') };
+      askHealth();
+      locked[i]!.resolve(false);
+      return planNode({ node, error: err.message.replace(`${node.name}: `, '') }, playbook, vars);
     }
     askHealth();
-    if (!opts.lock || 'error' in connection) {
+    const source: PlanSource = { node, reader: nodeReader(t) };
+    if (!opts.lock) {
       locked[i]!.resolve(false);
-      return planNode(connection, playbook, vars);
+      return planNode(source, playbook, vars);
     }
-    const t = connection.transport;
     // The lock before the first read: two runs must not even plan and preflight (and spend SecretID uses) at once.
     try {
       const attempt = await takeLock(t, opts.lock);
@@ -154,7 +156,7 @@ export async function openSession(inventoryFile: string, opts: SessionOptions = 
       unit,
       ...(vars.values.vault ? { vaultServer: vars.values.vault.server } : {}),
     };
-    const [planned, checked] = await Promise.all([planNode(connection, playbook, vars), runNodeChecks(t, target)]);
+    const [planned, checked] = await Promise.all([planNode(source, playbook, vars), runNodeChecks(t, target)]);
     if (checked) nodeChecks.set(node.name, checked);
     opts.onRead?.(node.name, t, unit);
     if (nodeHasChanges(planned)) changed.resolve(true);

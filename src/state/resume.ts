@@ -2,7 +2,7 @@
 // restart changes for a fresh run, or from the run record checked against the nodes to resume.
 import type { FileChange, PhasePlan, Plan } from '../plan/types.js';
 import { readServiceState } from '../rollout/journal.js';
-import { readRemoteFile } from '../transport/remote-files.js';
+import { readRemoteFile } from '../agent/files.js';
 import type { Transport } from '../transport/transport.js';
 import type { RunState, StepFile } from './run-state.js';
 

@@ -23,7 +23,7 @@ export type LineStream = {
 /**
  * Everything rollout may do on a node: run a command (with the privilege needed,
  * through sudo when the login user is not root) and follow one. File operations
- * are built on these in remote-files.ts, so this is the whole transport boundary.
+ * are built on these in agent/files.ts, so this is the whole transport boundary.
  */
 export interface Transport {
   readonly name: string;

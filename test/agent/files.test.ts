@@ -1,11 +1,11 @@
 // The stage, commit and restore verbs' refusals under /bin/sh, on files in a temp dir
-// (their happy paths run through stageFiles/commitStaged/restoreFile in test/transport/remote-files.test.ts).
+// (their happy paths run through stageFiles/commitStaged/restoreFile in test/agent/remote-files.test.ts).
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { commitRequest } from '../../src/rollout/journal.js';
-import { stagedPath, stageRequest } from '../../src/transport/remote-files.js';
+import { stagedPath, stageRequest } from '../../src/agent/files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { runSh, verbScript } from './run-verb.js';
 

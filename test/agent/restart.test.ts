@@ -8,7 +8,7 @@ import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { commitRequest } from '../../src/rollout/journal.js';
 import { releaseRequest } from '../../src/rollout/lock.js';
-import { stagedPath } from '../../src/transport/remote-files.js';
+import { stagedPath } from '../../src/agent/files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { shellVars } from '../../src/agent/scripts.js';
 import { runSh, standIn, verbScript } from './run-verb.js';

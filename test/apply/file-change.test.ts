@@ -4,7 +4,7 @@ import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { moveIntoPlace, restoreAll, stageChanges, stepFile, type Stager } from '../../src/apply/file-change.js';
 import type { FileChange } from '../../src/plan/types.js';
-import { stageFiles } from '../../src/transport/remote-files.js';
+import { stageFiles } from '../../src/agent/files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { LocalTransport } from '../helpers/local-transport.js';
 

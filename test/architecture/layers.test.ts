@@ -40,12 +40,7 @@ const ANYWHERE = new Set(['errors.ts', 'exit-codes.ts']);
  * Imports that break the rule today, each to be removed by the change named with it.
  * Exact file pairs only (importer -> imported, relative to src/), never a whole folder.
  */
-const TEMPORARY: ReadonlyArray<readonly [string, string]> = [
-  // The node file operations (node I/O) still live in transport/ and take their
-  // scripts from the agent; to go when they move beside the agent client, with
-  // the RemoteFile/DirStat types that plan/ reads kept below plan/.
-  ['transport/remote-files.ts', 'agent/scripts.ts'],
-];
+const TEMPORARY: ReadonlyArray<readonly [string, string]> = [];
 
 type Edge = { file: string; line: number; spec: string; target: string };
 

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type { NodeTarget } from '../../src/inventory/load.js';
 import type { ResolvedVars } from '../../src/inventory/secrets.js';
 import { loadPlaybook } from '../../src/playbook/load.js';
-import type { FileReader } from '../../src/plan/build.js';
+import type { FileReader } from '../../src/plan/types.js';
 import { sha256 } from '../../src/util/sha256.js';
 
 /** The playbook rollout ships, as the tests' procedure. */

@@ -6,11 +6,12 @@ import { chmodSync, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFile
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { computePhases, planNode, secretFileMode, type FileReader } from '../../src/plan/build.js';
+import { computePhases, planNode, secretFileMode } from '../../src/plan/build.js';
+import type { FileReader } from '../../src/plan/types.js';
 import { normalizeNodePath, workingDirectoryOf } from '../../src/plan/node-path.js';
 import { renderPlan } from '../../src/plan/render.js';
 import type { FileChange, Plan } from '../../src/plan/types.js';
-import { batchedReader } from '../../src/transport/remote-files.js';
+import { batchedReader, nodeReader } from '../../src/agent/files.js';
 import { createRedactor } from '../../src/util/redact.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { LocalTransport } from '../helpers/local-transport.js';
@@ -107,7 +108,7 @@ describe('odd config paths', () => {
     const config = path.join(dir, 'config.yaml');
     writeFileSync(config, CONFIG, { mode: 0o640 });
     const absolute = localNode(envWith(`--config ${config}`));
-    const plan = await planNode({ node: absolute.node, transport: absolute.t }, await shippedPlaybook(), vars());
+    const plan = await planNode({ node: absolute.node, reader: nodeReader(absolute.t) }, await shippedPlaybook(), vars());
     expect(plan.status).toBe('ready');
     // The env file is read first (the config path is in it), then the config it names.
     expect(absolute.t.commands.filter((c) => c.includes('systemctl'))).toEqual([]);
@@ -119,7 +120,7 @@ describe('odd config paths', () => {
     chmodSync(path.join(bin, 'systemctl'), 0o755);
     const relative = localNode(envWith('--config config.yaml'));
     const t = new LocalTransport({ ...process.env, PATH: `${bin}:${process.env.PATH}` });
-    const planned = await planNode({ node: relative.node, transport: t }, await shippedPlaybook(), vars());
+    const planned = await planNode({ node: relative.node, reader: nodeReader(t) }, await shippedPlaybook(), vars());
     expect(planned).toMatchObject({ status: 'ready' });
     const change = planned.status === 'ready' ? planned.phases[0]!.changes[0]! : null;
     expect(change?.path).toBe(config);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { nonRootWriter, unsafeDirProblems } from '../../src/plan/unsafe-dirs.js';
 import type { FileChange } from '../../src/plan/types.js';
 import { fileSafetyChecks, parseNodeChecks } from '../../src/preflight/node-checks.js';
-import type { DirStat } from '../../src/transport/remote-files.js';
+import type { DirStat } from '../../src/plan/types.js';
 import { node } from '../helpers/plan-inputs.js';
 
 const ROOT: DirStat[] = [

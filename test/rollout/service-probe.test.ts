@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openServiceProbes } from '../../src/rollout/service-probe.js';
-import { stagedPath } from '../../src/transport/remote-files.js';
+import { stagedPath } from '../../src/agent/files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { LocalTransport } from '../helpers/local-transport.js';
 

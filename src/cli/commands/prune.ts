@@ -2,7 +2,7 @@ import path from 'node:path';
 import { PreflightError, UsageError } from '../../errors.js';
 import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { loadLastRun } from '../../state/run-state.js';
-import { BACKUP_ROOT } from '../../transport/remote-files.js';
+import { BACKUP_ROOT } from '../../agent/files.js';
 import { confirm } from '../confirm.js';
 import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';

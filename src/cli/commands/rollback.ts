@@ -7,7 +7,7 @@ import { lockFleet, lockHolder, releaseLock } from '../../rollout/lock.js';
 import { renderGateEvidence, restartAndGate } from '../../rollout/restart-gate.js';
 import { checkOthersHealthy } from '../../apply/execute.js';
 import { loadLastRun, RunRecorder, type StepFile } from '../../state/run-state.js';
-import { readRemoteFile } from '../../transport/remote-files.js';
+import { readRemoteFile } from '../../agent/files.js';
 import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';
 import { openSession } from '../../session/session.js';

@@ -2,7 +2,7 @@ import { nodeFilePath } from '../../plan/build.js';
 import { readServiceState } from '../../rollout/journal.js';
 import { loadLastRun } from '../../state/run-state.js';
 import { readEnvValue } from '../../tasks/env-file.js';
-import { readRemoteFile } from '../../transport/remote-files.js';
+import { readRemoteFile } from '../../agent/files.js';
 import { mapLimit } from '../../util/map-limit.js';
 import { EXIT } from '../../exit-codes.js';
 import type { Output } from '../output.js';

@@ -4,21 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { NodeError, RemoteCommandError, UnreadableFileError } from '../errors.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { sha256 } from '../util/sha256.js';
-import type { Transport } from './transport.js';
-import { AGENT, BACKUP_ROOT } from '../agent/scripts.js';
-
-/** Owner and mode of a directory above a file read (see RemoteFile.dirs). */
-export type DirStat = { path: string; uid: number; gid: number; mode: number };
-
-/**
- * A regular file as read from a node: bytes plus the owner and mode to keep
- * when it is rewritten. `path` is the path asked for; `target`, where it
- * really leads when a symlink is along it (readlink -f): the file read, and
- * the one to write. `dirs`: owner and mode of every directory above the file
- * up to `/`, nearest first, then of those above the symlink itself. Readers
- * that do not collect them (test fixtures) leave `target` and `dirs` out.
- */
-export type RemoteFile = { path: string; target?: string; content: Buffer; sha256: string; uid: number; gid: number; mode: number; dirs?: DirStat[] };
+import type { DirStat, FileReader, NodeReader, RemoteFile } from '../plan/types.js';
+import type { Transport } from '../transport/transport.js';
+import { AGENT, BACKUP_ROOT } from './scripts.js';
 
 /** The largest file rollout reads (a config or env file is a few KiB); a larger one is refused, never read. */
 export const MAX_FILE_BYTES = 1024 * 1024;
@@ -150,7 +138,7 @@ function parseRead(node: string, paths: readonly string[], stdout: Buffer, r: { 
  * one command (planning asks for every known path at once).
  * A path that cannot be read (UnreadableFileError) rejects its own promise only.
  */
-export function batchedReader(t: Transport): (path: string) => Promise<RemoteFile | null> {
+export function batchedReader(t: Transport): FileReader {
   type Waiter = { resolve: (f: RemoteFile | null) => void; reject: (e: unknown) => void };
   let batch: Map<string, Waiter[]> | null = null;
   return (path) =>
@@ -272,4 +260,19 @@ export function stageResults(node: string, items: readonly StageItem[], lines: r
     throw new RemoteCommandError(node, `staging ${items.map((i) => i.change.path).join(', ')}`, code, error ? error.slice(7) : stderr);
   }
   return results;
+}
+
+/**
+ * The unit's WorkingDirectory as `systemctl show` prints it (empty when
+ * unset), one command; asked only when planning meets a relative path.
+ */
+export async function readWorkingDirectory(t: Transport, unit: string): Promise<string> {
+  const r = await t.exec(`systemctl show -p WorkingDirectory --value -- ${shellQuote(unit)}`, { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new NodeError(t.name, `cannot ask systemd for ${unit}'s WorkingDirectory (exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''})`);
+  return r.stdout.toString('utf8');
+}
+
+/** What planning reads of a node over its connection: its files (batched) and, when needed, the unit's WorkingDirectory. */
+export function nodeReader(t: Transport): NodeReader {
+  return { read: batchedReader(t), workingDirectory: (unit) => readWorkingDirectory(t, unit) };
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { commitStaged, type StagedCommit } from '../../src/rollout/journal.js';
-import { batchedReader, readRemoteFiles, restoreFile, stagedPath, stageFiles } from '../../src/transport/remote-files.js';
+import { batchedReader, readRemoteFiles, restoreFile, stagedPath, stageFiles } from '../../src/agent/files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { LocalTransport } from '../helpers/local-transport.js';
 

@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, realpathSync, statSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { batchedReader, dirsAbove, MAX_FILE_BYTES, readRemoteFile, readRemoteFiles } from '../../src/transport/remote-files.js';
+import { batchedReader, dirsAbove, MAX_FILE_BYTES, readRemoteFile, readRemoteFiles } from '../../src/agent/files.js';
 import { LocalTransport } from '../helpers/local-transport.js';
 
 let dir: string;
