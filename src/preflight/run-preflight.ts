@@ -29,11 +29,14 @@ export type PreflightInput = {
   vars: ResolvedVars;
   redact: Redactor;
   plan: Plan;
+  /** How many nodes are worked on at once where order does not matter (--parallel, else the inventory's). */
   parallel: number;
   transports: ReadonlyMap<string, Transport>;
   /** Node checks already run under this run's lock (runNodeChecks), by node. */
   nodeChecks: ReadonlyMap<string, NodeCheckResult>;
+  /** Vault's sys/health, asked from here while the nodes were connected. */
   vaultHealth?: Promise<VaultResponse>;
+  /** The checks from here, started once every node was locked and a change exists. */
   vaultChecks?: Promise<Check[]>;
 };
 

@@ -9,7 +9,7 @@ import { planSecrets } from '../plan/plan-secrets.js';
 import { nodeHasChanges, type NodePlan, type Plan } from '../plan/types.js';
 import type { Check } from '../preflight/check.js';
 import type { NodeCheckTarget } from '../preflight/node-checks.js';
-import { runNodeChecks, startVaultHealth, vaultChecks, type NodeCheckResult, type PreflightFlags } from '../preflight/run-preflight.js';
+import { runNodeChecks, startVaultHealth, vaultChecks, type NodeCheckResult, type PreflightFlags, type PreflightInput } from '../preflight/run-preflight.js';
 import { takeLock, type LockAttempt, type LockInfo } from '../rollout/lock.js';
 import { connectSsh, createSshContext } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
@@ -18,15 +18,8 @@ import type { VaultResponse } from '../vault/client.js';
 import { createRedactor, type Redactor } from '../util/redact.js';
 import { nodeReader } from '../agent/files.js';
 
-/** Everything `plan`, `preflight` and `apply` share: inputs validated, nodes connected and read, the plan. */
-export type Session = {
-  inventory: Inventory;
-  playbook: Playbook;
-  vars: ResolvedVars;
-  redact: Redactor;
-  plan: Plan;
-  /** How many nodes are worked on at once where order does not matter (--parallel, else the inventory's). */
-  parallel: number;
+/** Everything `plan`, `preflight` and `apply` share: inputs validated, nodes connected and read, the plan (what preflight reads, and more). */
+export type Session = PreflightInput & {
   transports: Map<string, Transport>;
   /** Host keys recorded by --accept-new-host-keys while connecting: the commands print them. */
   notes: string[];
@@ -34,10 +27,6 @@ export type Session = {
   lockAttempts: Map<string, LockAttempt>;
   /** With `lock`: each node's checks, run under the lock while it was read. */
   nodeChecks: Map<string, NodeCheckResult>;
-  /** With `vault.health`: Vault's sys/health, asked from here while the nodes were connected. */
-  vaultHealth?: Promise<VaultResponse>;
-  /** With `vault.checks`: the checks from here, started once every node was locked and a change exists. */
-  vaultChecks?: Promise<Check[]>;
   close(): void;
 };
 
