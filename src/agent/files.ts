@@ -213,8 +213,6 @@ export function newStageKey(): string {
   return randomBytes(12).toString('hex');
 }
 
-/** The staging verb's script (src/agent/stage.sh): its request on stdin (stageRequest), its answer read by stageResults. */
-export const STAGE_SCRIPT = AGENT.stage;
 
 /** What staging found or did for one file. */
 export type StageResult = 'staged' | 'already' | 'stale';
@@ -237,7 +235,7 @@ export async function stageFiles(t: Transport, items: readonly StageItem[]): Pro
   return stageResults(t.name, items, r.stdout.toString('utf8').split('\n'), r.code, r.stderr);
 }
 
-/** Pure. STAGE_SCRIPT's stdin for these items: the count, 9 lines per file, then the new contents one after another. */
+/** Pure. The stage verb's stdin (src/agent/stage.sh) for these items: the count, 9 lines per file, then the new contents one after another. */
 export function stageRequest(items: readonly StageItem[]): Buffer {
   const odd = items.flatMap((i) => [i.change.path, i.backup, i.staged]).find((p) => p.includes('\n'));
   if (odd !== undefined) throw new Error(`cannot stage ${JSON.stringify(odd)}: a path with a newline`);
@@ -252,7 +250,7 @@ export function stageRequest(items: readonly StageItem[]): Buffer {
   return Buffer.concat([Buffer.from(`${lines.join('\n')}\n`), ...contents]);
 }
 
-/** Pure. STAGE_SCRIPT's answer as one result per item, in order; throws when it did not complete. */
+/** Pure. The stage verb's answer as one result per item, in order; throws when it did not complete. */
 export function stageResults(node: string, items: readonly StageItem[], lines: readonly string[], code: number | null, stderr: string): StageResult[] {
   const error = lines.find((l) => l.startsWith('@error '));
   const results = lines.filter((l) => l === '@staged' || l === '@already' || l === '@stale').map((l) => l.slice(1) as StageResult);

@@ -30,10 +30,7 @@ export function parseLock(text: string): LockInfo | null {
 /** What taking a node's lock found: taken, or held (the lock file's first line). */
 export type LockAttempt = { taken: true } | { taken: false; holder: string };
 
-/** The lock verb's script (src/agent/lock.sh): the record on the first line of stdin, its answer read by parseLockTake. */
-export const LOCK_TAKE_SCRIPT = AGENT.lock;
-
-/** Pure. LOCK_TAKE_SCRIPT's line; null when it is not one. */
+/** Pure. The lock verb's line (src/agent/lock.sh); null when it is not one. */
 export function parseLockTake(line: string): LockAttempt | null {
   if (line === '@lock taken') return { taken: true };
   return line.startsWith('@lock held') ? { taken: false, holder: line.replace(/^@lock held ?/, '') } : null;
@@ -50,18 +47,15 @@ async function replaceLock(t: Transport, info: LockInfo): Promise<void> {
   await t.exec(`sh -c ${shellQuote(AGENT.relock)} rollout-lock`, { stdin: Buffer.from(JSON.stringify(info)), timeoutMs: 30_000 });
 }
 
-/** The release verb's script (src/agent/release.sh), its request on stdin (releaseRequest); the state probes release through it too. */
-export const RELEASE_SCRIPT = AGENT.release;
-
-/** The options of a release: see RELEASE_SCRIPT. `pruneKeep`: the newest backup runs kept (0: none); none pruned when absent. */
+/** The options of a release (src/agent/release.sh). `pruneKeep`: the newest backup runs kept (0: none); none pruned when absent. */
 export type ReleaseOptions = { remove?: readonly string[]; pruneKeep?: number };
 
-/** Pure. RELEASE_SCRIPT's `keep` line: `-` (no pruning) or how many backup runs stay. */
+/** Pure. The release verb's `keep` line: `-` (no pruning) or how many backup runs stay. */
 export function keepOf(opts: ReleaseOptions): string {
   return opts.pruneKeep === undefined ? '-' : String(Math.max(0, Math.floor(opts.pruneKeep)));
 }
 
-/** Pure. RELEASE_SCRIPT's stdin: the run id, the backups to keep, the count and the paths to remove, a line each. */
+/** Pure. The release verb's stdin: the run id, the backups to keep, the count and the paths to remove, a line each. */
 export function releaseRequest(runId: string, opts: ReleaseOptions): string {
   const lines = [runId, keepOf(opts), String(opts.remove?.length ?? 0), ...(opts.remove ?? [])];
   const odd = lines.find((l) => l.includes('\n'));
@@ -69,7 +63,7 @@ export function releaseRequest(runId: string, opts: ReleaseOptions): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Removes a node's lock if `runId` holds it, with what must not outlive it (RELEASE_SCRIPT), in one command; returns the backup runs pruned. */
+/** Removes a node's lock if `runId` holds it, with what must not outlive it (src/agent/release.sh), in one command; returns the backup runs pruned. */
 export async function releaseLock(t: Transport, runId: string, opts: ReleaseOptions = {}): Promise<string[]> {
   const r = await t.exec(`sh -c ${shellQuote(AGENT.release)} rollout-release`, { stdin: Buffer.from(releaseRequest(runId, opts)), timeoutMs: 60_000 });
   if (r.code !== 0) throw new RemoteCommandError(t.name, 'releasing the lock', r.code, r.stderr);
