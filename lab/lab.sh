@@ -2,6 +2,8 @@
 # rollout's local test lab: N Debian bookworm nodes, each a systemd-nspawn
 # container booting real systemd 252 + sshd + minkms.service (running the
 # simulated MinKMS in lab/minkms-sim.mjs), reachable over ssh on 127.0.0.1.
+# Each node also runs greeter.service (lab/greeter-sim.mjs), a small service
+# unrelated to MinKMS for a second playbook (playbooks/greeter-settings.yaml).
 #
 #   lab.sh build              build (or reuse) the cached base rootfs
 #   lab.sh up [N]             boot kms-1..kms-N (default 3); tears down a running lab first
@@ -34,7 +36,9 @@
 # ROLLOUT_LAB_BASE_PORT (default 2200; node i listens on BASE+i),
 # ROLLOUT_LAB_MIRROR (default: the Debian mirror from the apt sources),
 # ROLLOUT_LAB_BOOT_TIMEOUT (seconds, default 60),
-# ROLLOUT_LAB_VAULT_PORT / ROLLOUT_LAB_VAULT_ADMIN_PORT (default 8200 / 8201).
+# ROLLOUT_LAB_VAULT_PORT / ROLLOUT_LAB_VAULT_ADMIN_PORT (default 8200 / 8201),
+# ROLLOUT_LAB_KMS_BASE_PORT (default 7300; node i's minkms serves HTTPS on
+# kms-i:KMS_BASE+i, every node name being 127.0.0.1 in each node's /etc/hosts).
 # A second lab: another ROLLOUT_LAB_DIR plus other ports (cgroup and nspawn
 # machine names follow the state dir).
 # See lab/README.md.
@@ -45,6 +49,7 @@ REPO_DIR="$(dirname "$LAB_SRC_DIR")"
 STATE="${ROLLOUT_LAB_DIR:-/var/lib/rollout-lab}"
 CACHE="${ROLLOUT_LAB_CACHE:-/var/cache/rollout-lab}"
 BASE_PORT="${ROLLOUT_LAB_BASE_PORT:-2200}"
+KMS_BASE_PORT="${ROLLOUT_LAB_KMS_BASE_PORT:-7300}"
 BOOT_TIMEOUT="${ROLLOUT_LAB_BOOT_TIMEOUT:-60}"
 SUITE=bookworm
 PACKAGES=systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,curl,ca-certificates,libstdc++6
@@ -67,11 +72,14 @@ else
 fi
 CGROUP_NAME=$LAB_ID
 READY_TEXT='Server is up and running'
+GREETER_READY_TEXT='greeter ready'
 VAULT_PORT="${ROLLOUT_LAB_VAULT_PORT:-8200}"
 VAULT_ADMIN_PORT="${ROLLOUT_LAB_VAULT_ADMIN_PORT:-8201}"
 VAULT_TLS="$STATE/vault-tls"
 # The sim keeps its Vault-sealed root encryption key here, in the node's volume.
 SEALED_REK=var/lib/minkms/.vault-sealed-rek
+# The cluster's members (HOST:PORT a line) as the sim reads them from its volume.
+CLUSTER_FILE=var/lib/minkms/.lab-cluster
 # lab.sh slow-sync's shim, in the node.
 SYNC_SHIM=usr/local/bin/sync
 
@@ -324,6 +332,8 @@ node_names() {
 node_index() { echo "${1#kms-}"; }
 machine_name() { echo "$MACHINE_PREFIX$1"; }
 node_port() { echo $((BASE_PORT + $(node_index "$1"))); }
+# The node's --host: its name and its own HTTPS port (nodes share one network namespace).
+kms_host() { echo "$1:$((KMS_BASE_PORT + $(node_index "$1")))"; }
 
 ssh_opts() {
   echo -F /dev/null -i "$STATE/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes \
@@ -374,23 +384,39 @@ ensure_client_key() {
     (umask 077; printf 'hsm:aes256:%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$STATE/hsm-key.tmp")
     mv "$STATE/hsm-key.tmp" "$STATE/hsm-key"
   fi
-  chmod 0600 "$STATE/hsm-key" "$STATE/id_ed25519"
+  # The MinKMS admin (SysAdmin) API key: k1: + base64url of 32 random bytes.
+  if [[ ! -f $STATE/kms-admin-key ]]; then
+    (umask 077; printf 'k1:%s\n' "$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')" >"$STATE/kms-admin-key.tmp")
+    mv "$STATE/kms-admin-key.tmp" "$STATE/kms-admin-key"
+  fi
+  chmod 0600 "$STATE/hsm-key" "$STATE/kms-admin-key" "$STATE/id_ed25519"
+}
+
+# The admin API key's identity for the seed's admin.identity, as the sim
+# computes it: h1: + base64url (no padding) of sha256 of the key string. The
+# key goes through a pipe only, never onto a command line.
+kms_admin_identity() {
+  local h
+  h=$(tr -d '\n' <"$STATE/kms-admin-key" | openssl dgst -sha256 -binary | base64 -w0 | tr '+/' '-_' | tr -d '=')
+  [[ ${#h} -eq 43 ]] || die "could not hash $STATE/kms-admin-key with openssl"
+  printf 'h1:%s\n' "$h"
 }
 
 # Seed file contents for node $1 into dir $2 (config.yaml, minkms.env).
 write_seed() {
-  local name=$1 dir=$2
+  local name=$1 dir=$2 identity
+  identity=$(kms_admin_identity)
   mkdir -p "$dir"
   cat >"$dir/config.yaml" <<EOF
 version: v1
 # MinIO KMS configuration for $name (managed by hand, keep comments!)
 admin:
-  identity: h1:7Uc7E7WxGFQQsrlxnRQyXW6jNTD9b2mv8ynlpSvGrBo   # admin identity
+  identity: $identity   # admin identity
 tls:
   certs:
-    - key: /etc/minkms/private.key
-      cert: /etc/minkms/public.crt
-  ca: /etc/minkms/ca.crt
+    - key: /etc/minkms/tls/private.key
+      cert: /etc/minkms/tls/public.crt
+  ca: /etc/minkms/tls/CAs
 
 # logging settings
 log:
@@ -401,21 +427,144 @@ EOF
 # MinIO KMS environment
 MINIO_KMS_HSM_KEY=$(cat "$STATE/hsm-key")
 MINIO_KMS_VOLUME=/var/lib/minkms
-MINIO_KMS_OPTS="--host $name:7373 --config /etc/minkms/config.yaml"
+MINIO_KMS_OPTS="--host $(kms_host "$name") --config /etc/minkms/config.yaml"
 EOF
   chmod 0600 "$dir/minkms.env"
 }
 
+# Node $1's TLS key and certificate for its KMS API into dir $2, signed by
+# the lab CA: SAN DNS:kms-i (the --host name) and IP:127.0.0.1.
+write_node_tls() {
+  local name=$1 dir=$2
+  mkdir -p "$dir"
+  (
+    set -e
+    umask 077
+    cd "$dir"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 \
+      -subj "/CN=$name" -keyout private.key -out node.csr
+    printf '%s\n' "subjectAltName=DNS:$name,IP:127.0.0.1" 'basicConstraints=critical,CA:FALSE' \
+      'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth,clientAuth' >node.ext
+    openssl x509 -req -in node.csr -CA "$VAULT_TLS/ca.pem" -CAkey "$VAULT_TLS/ca-key.pem" \
+      -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" -days 825 -sha256 -extfile node.ext -out public.crt
+    rm -f node.csr node.ext
+  ) >"$dir.log" 2>&1 || { cat "$dir.log" >&2; rm -f "$dir.log"; die "$name: could not make its TLS certificate with openssl"; }
+  rm -f "$dir.log"
+}
+
 # Installs node $1's seed files into the mounted root $2 (also used by reset,
-# on the live overlay).
+# on the live overlay): config, env file, and the TLS files the config's tls
+# section names (key 0600 minkms-user; CAs/ a hashed dir holding the lab CA).
 install_seed() {
-  local name=$1 root=$2 seed="$STATE/nodes/$1/seed" gid
+  local name=$1 root=$2 seed="$STATE/nodes/$1/seed" gid uid hash
   gid=$(lab_gid "$root" minkms-user)
+  uid=$(lab_uid "$root" minkms-user)
   rm -rf --one-file-system "$root/etc/minkms"
   install -d -m 0750 -o 0 -g "$gid" "$root/etc/minkms"
   install -m 0640 -o 0 -g "$gid" "$seed/config.yaml" "$root/etc/minkms/config.yaml"
+  install -d -m 0750 -o 0 -g "$gid" "$root/etc/minkms/tls"
+  install -m 0600 -o "$uid" -g "$gid" "$STATE/nodes/$1/tls/private.key" "$root/etc/minkms/tls/private.key"
+  install -m 0644 -o 0 -g 0 "$STATE/nodes/$1/tls/public.crt" "$root/etc/minkms/tls/public.crt"
+  install -d -m 0755 -o 0 -g 0 "$root/etc/minkms/tls/CAs"
+  install -m 0644 -o 0 -g 0 "$VAULT_TLS/ca.pem" "$root/etc/minkms/tls/CAs/rollout-lab-ca.pem"
+  hash=$(openssl x509 -noout -subject_hash -in "$VAULT_TLS/ca.pem")
+  ln -sfn rollout-lab-ca.pem "$root/etc/minkms/tls/CAs/$hash.0"
   rm -rf --one-file-system "$root"/etc/default/minkms?* "$root"/etc/default/.minkms*
   install -m 0600 -o 0 -g 0 "$seed/minkms.env" "$root/etc/default/minkms"
+}
+
+# ---------------------------------------------------------------- greeter
+
+# greeter's unit and binary, installed into node root $1 (the overlay, not the
+# base rootfs: the rootfs cache key stays the same). The unit is the MinKMS
+# one's sibling: EnvironmentFile, the binary a wrapper running the host's node.
+install_greeter() {
+  local root=$1
+  cat >"$root/etc/systemd/system/greeter.service" <<'EOF'
+[Unit]
+Description=greeter (rollout lab service)
+After=network.target
+[Service]
+Type=simple
+User=nobody
+Group=nogroup
+EnvironmentFile=-/etc/default/greeter
+ExecStart=/usr/local/bin/greeter --config /etc/greeter/config.yaml
+RuntimeDirectory=greeter
+Restart=on-failure
+RestartSec=1
+[Install]
+WantedBy=multi-user.target
+EOF
+  ln -sf /etc/systemd/system/greeter.service "$root/etc/systemd/system/multi-user.target.wants/greeter.service"
+  printf '#!/bin/sh\nexec /opt/lab-node/node /opt/lab/greeter-sim.mjs "$@"\n' >"$root/usr/local/bin/greeter"
+  chmod 0755 "$root/usr/local/bin/greeter"
+}
+
+# greeter's seed files for node $1 into dir $2 (greeter.yaml, greeter.env):
+# no `greeting` yet, two workers.
+write_greeter_seed() {
+  local name=$1 dir=$2
+  mkdir -p "$dir"
+  cat >"$dir/greeter.yaml" <<EOF
+version: v1
+# greeter configuration for $name (lab seed; comments are kept)
+log:
+  level: info
+EOF
+  cat >"$dir/greeter.env" <<EOF
+# greeter environment ($name)
+GREETER_WORKERS=2
+GREETER_LOG=info
+EOF
+}
+
+# Installs node $1's greeter seed into root $2: /etc/greeter/config.yaml and
+# /etc/default/greeter, root:root 0644 (nothing secret in them).
+install_greeter_seed() {
+  local root=$2 seed="$STATE/nodes/$1/seed"
+  install -d -m 0755 -o 0 -g 0 "$root/etc/greeter"
+  install -m 0644 -o 0 -g 0 "$seed/greeter.yaml" "$root/etc/greeter/config.yaml"
+  install -m 0644 -o 0 -g 0 "$seed/greeter.env" "$root/etc/default/greeter"
+}
+
+# True when greeter's unit cgroup in node $1 holds a greeter process, read
+# from the host (no command in the node: a reset all pays nothing for it).
+greeter_running() {
+  local cg procs pid pids args
+  [[ -f $STATE/nodes/$1/cgroups ]] || return 1
+  while read -r cg; do
+    procs="$cg/payload/system.slice/greeter.service/cgroup.procs"
+    [[ -f $procs ]] || continue
+    mapfile -t pids <"$procs"
+    for pid in "${pids[@]}"; do
+      mapfile -d '' args <"/proc/$pid/cmdline" 2>/dev/null || continue
+      [[ ${args[1]:-} == */greeter-sim.mjs ]] && return 0
+    done
+  done <"$STATE/nodes/$1/cgroups"
+  return 1
+}
+
+# greeter back to its seed on node $1: its files rewritten, and restarted
+# (waiting for its ready line) only when they differed or it was not running,
+# so a reset with nothing of greeter's to undo costs no command in the node.
+reset_greeter() {
+  local name=$1 root="$STATE/nodes/$1/root" seed="$STATE/nodes/$1/seed" same=1 out
+  { cmp -s "$seed/greeter.yaml" "$root/etc/greeter/config.yaml" && cmp -s "$seed/greeter.env" "$root/etc/default/greeter"; } || same=0
+  install_greeter_seed "$name" "$root"
+  ((same)) && greeter_running "$name" && return 0
+  out=$(node_exec "$name" "
+    C=\$(journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p')
+    systemctl reset-failed greeter 2>/dev/null
+    systemctl restart --no-block greeter || exit 1
+    for i in \$(seq 1 200); do
+      journalctl -u greeter --after-cursor=\"\$C\" -o cat --no-pager | grep -q '$GREETER_READY_TEXT' && exit 0
+      sleep 0.05
+    done
+    echo 'greeter failed:'; journalctl -u greeter --after-cursor=\"\$C\" -o cat --no-pager | tail -n 5; exit 1" 2>&1) || {
+    echo "$out" >&2
+    die "$name: greeter did not come back after reset"
+  }
 }
 
 # ---------------------------------------------------------------- Vault TLS
@@ -553,7 +702,7 @@ cmd_vault_down() {
 # ---------------------------------------------------------------- up
 
 prepare_node() {
-  local name=$1 rootfs=$2 port ndir root uid gid
+  local name=$1 rootfs=$2 n=$3 port ndir root uid gid names i
   port=$(node_port "$name")
   ndir="$STATE/nodes/$name"
   root="$ndir/root"
@@ -562,7 +711,11 @@ prepare_node() {
   echo "$rootfs" >"$ndir/rootfs"
 
   echo "$name" >"$root/etc/hostname"
-  printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$name" >"$root/etc/hosts"
+  # Every node name is 127.0.0.1: each minkms listens there on its own port.
+  names=$(for ((i = 1; i <= n; i++)); do printf ' kms-%s' "$i"; done)
+  printf '127.0.0.1\tlocalhost\n127.0.0.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "${names# }" >"$root/etc/hosts"
+  for ((i = 1; i <= n; i++)); do kms_host "kms-$i"; done >"$root/$CLUSTER_FILE"
+  chmod 0644 "$root/$CLUSTER_FILE"
   head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$root/etc/machine-id"
   echo >>"$root/etc/machine-id"
 
@@ -579,7 +732,11 @@ prepare_node() {
   install -m 0600 -o "$uid" -g "$gid" "$STATE/id_ed25519.pub" "$root/home/ops/.ssh/authorized_keys"
 
   write_seed "$name" "$ndir/seed"
+  write_node_tls "$name" "$ndir/tls"
   install_seed "$name" "$root"
+  install_greeter "$root"
+  write_greeter_seed "$name" "$ndir/seed"
+  install_greeter_seed "$name" "$root"
   install_lab_ca "$root" "$rootfs"
   chmod 0755 "$ndir/knobs"
 }
@@ -614,12 +771,14 @@ boot_node() {
 }
 
 # Waits until node $1 answers ssh, minkms is active and logged the ready
-# line in this boot. Bounded by deadline $2 (epoch s).
+# line in this boot, and so did greeter. Bounded by deadline $2 (epoch s).
 wait_ready() {
   local name=$1 deadline=$2 out remote
   remote="for i in \$(seq 1 100); do
       if [ \"\$(systemctl is-active minkms)\" = active ] &&
-         journalctl -b -u minkms -o cat --no-pager | grep -q '$READY_TEXT'; then echo READY; exit 0; fi
+         journalctl -b -u minkms -o cat --no-pager | grep -q '$READY_TEXT' &&
+         [ \"\$(systemctl is-active greeter)\" = active ] &&
+         journalctl -b -u greeter -o cat --no-pager | grep -q '$GREETER_READY_TEXT'; then echo READY; exit 0; fi
       sleep 0.05
     done; echo NOTREADY"
   while :; do
@@ -661,12 +820,14 @@ cmd_up() {
   for ((i = 1; i <= n; i++)); do
     port=$((BASE_PORT + i))
     port_in_use "$port" && die "port 127.0.0.1:$port is already in use (set ROLLOUT_LAB_BASE_PORT)"
+    port=$((KMS_BASE_PORT + i))
+    port_in_use "$port" && die "port 127.0.0.1:$port (kms-$i's minkms) is already in use (set ROLLOUT_LAB_KMS_BASE_PORT)"
   done
   mkdir -p "$STATE/nodes"
   : >"$STATE/known_hosts.tmp"
   for ((i = 1; i <= n; i++)); do
     name="kms-$i"
-    prepare_node "$name" "$rootfs"
+    prepare_node "$name" "$rootfs" "$n"
     printf '[127.0.0.1]:%s %s\n' "$(node_port "$name")" \
       "$(cut -d' ' -f1-2 "$STATE/nodes/$name/ssh_host_ed25519_key.pub")" >>"$STATE/known_hosts.tmp"
   done
@@ -701,7 +862,7 @@ cmd_up() {
   secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
   echo "rollout lab: $n node(s) up in ${secs}s (state: $STATE)"
   for ((i = 1; i <= n; i++)); do
-    printf '  kms-%-3s 127.0.0.1:%s\n' "$i" "$((BASE_PORT + i))"
+    printf '  kms-%-3s ssh 127.0.0.1:%s  minkms https://%s\n' "$i" "$((BASE_PORT + i))" "$(kms_host "kms-$i")"
   done
   echo "ssh in:  ssh -i $STATE/id_ed25519 -o UserKnownHostsFile=$STATE/known_hosts -p $((BASE_PORT + 1)) root@127.0.0.1"
   echo "     or: ssh -F $STATE/ssh_config kms-1   (user ops: ops@kms-1, passwordless sudo)"
@@ -827,6 +988,7 @@ reset_node() {
     die "$name: minkms did not come back after reset"
   }
   rm -f "$ndir/knobs/start-delay-ms"
+  reset_greeter "$name"
 }
 
 cmd_reset() {
