@@ -46,12 +46,14 @@ function verb(names: readonly string[], main: string): string {
 }
 
 /** The shell files, in this folder, that make up the agent. */
-export const AGENT_FILES = ['lock.sh', 'read.sh', 'check.sh', 'stage.sh', 'commit.sh', 'follow.sh', 'restart.sh', 'state.sh', 'release.sh', 'restore.sh'] as const;
+export const AGENT_FILES = ['lock.sh', 'read.sh', 'check.sh', 'stage.sh', 'commit.sh', 'follow.sh', 'restart.sh', 'state.sh', 'release.sh', 'restore.sh', 'ready.sh', 'cluster.sh'] as const;
 
 /**
  * Each verb's whole script. Arguments and stdin are described in its .sh file.
  * `checks` defines `node_checks` only: its caller adds the call with its arguments.
  * `restart` wants RESTART_TIMEOUT set before it (shellVars).
+ * `ready` asks the node's own KMS API (ready.sh): `ready|version HOST:PORT CA INSECURE SECONDS`.
+ * `cluster` asks the cluster through its CLI (cluster.sh): `stat|backup HOST:PORT CA INSECURE CLI [FILE]`, the API key on stdin.
  */
 export const AGENT = {
   read: verb(['read.sh'], 'read_files "$@"'),
@@ -62,7 +64,9 @@ export const AGENT = {
   commit: verb(['commit.sh'], 'with_commits commit_staged'),
   restart: verb(['commit.sh', 'follow.sh', 'restart.sh'], 'restart_and_follow "$@"'),
   follow: verb(['follow.sh'], 'follow_from "$@"'),
-  state: verb(['stage.sh', 'release.sh', 'state.sh'], 'probe_state "$@"'),
+  state: verb(['stage.sh', 'release.sh', 'ready.sh', 'state.sh'], 'probe_state "$@"'),
+  ready: verb(['ready.sh'], 'api_ask "$@"'),
+  cluster: verb(['cluster.sh'], 'cluster_ask "$@"'),
   release: verb(['release.sh'], 'release_lock'),
   restore: verb(['restore.sh'], 'restore_file'),
 } as const;

@@ -5,7 +5,9 @@
 # with builtins), else as `full`. `adopt PID`: remember a state read elsewhere,
 # `@adopted`. `stage` and a staging request (stage.sh): `@stage-end CODE`; a
 # failed staging may have left contents unread, so the probe then ends.
-# `release` and its request (release.sh): `@released`.
+# `release` and its request (release.sh): `@released`. `ready K HOST:PORT CA`:
+# one request to the node's own /v1/health/ready (ready.sh; K: 1 = no TLS
+# check; CA: the rest of the line, '' = the system trust store), `@api ...`.
 
 # Remembers pid $1 and its start time (field 22 of /proc/PID/stat, after the command name).
 probe_remember() {
@@ -32,6 +34,10 @@ probe_state() {
       (stage_files) || { echo "@stage-end $?"; exit 1; }
       echo "@stage-end 0"; continue
     fi
+    case $q in "ready "*)
+      r=${q#ready }; k=${r%% *}; r=${r#* }; h=${r%% *}; c=${r#"$h"}
+      (api_ask ready "$h" "${c# }" "$k" 0); continue;;
+    esac
     if [ "$q" = release ]; then
       (release_lock); echo @released; continue
     fi

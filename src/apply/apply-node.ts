@@ -12,7 +12,7 @@ import type { LineStream, Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { Redactor } from '../util/redact.js';
 import { moveIntoPlace, restoreAll, stageChanges, stepFile } from './file-change.js';
-import { applyRestart, dismissRestartChannel, openRestartChannel, type MovesFirst } from './restart.js';
+import { applyRestart, dismissRestartChannel, gateOnApiReady, openRestartChannel, type ApiReadyCheck, type MovesFirst } from './restart.js';
 
 export { restoreAll, stepFile };
 export type { NodeWork };
@@ -33,6 +33,8 @@ export type ApplyContext = {
   channel?: LineStream;
   /** Called when the restart command returned and the unit starts (the next turn's channel may open). */
   onRestarted?: () => void;
+  /** The node's own API must answer /v1/health/ready after the ready line (part of the gate after a change); absent: the journal alone decides. */
+  api?: ApiReadyCheck;
 };
 
 /** What happened to one node in one phase. */
@@ -160,6 +162,8 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
     if (!went || err instanceof StalePlanError || (err instanceof ConnectionLostError && !err.started)) return untouched(err);
     return writeFailed(err);
   }
+  // The ready line is not enough: the API must answer too (a failure restores the node like any failed gate).
+  if (ctx.api) run = await gateOnApiReady(t, run, ctx.gate, ctx.api, ctx.progress);
   outcome.gate = run;
   if (run.verdict.status === 'passed') {
     await record({ status: 'done', gatedInvocation: run.verdict.evidence[0]?.invocationId ?? '' });

@@ -8,7 +8,9 @@ import type { Redactor } from '../util/redact.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { GateRun } from '../rollout/restart-gate.js';
 import type { ServiceState } from '../rollout/journal.js';
-import type { StateReader } from '../rollout/service-probe.js';
+import { askApi, type ApiAnswer, type ApiTarget, type StateReader } from '../rollout/service-probe.js';
+import { apiTargets } from '../rollout/cluster.js';
+import type { ClusterGuard } from './cluster-guard.js';
 
 /** How progress is shown: live tree on a TTY, plain timestamped lines elsewhere, or nothing. */
 export type ProgressStyle = 'tty' | 'plain' | 'silent';
@@ -40,12 +42,16 @@ export type RolloutOptions = {
   baseline: Map<string, ServiceState>;
   /** Reads a node's unit state now (the state probes). */
   readState: StateReader;
+  /** One request to a node's own /v1/health/ready (the state probes); absent: a plain command on its connection. */
+  readReady?: (node: string, target: ApiTarget) => Promise<ApiAnswer>;
   /** Hands the probes the state a node's gate read after its ready line (its next fast read then needs no systemctl). */
   adoptState?: (node: string, state: ServiceState) => void;
   /** List only the nodes and phases `work` has items for (a canary, or the rest after it). */
   workOnly?: boolean;
   /** Machine-readable progress (--json): node-start, step, node-done, node-failed, node-skipped. */
   onEvent?: (name: string, data: Record<string, unknown>) => void;
+  /** With vars.cluster.apiKey: each phase's order (leader last) and, after each gate, the node back in the cluster. */
+  cluster?: ClusterGuard;
   /** The first turn's restart channel, opened ahead by the caller (openTurn); dismissed if that turn is not `item`'s. */
   ahead?: { item: NodeWork; stream: LineStream };
 };
@@ -59,6 +65,12 @@ export type RolloutOptions = {
 export async function execute(plan: Plan, work: readonly NodeWork[], opts: RolloutOptions): Promise<RolloutResult> {
   const result: RolloutResult = { runId: opts.runId, outcomes: [], failure: null, interrupted: false };
   const nodes = plan.nodes.map((n) => n.node.name);
+  const api = apiTargets(plan);
+  const readReady = opts.readReady ?? ((node: string, target: ApiTarget) => askApi(opts.transports.get(node)!, 'ready', target));
+  const ready = (node: string) => {
+    const target = api.get(node)?.target;
+    return target ? readReady(node, target) : null;
+  };
   // The next turn's restart channel, opened once this turn's restart returned, so that
   // its checks and cursor are done by the time the turn comes; a turn that never
   // comes sends it `stop` (nothing on that node changes).
@@ -70,23 +82,39 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
     dismissTurn(a?.stream);
     return undefined;
   };
+  // Each phase's order once it started (the leader last, with a cluster guard).
+  const orders = new Map<string, string[]>();
   const openAhead = (phase: string, after: string) => {
     takeAhead(null);
-    const rest = nodes.slice(nodes.indexOf(after) + 1);
+    const order = orders.get(phase) ?? nodes;
+    const rest = order.slice(order.indexOf(after) + 1);
     const next = rest.map((name) => work.find((w) => w.node === name && w.phase === phase)).find((w) => w !== undefined);
     const stream = next ? openTurn(opts.transports.get(next.node)!, next, opts.stageKey, opts.gate) : null;
     if (next && stream) ahead = { item: next, stream };
   };
 
+  // An event about the run rather than one node's turn (its data names the node).
+  const emitRun = (event: string, data: Record<string, unknown>) => opts.onEvent?.(event, data);
   const phases: ListrTask[] = plan.phases
     .filter((p) => p.enabled)
     .map((phase, i) => ({ phase, i }))
     .filter(({ phase }) => !opts.workOnly || work.some((w) => w.phase === phase.name))
     .map(({ phase, i }) => ({
       title: `Phase ${i + 1}: ${phase.name}`,
-      task: (_ctx, task) =>
-        task.newListr(
-          nodes.filter((name) => !opts.workOnly || work.some((w) => w.node === name && w.phase === phase.name)).map((name): ListrTask => {
+      task: async (_ctx, task) => {
+        const names = nodes.filter((name) => !opts.workOnly || work.some((w) => w.node === name && w.phase === phase.name));
+        let order = names;
+        try {
+          if (opts.cluster) order = await opts.cluster.order(phase.name, names);
+        } catch (err) {
+          if (!(err instanceof RolloutFailedError)) throw err;
+          result.failure = err;
+          emitRun('node-failed', { node: err.node, phase: phase.name, restored: false, summary: err.summary, message: opts.redact(err.message) });
+          throw new Error('stopped before this phase: see below');
+        }
+        orders.set(phase.name, order);
+        return task.newListr(
+          order.map((name): ListrTask => {
             const item = work.find((w) => w.node === name && w.phase === phase.name);
             return {
               title: name,
@@ -112,7 +140,8 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
                   // The health check of the other nodes runs while this node's channel opens;
                   // nothing on the node changes before it passed.
                   const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
-                    beforeRestart: () => checkOthersHealthy(name, opts),
+                    beforeRestart: () => checkOthersHealthy(name, { ...opts, ready }),
+                    ...(api.has(name) ? { api: api.get(name)! } : {}),
                     ...(channel ? { channel } : {}),
                     onRestarted: () => openAhead(phase.name, name),
                     runId: opts.runId,
@@ -132,6 +161,13 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
                     if (opts.baseline.has(name)) opts.baseline.set(name, gated);
                     opts.adoptState?.(name, gated);
                   }
+                  // Writes need every member: the next node goes down only once this one is back.
+                  const lost = outcome.gate && opts.cluster ? await opts.cluster.afterGate(name) : null;
+                  if (lost) {
+                    throw new RolloutFailedError(name, false,
+                      `${name} passed its gate (its log and API say ready), but it is not back in the cluster: ${lost}.\n${name} runs the new files; no further node was touched. Check the cluster (\`minkms stat\`), then \`rollout apply INVENTORY --resume\`.`,
+                      'restarted and ready, but not back in the cluster (see below)');
+                  }
                   emit('node-done', { seconds: (Date.now() - started) / 1000, gate: gateData(outcome.gate, opts.redact) });
                   sub.title = `${name}: ${item.restartUnit ? (item.mode === 'full' ? 'written, restarted, ready' : 'restarted, ready') : 'written'} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
                 } catch (err) {
@@ -149,7 +185,8 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
             };
           }),
           { concurrent: false, exitOnError: true },
-        ),
+        );
+      },
     }));
 
   const listr = new Listr(phases, {
@@ -177,9 +214,11 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
  * must be running the very invocation it ran when last seen healthy. A fast
  * read: the main process systemd named then must still be alive (same pid and
  * start time; for a simple service the invocation cannot change without it),
- * read on the node with no fork; where it is not, systemd is asked.
+ * read on the node with no fork; where it is not, systemd is asked. Then, with
+ * `ready`, each such node's own API must answer /v1/health/ready with 200 (one
+ * request, asked on the node; null: the node has no API to ask).
  */
-export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'readState' | 'unit'>): Promise<void> {
+export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'readState' | 'unit'> & { ready?: (node: string) => Promise<ApiAnswer> | null }): Promise<void> {
   const problems: string[] = [];
   await Promise.all(
     [...opts.baseline].map(async ([name, seen]) => {
@@ -188,6 +227,10 @@ export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions
         const now = await opts.readState(name, 'fast');
         if (now.activeState !== 'active' || now.subState !== 'running') problems.push(`${name}: ${opts.unit} is ${now.activeState}/${now.subState}`);
         else if (now.invocationId !== seen.invocationId) problems.push(`${name}: ${opts.unit} restarted since it was last seen healthy (${now.nRestarts} restarts)`);
+        else {
+          const answer = await opts.ready?.(name);
+          if (answer && !answer.ok) problems.push(`${name}: ${opts.unit} is active/running but its API is not ready (/v1/health/ready: ${answer.problem})`);
+        }
       } catch (err) {
         problems.push(`${name}: cannot be checked (${(err as Error).message})`);
       }
@@ -215,6 +258,8 @@ export function renderSummary(plan: Plan, result: RolloutResult, work: readonly 
       if (outcome?.status === 'applied') {
         const g = outcome.gate;
         what = g ? `changed, restarted, ready after ${((g.decidedAt - g.startedAt) / 1000).toFixed(1)} s` : 'changed (no restart needed)';
+        // Stopped right after this step (the cluster did not show the node back).
+        if (result.failure?.node === n.node.name && result.outcomes.at(-1) === outcome) what += `; then STOPPED: ${result.failure.summary}`;
       } else if (outcome?.status === 'unchanged' || !planned) what = 'up to date, not restarted';
       else if (result.failure?.node === n.node.name) what = `STOPPED here: ${result.failure.summary}`;
       else what = 'not started (old files, untouched)';

@@ -5,6 +5,7 @@
 import type { FileChange, RestartChange } from '../plan/types.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import { openRestart, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
+import { askApi, type ApiAnswer, type ApiTarget } from '../rollout/service-probe.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import { stagedMoves } from './file-change.js';
@@ -60,4 +61,31 @@ export function applyRestart(t: Transport, restart: RestartChange, ctx: RestartC
 
 function movesOf(moves: MovesFirst | undefined) {
   return moves ? stagedMoves(moves.changes, moves.stageKey) : [];
+}
+
+/** The readiness part of a node's gate: its own API, asked from the node, must answer /v1/health/ready with 200. */
+export type ApiReadyCheck = {
+  target: ApiTarget;
+  /** How long to keep asking (vars.cluster.readyTimeoutSeconds); absent: what is left of the gate's timeout. */
+  timeoutSeconds?: number;
+};
+
+/**
+ * After a passed journal gate: asks the node's /v1/health/ready from the node
+ * (src/agent/ready.sh, every 0.25 s) until it answers 200 or the time is up.
+ * Returns `run` when it did; else `run` failed, its reason naming the HTTP
+ * status or curl's error (the evidence kept: the ready line was logged).
+ */
+export async function gateOnApiReady(t: Transport, run: GateRun, gate: CompiledGate, check: ApiReadyCheck, progress: (text: string) => void, ask: typeof askApi = askApi): Promise<GateRun> {
+  if (run.verdict.status !== 'passed') return run;
+  const url = `https://${check.target.host}/v1/health/ready`;
+  const seconds = check.timeoutSeconds ?? Math.max(1, (gate.timeoutMs - (run.decidedAt - run.startedAt)) / 1000);
+  progress(`waiting for ${url} to answer 200 (up to ${seconds.toFixed(0)} s)`);
+  const answer: ApiAnswer = await ask(t, 'ready', check.target, seconds);
+  if (answer.ok) return { ...run, decidedAt: Date.now() };
+  return {
+    ...run,
+    decidedAt: Date.now(),
+    verdict: { status: 'failed', reason: `the ready line was logged, but ${url} (asked on the node) did not answer 200 within ${seconds.toFixed(0)} s: ${answer.problem}`, evidence: run.verdict.evidence },
+  };
 }

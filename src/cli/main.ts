@@ -14,21 +14,25 @@ const COMMANDS: Record<string, string> = {
       --detailed-exitcode: exit 6 when changes are pending, 0 when every node is
       up to date (for CI drift checks).
       Example: rollout plan inventories/prod.yaml --out change.plan`,
-  preflight: `  rollout preflight INVENTORY [--skip-vault-checks] [--skip-vault-login] [--parallel N] [--limit NAMES]
+  preflight: `  rollout preflight INVENTORY [--skip-vault-checks] [--skip-vault-login] [--order ORDER] [--parallel N] [--limit NAMES]
       Every check apply makes before it changes anything: Vault from this machine
       (health, a login as the KMS does it, capabilities, HMAC, encrypt/decrypt,
-      token revoked) and on every node (root, files, journal, service running, Vault
-      reachable over TLS from the node). Changes nothing; exit 0 only if all pass.
+      token revoked), the cluster (with vars.cluster.apiKey: every member up, the
+      same nodes as the inventory, the leader) and on every node (root, files,
+      journal, service running, Vault reachable over TLS from the node). Changes
+      nothing; exit 0 only if all pass.
       Example: rollout preflight inventories/prod.yaml`,
   apply: `  rollout apply INVENTORY|PLAN [--yes] [--canary] [--dry-run] [--resume] [--break-lock]
-                [--skip-vault-checks] [--skip-vault-login] [--parallel N] [--limit NAMES]
+                [--skip-vault-checks] [--skip-vault-login] [--order ORDER] [--parallel N] [--limit NAMES]
       Show the plan (a saved PLAN is refused if any node changed since), run
       preflight, lock the fleet, ask (or --yes), stage the new files and backups on
       every node, then per phase and node: move the files into place, restart, wait
       for the journal's ready line. A node that fails its gate is restored from its
       backup and the rollout stops. Every step is recorded; --resume continues the
       last run of INVENTORY. --canary: the first node alone, its gate evidence
-      shown, then a question before any other node.
+      shown, then a question before any other node. With vars.cluster.apiKey the
+      cluster's leader restarts last in each phase, and each node must be back in
+      the cluster, none down, before the next one goes down.
       Example: rollout apply inventories/prod.yaml`,
   rollback: `  rollout rollback INVENTORY [--node NAME] [--force] [--yes] [--break-lock] [--limit NAMES]
       Put back the backups the last run took, node by node, each restarted and
@@ -47,11 +51,14 @@ const COMMANDS: Record<string, string> = {
       Reads only. --json: one JSON object per node per line. Exit 0 when every
       node is reachable and its unit active/running, 4 otherwise.
       Example: rollout status inventories/prod.yaml`,
-  check: `  rollout check INVENTORY
+  check: `  rollout check INVENTORY|PLAYBOOK
       Validate the inventory and its playbook without any network: schemas, every
       secret reference resolvable, identity files, a known_hosts entry per node, the
-      Vault CA file. Prints every problem at once as file:line: key: message.
-      Example: rollout check inventories/prod.yaml`,
+      Vault CA file. Given a playbook (a file with phases and no nodes): that
+      playbook alone (schema, files its tasks name, regexes, phases that change
+      files without a restart). Prints every problem at once as file:line: key: message.
+      Example: rollout check inventories/prod.yaml
+               rollout check playbooks/greeter-settings.yaml`,
   init: `  rollout init HOST[:PORT]...
       Print a commented starter inventory for these nodes (in restart order).
       Example: rollout init kms-1.example.net kms-2.example.net > inventories/prod.yaml`,
@@ -78,6 +85,8 @@ const OPTIONS = `Options:
                        names and nodes[].groups names), in inventory order
   --skip-vault-checks  preflight/apply: this machine cannot reach Vault; skip its checks (nodes still check)
   --skip-vault-login   preflight/apply: no login (a SecretID with limited uses); only health is checked
+  --order ORDER        preflight/apply: restart order in each phase: leader-last (default with
+                       vars.cluster.apiKey; needs it) or inventory
   --accept-new-host-keys
                        record the host key of a node seen for the first time in known_hosts
                        (said on stderr); a changed key is still refused
@@ -129,6 +138,7 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
         'no-color': { type: 'boolean' },
         'accept-new-host-keys': { type: 'boolean' },
         keep: { type: 'string' },
+        order: { type: 'string' },
       },
     });
     if (values['no-color']) io.color = false;
@@ -150,8 +160,8 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
     }
     const allowed: Record<string, string[]> = {
       plan: ['accept-new-host-keys', 'out', 'parallel', 'detailed-exitcode', 'limit', 'json', 'quiet'],
-      preflight: ['accept-new-host-keys', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'json', 'quiet'],
-      apply: ['accept-new-host-keys', 'yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'limit', 'canary', 'json', 'quiet'],
+      preflight: ['accept-new-host-keys', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'order', 'limit', 'json', 'quiet'],
+      apply: ['accept-new-host-keys', 'yes', 'dry-run', 'resume', 'break-lock', 'parallel', 'skip-vault-checks', 'skip-vault-login', 'order', 'limit', 'canary', 'json', 'quiet'],
       rollback: ['accept-new-host-keys', 'node', 'force', 'yes', 'break-lock', 'parallel', 'limit', 'quiet'],
       status: ['accept-new-host-keys', 'parallel', 'limit', 'json'],
       prune: ['accept-new-host-keys', 'keep', 'force', 'yes', 'break-lock', 'parallel', 'limit', 'quiet'],
@@ -174,7 +184,8 @@ export async function main(argv: string[], io = new Output()): Promise<number> {
       if (!Number.isInteger(parallel) || parallel < 1 || parallel > 512) throw new UsageError('--parallel takes a whole number from 1 to 512');
     }
     const p = { ...(parallel ? { parallel } : {}), ...(values.limit !== undefined ? { limit: values.limit } : {}), acceptNewHostKeys: values['accept-new-host-keys'] === true };
-    const skips = { skipVaultChecks: values['skip-vault-checks'] === true, skipVaultLogin: values['skip-vault-login'] === true };
+    if (values.order !== undefined && values.order !== 'inventory' && values.order !== 'leader-last') throw new UsageError(`--order takes inventory or leader-last, not "${values.order}"`);
+    const skips = { skipVaultChecks: values['skip-vault-checks'] === true, skipVaultLogin: values['skip-vault-login'] === true, ...(values.order !== undefined ? { order: values.order as 'inventory' | 'leader-last' } : {}) };
     // Commands load on demand: each pulls in only the libraries it needs (startup is felt on every run).
     switch (command) {
       case 'plan': {

@@ -4,10 +4,10 @@
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { InputError } from '../errors.js';
-import { loadPlaybook, varsProblems } from '../playbook/load.js';
-import type { Playbook } from '../playbook/schema.js';
+import { checkPlaybook, varsProblems } from '../playbook/load.js';
+import { PlaybookSchema, type Playbook } from '../playbook/schema.js';
 import { knownKeyTypes, knownHostsName, parseKnownHosts } from '../transport/known-hosts.js';
-import { dotted } from '../util/validate-yaml.js';
+import { dotted, parseYamlText } from '../util/validate-yaml.js';
 import { parseLocated } from '../util/yaml-location.js';
 import { loadInventory, type Inventory } from './load.js';
 import { resolveSecret } from './secrets.js';
@@ -52,13 +52,9 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
   const at = (key: string, path: PropertyKey[], message: string, level: CheckFinding['level'] = 'error') =>
     findings.push({ level, file: inventory.file, line: lineOf(path), key, message });
 
-  let playbook: Playbook | null = null;
-  try {
-    playbook = await loadPlaybook(inventory.playbookFile);
-  } catch (err) {
-    if (!(err instanceof InputError)) throw err;
-    findings.push(...fromInputError(err));
-  }
+  const checked = await checkPlaybookOffline(inventory.playbookFile);
+  findings.push(...checked.findings);
+  const { playbook } = checked;
   if (playbook) {
     for (const problem of varsProblems(playbook, inventory.vars)) {
       const [key, ...rest] = problem.split(': ');
@@ -76,14 +72,17 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
   // Secrets: every reference must resolve here, as plan and apply will need it.
   const refs: Array<[string, PropertyKey[], SecretRef]> = [];
   const { vault } = inventory.vars;
-  if (vault.approle) refs.push(['vars.vault.approle.secret', ['vars', 'vault', 'approle', 'secret'], vault.approle.secret]);
-  if (vault.kubernetes && !(typeof vault.kubernetes.jwt === 'string' && vault.kubernetes.jwt.startsWith('/'))) {
+  if (vault?.approle) refs.push(['vars.vault.approle.secret', ['vars', 'vault', 'approle', 'secret'], vault.approle.secret]);
+  if (vault?.kubernetes && !(typeof vault.kubernetes.jwt === 'string' && vault.kubernetes.jwt.startsWith('/'))) {
     refs.push(['vars.vault.kubernetes.jwt', ['vars', 'vault', 'kubernetes', 'jwt'], vault.kubernetes.jwt]);
   }
   if (inventory.sudoPasswordRef !== undefined) refs.push(['ssh.sudoPassword', ['ssh', 'sudoPassword'], inventory.sudoPasswordRef]);
+  const clusterKey = inventory.vars.cluster?.apiKey;
+  if (clusterKey !== undefined) refs.push(['vars.cluster.apiKey', ['vars', 'cluster', 'apiKey'], clusterKey]);
   for (const [key, path, ref] of refs) {
     try {
-      await resolveSecret(ref, key, inventory.file);
+      const value = await resolveSecret(ref, key, inventory.file);
+      if (key === 'vars.cluster.apiKey' && !/^k1:\S+$/.test(value)) at(key, path, 'does not hold a MinKMS API key (one word starting with "k1:"); give the SysAdmin key');
       if (typeof ref === 'string') at(key, path, 'a literal secret in the inventory: prefer { env: NAME } or { file: path } so the file can be shared and reviewed', 'warn');
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
@@ -150,6 +149,65 @@ export async function checkOffline(file: string): Promise<OfflineCheck> {
     }
   }
   return { findings, inventory, playbook };
+}
+
+/** What `checkPlaybookOffline` found: problems and notes, and the playbook when it has no error. */
+export type PlaybookCheck = { findings: CheckFinding[]; playbook: Playbook | null };
+
+/**
+ * Validates a playbook file alone, offline: its schema (every problem at once),
+ * its references (tasks and fromEnv naming files it defines, regexes that
+ * compile), each with its line; and warns of a phase that changes files without
+ * a service.restart (the service would run on the old files) or restarts
+ * without changing a file (rollout restarts only after a change).
+ */
+export async function checkPlaybookOffline(file: string): Promise<PlaybookCheck> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    return { findings: [{ level: 'error', file, line: null, key: '', message: `cannot read the playbook: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], playbook: null };
+  }
+  let playbook: Playbook;
+  try {
+    playbook = parseYamlText(text, file, PlaybookSchema);
+  } catch (err) {
+    if (err instanceof InputError) return { findings: fromInputError(err), playbook: null };
+    throw err;
+  }
+  const { lineOf } = parseLocated(text);
+  const findings: CheckFinding[] = checkPlaybook(playbook).map((problem) => {
+    const [key, ...rest] = problem.split(': ');
+    return { level: 'error', file, line: lineOf(keyPath(key!)), key: key!, message: rest.join(': ') };
+  });
+  playbook.phases.forEach((phase, i) => {
+    const edits = phase.tasks.some((t) => t.kind !== 'service.restart');
+    const restarts = phase.tasks.some((t) => t.kind === 'service.restart');
+    const at = (message: string) => findings.push({ level: 'warn', file, line: lineOf(['phases', i]), key: `phases[${i}]`, message });
+    if (edits && !restarts) at(`${phase.name} changes files but has no service.restart: ${playbook.service.unit} would go on running on the old files until something restarts it; add { kind: service.restart }`);
+    if (restarts && !edits) at(`${phase.name} has a service.restart but changes no file: rollout restarts a node only after its phase changed a file, so this phase never does anything`);
+  });
+  return { findings, playbook: findings.some((f) => f.level === 'error') ? null : playbook };
+}
+
+/** Pure. Whether a YAML text is a playbook rather than an inventory: a mapping with `phases` and no `nodes`. */
+export function looksLikePlaybook(text: string): boolean {
+  try {
+    const doc = parseLocated(text).doc.toJS() as unknown;
+    return doc !== null && typeof doc === 'object' && !Array.isArray(doc) && 'phases' in doc && !('nodes' in doc);
+  } catch {
+    return false;
+  }
+}
+
+// Pure. `phases[0].tasks[1].file` as the path lineOf walks: ['phases', 0, 'tasks', 1, 'file'].
+function keyPath(key: string): PropertyKey[] {
+  return key.split('.').flatMap((part) => {
+    const m = /^([^[]*)((?:\[\d+\])*)$/.exec(part);
+    if (!m) return [part];
+    const indexes = [...m[2]!.matchAll(/\[(\d+)\]/g)].map((x) => Number(x[1]));
+    return [...(m[1] ? [m[1]] : []), ...indexes];
+  });
 }
 
 /** Pure. `file:line: key: message` lines, errors first, as editors and CI logs link them. */

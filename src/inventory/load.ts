@@ -5,8 +5,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, UsageError } from '../errors.js';
 import type { JumpTarget, SshTarget } from '../transport/ssh.js';
+import { parse as parseYaml } from 'yaml';
 import { loadYamlFile } from '../util/validate-yaml.js';
-import { InventorySchema, type InventoryFile, type SecretFilesPolicy, type SecretRef, type Vars } from './schema.js';
+import { parseLocated } from '../util/yaml-location.js';
+import { InventorySchema, type ClusterSettings, type InventoryFile, type SecretFilesPolicy, type SecretRef, type Vars } from './schema.js';
 
 /** One node as rollout will reach it: every SSH setting resolved, paths absolute, plus where its files are. */
 export type NodeTarget = SshTarget & {
@@ -15,6 +17,8 @@ export type NodeTarget = SshTarget & {
   groups: string[];
   /** The inventory's secretFiles (planning reads it per node); absent: `othersReadable: refuse`. */
   secretFiles?: SecretFilesPolicy;
+  /** vars.cluster: how the readiness checks ask this node's own API (absent: TLS verified, the gate's time left). */
+  cluster?: ClusterSettings;
 };
 
 /** A validated inventory with its nodes resolved; secrets are still references. */
@@ -33,6 +37,8 @@ export type Inventory = {
   sudoPasswordRef?: SecretRef;
   /** What planning does with a file that will hold a secret while others can read it. */
   secretFiles: SecretFilesPolicy;
+  /** true when --limit left out some of the file's nodes (the cluster then has members this run does not know). */
+  limited?: boolean;
 };
 
 /** The playbook used when the inventory names none: the one shipped with rollout. */
@@ -56,7 +62,47 @@ export async function loadInventory(file: string): Promise<Inventory> {
     }
     if (text !== null) sshConfig = sshConfigLookup(text);
   }
-  return resolveInventory(raw, resolved, sshConfig);
+  const inventory = resolveInventory(raw, resolved, sshConfig);
+  const unknown = await unusedVarProblems(raw, resolved, inventory.playbookFile);
+  if (unknown.length > 0) throw new InputError(resolved, unknown);
+  return inventory;
+}
+
+/** Vars the schema knows (the shipped playbook's and rollout's own); any other must be one the playbook uses. */
+const SCHEMA_VARS = new Set(['vault', 'disableLocalHsm', 'cluster']);
+
+// A var of the playbook's own that the playbook never uses is most likely a
+// misspelt one: it is refused as an unknown key, as the schema refuses others.
+// A playbook that cannot be read is left to its own loading to report.
+async function unusedVarProblems(raw: InventoryFile, file: string, playbookFile: string): Promise<string[]> {
+  const own = Object.keys(raw.vars).filter((k) => !SCHEMA_VARS.has(k));
+  if (own.length === 0) return [];
+  let used: Set<string>;
+  try {
+    used = varsUsedBy(parseYaml(await readFile(playbookFile, 'utf8')));
+  } catch {
+    return [];
+  }
+  const unused = own.filter((k) => !used.has(k));
+  if (unused.length === 0) return [];
+  const { lineOf } = parseLocated(await readFile(file, 'utf8'));
+  const uses = used.size > 0 ? `its vars: ${[...used].join(', ')}` : 'it uses none';
+  return unused.map((k) => `line ${lineOf(['vars', k])}: vars.${k}: unknown key; the playbook ${path.basename(playbookFile)} uses no var "${k}" (${uses})`);
+}
+
+// Pure. The var names a raw playbook refers to: phases[].when and every `{ var: NAME }` task value.
+function varsUsedBy(playbook: unknown): Set<string> {
+  const used = new Set<string>();
+  const phases = (playbook as { phases?: unknown } | null)?.phases;
+  for (const phase of Array.isArray(phases) ? phases : []) {
+    const p = phase as { when?: unknown; tasks?: unknown } | null;
+    if (typeof p?.when === 'string') used.add(p.when);
+    for (const task of Array.isArray(p?.tasks) ? p.tasks : []) {
+      const value = (task as { value?: unknown } | null)?.value;
+      if (value && typeof value === 'object' && typeof (value as { var?: unknown }).var === 'string') used.add((value as { var: string }).var);
+    }
+  }
+  return used;
 }
 
 /** What ~/.ssh/config says for a Host alias (OpenSSH's first-match-wins, parsed by ssh-config). */
@@ -139,6 +185,7 @@ export function resolveInventory(raw: InventoryFile, file: string, sshConfig: Ss
       groups: n.groups,
       ...(jump ? { jump } : {}),
       secretFiles: raw.secretFiles,
+      ...(raw.vars.cluster ? { cluster: raw.vars.cluster } : {}),
     };
   });
   const seen = new Map<string, number>();
@@ -177,7 +224,8 @@ export function limitNodes(inventory: Inventory, limit: string | undefined): Inv
   if (unknown.length > 0) {
     throw new UsageError(`--limit: no node or group named ${unknown.map((u) => `"${u}"`).join(', ')} in ${inventory.file} (nodes: ${inventory.nodes.map((n) => n.name).join(', ')}${groups.size ? `; groups: ${[...groups].join(', ')}` : ''})`);
   }
-  return { ...inventory, nodes: inventory.nodes.filter((n) => terms.includes(n.name) || n.groups.some((g) => terms.includes(g))) };
+  const nodes = inventory.nodes.filter((n) => terms.includes(n.name) || n.groups.some((g) => terms.includes(g)));
+  return { ...inventory, nodes, ...(nodes.length < inventory.nodes.length ? { limited: true } : {}) };
 }
 
 /** `~/x` to the home directory, relative paths against `dir`. */

@@ -94,11 +94,47 @@ export const VaultSchema = z
   });
 export type VaultVars = z.infer<typeof VaultSchema>;
 
+/**
+ * rollout's own view of the MinKMS cluster, never a value a playbook may use.
+ * `insecure` skips TLS verification of a node's own API (only for a listener
+ * whose certificate the node cannot verify); `readyTimeoutSeconds` bounds the
+ * wait for /v1/health/ready after a restart (default: what is left of the
+ * gate's timeout). `apiKey` (a SysAdmin `k1:` key, from the environment or a
+ * file only) turns on membership, nodes-down and leader checks through `cli`
+ * on a node; `backup` then takes a `minkms backup` into `backupDir` on one
+ * node before the first change.
+ */
+export const ClusterSchema = z
+  .strictObject({
+    insecure: z.boolean().default(false),
+    readyTimeoutSeconds: z.number().positive().max(3600).optional(),
+    apiKey: z.union([z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })], {
+      message: 'give the API key as { env: NAME } or { file: PATH }; a key written in the inventory would end up in every copy of it',
+    }).optional(),
+    cli: nodePath.default('/usr/local/bin/minkms'),
+    backup: z.boolean().default(false),
+    backupDir: nodePath.default('/var/backups/minkms'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.backup && c.apiKey === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['backup'], message: '`minkms backup` needs a SysAdmin API key: set vars.cluster.apiKey, or remove backup: true' });
+    }
+  });
+export type ClusterSettings = z.infer<typeof ClusterSchema>;
+
+/**
+ * The playbook's inputs. `vault` and `disableLocalHsm` are the shipped minkms
+ * playbook's (`vault` required only by a playbook that uses it), `cluster` is
+ * rollout's own; any other key is a var of the playbook's own, passed as
+ * written, and must be one the playbook uses (loadInventory checks that, so a
+ * misspelt var is still an error).
+ */
 export const VarsSchema = z.strictObject({
-  vault: VaultSchema,
+  vault: VaultSchema.optional(),
   /** true: after Vault is proven on every node, phase 2 removes the local HSM key. */
   disableLocalHsm: z.boolean().default(false),
-});
+  cluster: ClusterSchema.optional(),
+}).catchall(z.unknown());
 export type Vars = z.infer<typeof VarsSchema>;
 
 export const PreflightSchema = z.strictObject({

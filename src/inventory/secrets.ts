@@ -17,7 +17,15 @@ export type ResolvedVars = {
   values: Record<string, unknown> & { vault?: VaultSection };
   /** Every secret value resolved; any output passes through a redactor built from these. */
   secrets: string[];
+  /** vars.cluster.apiKey resolved (rollout's own, never a playbook value), and where it came from for messages. */
+  cluster?: { apiKey: string; keyRef: string };
 };
+
+/** Pure. A secret reference as messages name it (never its value): `env NAME`, `file PATH`, or `the inventory`. */
+export function describeRef(ref: SecretRef): string {
+  if (typeof ref === 'string') return 'the value written in the inventory';
+  return 'env' in ref ? `environment variable ${ref.env}` : `file ${ref.file}`;
+}
 
 /**
  * Resolves a secret reference. A missing variable, an unreadable file or a
@@ -60,8 +68,9 @@ function singleLine(value: string, keyPath: string, source: string, inventoryFil
 }
 
 /**
- * Builds the values the playbook sees. `vault` holds exactly the keys of the
- * procedure's `hsm.vault` section, in its order; optional keys only when given.
+ * Builds the values the playbook sees. `vault` (when set) holds exactly the keys
+ * of the procedure's `hsm.vault` section, in its order; optional keys only when
+ * given. A playbook's own vars pass as written; `cluster` never does.
  */
 export async function resolveVars(vars: Vars, inventoryFile: string): Promise<ResolvedVars> {
   const secrets: string[] = [];
@@ -70,7 +79,9 @@ export async function resolveVars(vars: Vars, inventoryFile: string): Promise<Re
     secrets.push(value);
     return value;
   };
-  const { vault } = vars;
+  // Everything but rollout's own settings reaches the playbook as written.
+  const { vault, disableLocalHsm, cluster: _cluster, ...own } = vars;
+  if (!vault) return { values: { ...own, disableLocalHsm }, secrets, ...(await clusterKey(vars, secret, inventoryFile)) };
   const auth = vault.approle
     ? {
         approle: compact({
@@ -94,7 +105,17 @@ export async function resolveVars(vars: Vars, inventoryFile: string): Promise<Re
     ...auth,
     transit: compact({ key: vault.transit.key, namespace: vault.transit.namespace, path: vault.transit.path }),
   } as VaultSection;
-  return { values: { vault: section, disableLocalHsm: vars.disableLocalHsm }, secrets };
+  return { values: { ...own, vault: section, disableLocalHsm }, secrets, ...(await clusterKey(vars, secret, inventoryFile)) };
+}
+
+// vars.cluster.apiKey resolved (a secret), when set.
+async function clusterKey(vars: Vars, secret: (ref: SecretRef, keyPath: string) => Promise<string>, inventoryFile: string): Promise<{ cluster?: { apiKey: string; keyRef: string } }> {
+  const key = vars.cluster?.apiKey;
+  const cluster = key ? { apiKey: await secret(key, 'vars.cluster.apiKey'), keyRef: `vars.cluster.apiKey (${describeRef(key)})` } : undefined;
+  if (cluster && !/^k1:\S+$/.test(cluster.apiKey)) {
+    throw new InputError(inventoryFile, [`${cluster.keyRef}: does not hold a MinKMS API key (one word starting with "k1:"); give the SysAdmin key \`minkms\` printed or issued`]);
+  }
+  return cluster ? { cluster } : {};
 }
 
 function compact<T extends Record<string, unknown>>(o: T): Partial<T> {

@@ -3,11 +3,12 @@ import type { NodeTarget } from '../inventory/load.js';
 import type { SecretFilesPolicy } from '../inventory/schema.js';
 import type { ResolvedVars } from '../inventory/secrets.js';
 import type { FileSpec, Playbook, TaskSpec } from '../playbook/schema.js';
-import { findOption, readEnvValue, unsetEnvKey } from '../tasks/env-file.js';
+import { findOption, readEnvValue, setEnvKey, unsetEnvKey } from '../tasks/env-file.js';
 import { setYamlPath } from '../tasks/yaml-set.js';
+import { parseDocument } from 'yaml';
 import { sha256 } from '../util/sha256.js';
 import { normalizeNodePath, workingDirectoryOf } from './node-path.js';
-import type { FileChange, FileReader, NodePlan, NodeReader, PhasePlan, Plan, RemoteFile } from './types.js';
+import type { FileChange, FileReader, NodeApi, NodePlan, NodeReader, PhasePlan, Plan, RemoteFile } from './types.js';
 import { octalMode } from './unsafe-dirs.js';
 
 /** A node to plan: how to read it, or why it cannot be read (no connection). */
@@ -37,7 +38,8 @@ export async function planNode(source: PlanSource, playbook: Playbook, vars: Res
   const { node } = source;
   if ('error' in source) return { node, status: 'error', error: source.error };
   try {
-    return { node, status: 'ready', phases: await computePhases(source.reader.read, node, playbook, vars, { workingDirectory: source.reader.workingDirectory }) };
+    const { phases, api, paths } = await computeNode(source.reader.read, node, playbook, vars, { workingDirectory: source.reader.workingDirectory });
+    return { node, status: 'ready', phases, paths, ...(api ? { api } : {}) };
   } catch (err) {
     if (err instanceof RolloutError || err instanceof FileContentError) {
       return { node, status: 'error', error: err instanceof NodeError ? err.message.slice(node.name.length + 2) : err.message };
@@ -71,6 +73,11 @@ export type NodeQueries = {
  * when the node cannot be planned.
  */
 export async function computePhases(readFile: FileReader, node: NodeTarget, playbook: Playbook, vars: ResolvedVars, queries: NodeQueries = {}): Promise<PhasePlan[]> {
+  return (await computeNode(readFile, node, playbook, vars, queries)).phases;
+}
+
+/** As computePhases, plus where the node's own KMS API listens (NodeApi), read from the same files; no api when the playbook has no options file. */
+export async function computeNode(readFile: FileReader, node: NodeTarget, playbook: Playbook, vars: ResolvedVars, queries: NodeQueries = {}): Promise<{ phases: PhasePlan[]; api: NodeApi | null; paths: Record<string, string> }> {
   const files = new Map<string, WorkingFile>();
   // Every path known up front is asked for at once (a batched reader makes that
   // one command): a node costs one round trip, not one per file (a path found in
@@ -149,6 +156,36 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
   // Files that decide other files' paths are opened even if no task of an enabled phase edits them.
   for (const [name, spec] of Object.entries(playbook.files)) if (spec.fromEnv) await open(name);
 
+  // The API's address and CA, from the files as read (before any task edits them).
+  let api: NodeApi | null = null;
+  const optionsFile = Object.entries(playbook.files).find(([, spec]) => spec.fromEnv);
+  if (optionsFile) {
+    const [name, spec] = optionsFile;
+    const env = await open(spec.fromEnv!.file);
+    const words = env.text === null ? null : readEnvValue(env.text, spec.fromEnv!.key);
+    const hostOption = words === null ? null : findOption(words, '--host');
+    const host = apiHost(hostOption ?? 'localhost');
+    if (host === null) throw new NodeError(node.name, `--host ${JSON.stringify(hostOption)} in ${spec.fromEnv!.key} of ${env.path} is not HOST[:PORT]; fix it on the node`);
+    const config = await open(name);
+    let tlsCa = config.text === null ? null : configTlsCa(config.text);
+    if (tlsCa !== null) {
+      const refuse = (problem: string) => new NodeError(node.name, `tls.ca ${JSON.stringify(tlsCa)} in ${config.path} ${problem}; fix it in the config`);
+      if (!tlsCa.startsWith('/')) {
+        // The KMS reads a relative path from its working directory, as it does --config.
+        const relative = normalizeNodePath(`/${tlsCa}`);
+        if (!relative.ok) throw refuse(relative.problem);
+        if (!queries.workingDirectory) throw refuse(`is relative and ${unit}'s WorkingDirectory cannot be asked here`);
+        const wd = workingDirectoryOf(await queries.workingDirectory(unit));
+        if (!wd.ok) throw refuse(`is relative, and ${unit}'s WorkingDirectory ${wd.problem}`);
+        tlsCa = `${wd.path}${relative.path}`;
+      }
+      const normal = normalizeNodePath(tlsCa);
+      if (!normal.ok) throw refuse(normal.problem);
+      tlsCa = normal.path;
+    }
+    api = { host, tlsCa };
+  }
+
   const phases: PhasePlan[] = [];
   for (const phase of playbook.phases) {
     if (phase.when !== undefined && vars.values[phase.when] !== true) continue;
@@ -168,7 +205,9 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
           unchanged.push(`${file.path} does not exist, so it holds no ${task.key}`);
           continue;
         }
-        throw new NodeError(node.name, `${file.path} does not exist (path from ${file.how}); set nodes[].${playbook.files[task.file]!.nodeOverride ?? 'configFile'} if it lives elsewhere`);
+        const override = playbook.files[task.file]!.nodeOverride;
+        // rollout edits files, it does not create them: their owner and mode are the node's to decide.
+        throw new NodeError(node.name, `${file.path} does not exist (path from ${file.how}); ${override ? `set nodes[].${override} if it lives elsewhere` : 'create it on the node, or fix the path in the playbook'}`);
       }
       if (!startText.has(task.file)) startText.set(task.file, file.text);
       const edited = applyTask(task, file.text, vars, file.path);
@@ -207,7 +246,26 @@ export async function computePhases(readFile: FileReader, node: NodeTarget, play
       restart: restartRequested && changes.length > 0 && restartUnit ? { kind: 'restart', unit: restartUnit } : null,
     });
   }
-  return phases;
+  // Where each file the plan read lives on this node (a symlink's target), by the playbook's name for it.
+  const paths = Object.fromEntries([...files].flatMap(([name, f]) => (f.read ? [[name, f.read.target ?? f.path] as const] : [])));
+  return { phases, api, paths };
+}
+
+/** Pure. `--host`'s value as HOST:PORT (port 7373 when none, as MinKMS defaults); null when it is not a host name or address. */
+export function apiHost(value: string): string | null {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$/.exec(value);
+  if (!m || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))) return null;
+  return `${m[1]}:${m[2] ?? '7373'}`;
+}
+
+/** Pure. The config's `tls.ca` when it is a non-empty string; null otherwise (or when the YAML does not parse: planning says so elsewhere). */
+export function configTlsCa(text: string): string | null {
+  try {
+    const ca: unknown = parseDocument(text).getIn(['tls', 'ca']);
+    return typeof ca === 'string' && ca.trim() !== '' ? ca.trim() : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -234,9 +292,20 @@ function applyTask(task: Exclude<TaskSpec, { kind: 'service.restart' }>, text: s
     const { after, removed } = unsetEnvKey(text, task.key);
     return { text: after, reason: removed === 0 ? `no ${task.key} line` : '' };
   }
+  if (task.kind === 'env.set') {
+    let value: string;
+    try {
+      value = envValue(resolveValue(task.value, vars), task.value);
+    } catch (err) {
+      throw err instanceof FileContentError ? new FileContentError(`${path}: ${task.key}: ${err.message}`) : err;
+    }
+    const result = setEnvKey(text, task.key, value);
+    if (result.status === 'refused') throw new FileContentError(`${path}: ${result.reason}`);
+    return result.status === 'changed' ? { text: result.after, reason: result.reason } : { text, reason: result.reason };
+  }
   const value = resolveValue(task.value, vars);
   try {
-    const result = setYamlPath(text, task.path.split('.'), value);
+    const result = setYamlPath(text, task.path.split('.'), value, { exclusive: task.exclusive, exact: task.exact });
     if (result.status === 'changed') return { text: result.after, reason: '' };
     if (result.status === 'unchanged') return { text, reason: result.reason };
     throw new FileContentError(`${path}: ${result.reason}`);
@@ -244,6 +313,14 @@ function applyTask(task: Exclude<TaskSpec, { kind: 'service.restart' }>, text: s
     if (err instanceof FileContentError && !err.message.startsWith(path)) throw new FileContentError(`${path}: ${err.message}`);
     throw err;
   }
+}
+
+/** Pure. An env.set value as the line gets it: a string as it is, a number or boolean var as YAML read it; anything else is refused. */
+function envValue(value: unknown, spec: unknown): string {
+  if (typeof value === 'string') return value;
+  if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean') return String(value);
+  const name = spec && typeof spec === 'object' && 'var' in spec ? `var "${(spec as { var: string }).var}"` : 'the value';
+  throw new FileContentError(`${name} is ${Array.isArray(value) ? 'a list' : value === null ? 'null' : `a ${typeof value === 'object' ? 'mapping' : typeof value}`}; env.set writes one line: give a string, number or boolean`);
 }
 
 /** Pure. A task value: `{ var: NAME }` is looked up in the inventory's vars. */

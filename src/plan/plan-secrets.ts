@@ -4,7 +4,7 @@
 import { isAlias, isScalar, parseAllDocuments, visit, type Document, type Node as YamlNode, type Scalar } from 'yaml';
 import type { Playbook } from '../playbook/schema.js';
 import { envAssignments } from '../tasks/env-file.js';
-import { REDACTED } from '../util/redact.js';
+import { isRedactedMarker } from '../util/redact.js';
 import type { NodePlan } from './types.js';
 
 // Shorter values are not collected: replaced wherever they stand alone, a `1`
@@ -97,7 +97,7 @@ export function envSecretValues(text: string, keys: readonly string[]): string[]
 
 function add(value: string, found: Set<string>): void {
   const v = value.trim();
-  if (v.length >= MIN_LENGTH && v !== REDACTED) found.add(v);
+  if (v.length >= MIN_LENGTH && !isRedactedMarker(v)) found.add(v);
 }
 
 // Which of the playbook's files are YAML and which env files, by the tasks on them.
@@ -109,4 +109,32 @@ function fileFormats(playbook: Playbook): Map<string, 'yaml' | 'env'> {
     if (t.kind === 'env.unset') formats.set(t.file, 'env');
   }
   return formats;
+}
+
+/**
+ * Pure. Which credentials a YAML file holds under `path` (a yaml.set task's
+ * subtree): each scalar under a key of `keys`, as `SUBPATH:FP` with `fp` its
+ * keyed fingerprint (`approle.secret:3f9a1c`), so nodes can be compared
+ * without any secret shown. Empty when the path is absent or the text does
+ * not parse.
+ */
+export function credentialFingerprints(text: string, path: readonly string[], keys: readonly string[], fp: (value: string) => string): string[] {
+  let tree: unknown;
+  try {
+    const [doc] = parseAllDocuments(text);
+    tree = doc && doc.errors.length === 0 ? doc.getIn(path) : undefined;
+    tree = tree && typeof tree === 'object' && 'toJSON' in tree ? (tree as { toJSON(): unknown }).toJSON() : tree;
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  const walk = (v: unknown, at: string[]) => {
+    if (!v || typeof v !== 'object') return;
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (keys.includes(k) && (typeof x === 'string' || typeof x === 'number')) out.push(`${[...at, k].join('.')}:${fp(String(x))}`);
+      else walk(x, [...at, k]);
+    }
+  };
+  walk(tree, []);
+  return out;
 }

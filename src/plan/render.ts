@@ -61,6 +61,9 @@ export function renderOrder(plan: Plan): string[] {
     const nodes = plan.nodes.flatMap((n) => (n.status === 'ready' && n.phases.find((p) => p.name === phase.name)?.restart ? [n.node.name] : []));
     lines.push(`${label}: ${nodes.length ? nodes.join(' -> ') : 'no node to restart'}`);
   });
+  if (plan.nodes.some((n) => n.node.cluster?.apiKey !== undefined)) {
+    lines.push('  (inventory order; apply moves the cluster\'s leader at that time to the end of each phase: vars.cluster.apiKey, unless --order inventory)');
+  }
   const failed = plan.nodes.filter((n) => n.status === 'error').map((n) => n.node.name);
   if (failed.length) lines.push(`  ${failed.length} node(s) could not be planned: ${failed.join(', ')}; apply refuses until every node can be`);
   return lines;

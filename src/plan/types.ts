@@ -74,9 +74,20 @@ export type PhasePlan = {
   restart: RestartChange | null;
 };
 
+/**
+ * Where the node's own KMS API listens, as its files said when planned: `host`
+ * is `--host` of the env file's options as HOST:PORT (port 7373 when none;
+ * `localhost:7373` without --host); `tlsCa` the config's `tls.ca` (a file or a
+ * directory, absolute), null: the node's system trust store. The readiness
+ * checks ask it from the node itself.
+ */
+export type NodeApi = { host: string; tlsCa: string | null };
+
 /** The plan of one node: ready to apply, or the reason it cannot be planned. */
 export type NodePlan =
-  | { node: NodeTarget; status: 'ready'; phases: PhasePlan[] }
+  /** `api`: absent when the playbook names no options file (no --config from the env), so no readiness check. */
+  /** `paths`: where each playbook file the plan read lives on the node, by its name (`config`), for readers after the plan (status). */
+  | { node: NodeTarget; status: 'ready'; phases: PhasePlan[]; api?: NodeApi; paths?: Record<string, string> }
   | { node: NodeTarget; status: 'error'; error: string };
 
 /** The whole plan, nodes in inventory order (restarts follow that order). */

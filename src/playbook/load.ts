@@ -37,18 +37,27 @@ export function checkPlaybook(p: Playbook): string[] {
   return problems;
 }
 
-/** Pure. Every \`{ var: X }\` and \`when: X\` of the playbook must name a var the inventory has (\`when\`: a boolean one). */
+/** Inventory vars that are rollout's own settings: a playbook may not use them as values (they never reach it). */
+const ROLLOUT_VARS = new Set(['cluster']);
+
+/**
+ * Pure. Every \`{ var: X }\` and \`when: X\` of the playbook must name a var the
+ * inventory has (\`when\`: a boolean one), and none of rollout's own settings
+ * (\`cluster\`), whether \`values\` holds it or not.
+ */
 export function varsProblems(p: Playbook, values: Record<string, unknown>): string[] {
   const problems: string[] = [];
+  const own = (name: string) => `"${name}" is rollout's own setting (vars.${name}), not a var a playbook can use; use another name`;
   p.phases.forEach((phase, i) => {
-    if (phase.when !== undefined && typeof values[phase.when] !== 'boolean') {
+    if (phase.when !== undefined && ROLLOUT_VARS.has(phase.when)) problems.push(`phases[${i}].when: ${own(phase.when)}`);
+    else if (phase.when !== undefined && typeof values[phase.when] !== 'boolean') {
       problems.push(`phases[${i}].when: "${phase.when}" is not a boolean var of the inventory`);
     }
     phase.tasks.forEach((task, j) => {
       const v = 'value' in task ? task.value : undefined;
-      if (v && typeof v === 'object' && 'var' in v && !((v as { var: string }).var in values)) {
-        problems.push(`phases[${i}].tasks[${j}].value: var "${(v as { var: string }).var}" is not defined by the inventory`);
-      }
+      const name = v && typeof v === 'object' && 'var' in v ? (v as { var: string }).var : undefined;
+      if (name !== undefined && ROLLOUT_VARS.has(name)) problems.push(`phases[${i}].tasks[${j}].value: var ${own(name)}`);
+      else if (name !== undefined && !(name in values)) problems.push(`phases[${i}].tasks[${j}].value: var "${name}" is not defined by the inventory`);
     });
   });
   return problems;

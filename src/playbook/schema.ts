@@ -13,6 +13,10 @@ export const YamlSetSchema = z.strictObject({
   /** Dotted key path of the subtree, e.g. `hsm.vault` (releases differ: `hsm.hashicorp.vault`). */
   path: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'use a dotted key path like `hsm.vault`'),
   value: ValueSchema,
+  /** The path's parent may hold nothing else (one HSM kind: another one beside it is refused, never merged). */
+  exclusive: z.boolean().default(false),
+  /** The subtree becomes exactly the value: keys the value lacks are removed (default: a user's own keys stay). */
+  exact: z.boolean().default(false),
 });
 
 export const EnvUnsetSchema = z.strictObject({
@@ -22,16 +26,29 @@ export const EnvUnsetSchema = z.strictObject({
   key: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'),
 });
 
+export const EnvSetSchema = z.strictObject({
+  kind: z.literal('env.set'),
+  file: fileName,
+  /** The last `KEY=` assignment gets the value in place (earlier ones go), else `KEY=value` is appended. */
+  key: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'),
+  /** A string (quote numbers: "4"), or `{ var: NAME }` whose value is a string, number or boolean; one line only. */
+  value: z.union([
+    z.strictObject({ var: name }),
+    z.string().refine((v) => !/[\r\n\0]/.test(v), 'a value with a line break cannot be one EnvironmentFile line'),
+  ], { message: 'must be a string (quote numbers: "4") or { var: NAME }' }),
+});
+
 export const ServiceRestartSchema = z.strictObject({
   kind: z.literal('service.restart'),
   /** Defaults to the playbook's `service.unit`. */
   unit: name.optional(),
 });
 
-export const TaskSchema = z.discriminatedUnion('kind', [YamlSetSchema, EnvUnsetSchema, ServiceRestartSchema]);
+export const TaskSchema = z.discriminatedUnion('kind', [YamlSetSchema, EnvSetSchema, EnvUnsetSchema, ServiceRestartSchema]);
 export type TaskSpec = z.infer<typeof TaskSchema>;
 export type YamlSetSpec = z.infer<typeof YamlSetSchema>;
 export type EnvUnsetSpec = z.infer<typeof EnvUnsetSchema>;
+export type EnvSetSpec = z.infer<typeof EnvSetSchema>;
 
 export const FileSpecSchema = z.strictObject({
   /** Default path on every node. */

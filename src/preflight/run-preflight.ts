@@ -6,6 +6,7 @@ import { mapLimit } from '../util/map-limit.js';
 import type { Check } from './check.js';
 import { changeDirs, checkNode, nodeCheckScript, parseNodeChecks, type NodeCheckTarget } from './node-checks.js';
 import { runVaultChecks } from './vault-checks.js';
+import { clusterChecks, restartOrder, type RestartOrder } from './cluster-checks.js';
 import type { Inventory } from '../inventory/load.js';
 import type { ResolvedVars } from '../inventory/secrets.js';
 import type { Playbook } from '../playbook/schema.js';
@@ -20,6 +21,8 @@ export type PreflightFlags = {
   skipVaultLogin?: boolean;
   /** The run that holds the fleet lock (apply); preflight alone expects every node unlocked. */
   lockRunId?: string;
+  /** --order: how each phase orders its restarts (default: leader-last with an API key). */
+  order?: RestartOrder;
 };
 
 /** What preflight reads: the plan, the open connections, and the checks a session already started. */
@@ -59,8 +62,9 @@ export async function runNodeChecks(t: Transport, target: NodeCheckTarget): Prom
 
 /**
  * Every check that can be made without changing anything: Vault from this machine
- * (unless skipped), then on every node its own readiness and its path to Vault.
- * Order is stable: Vault checks first, then nodes in inventory order.
+ * (unless skipped), the cluster through its CLI (with an API key), then on every
+ * node its own readiness and its path to Vault.
+ * Order is stable: Vault checks first, the cluster, then nodes in inventory order.
  */
 export async function runPreflight(session: PreflightInput, flags: PreflightFlags): Promise<Check[]> {
   const vault = session.vars.values.vault;
@@ -75,6 +79,8 @@ export async function runPreflight(session: PreflightInput, flags: PreflightFlag
     return checkNode(t, n, session.playbook.service.unit, { lockRunId: flags.lockRunId ?? null, ...(vault ? { vaultServer: vault.server } : {}) });
   });
   perNode.catch(() => undefined);
+  const cluster = clusterChecks(session, restartOrder(flags.order, session.vars.cluster !== undefined));
+  cluster.catch(() => undefined);
   // Apply may have checked Vault already, while the nodes were still being read (see openSession).
   const checks = [...(await (session.vaultChecks ?? vaultChecks(session.inventory, session.vars, flags, {
     ...(session.vaultHealth ? { health: session.vaultHealth } : {}),
@@ -83,7 +89,7 @@ export async function runPreflight(session: PreflightInput, flags: PreflightFlag
       return first ? readRemoteFile(session.transports.get(first.node.name)!, p) : Promise.resolve(null);
     },
   })))];
-  checks.push(...(await perNode).flat());
+  checks.push(...(await cluster), ...(await perNode).flat());
   return checks.map((c) => ({ ...c, detail: session.redact(c.detail) }));
 }
 

@@ -9,7 +9,7 @@ import type { PhaseOutcome } from '../apply/apply-node.js';
 import { renderFileChange } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
 import { readEnvValue } from '../tasks/env-file.js';
-import type { RunState } from '../state/run-state.js';
+import type { KmsBackup, RunState } from '../state/run-state.js';
 import { writeFileDurably } from '../util/durable-file.js';
 import { escapeControls, type Redactor } from '../util/redact.js';
 
@@ -48,6 +48,8 @@ export type AuditReport = {
   steps: ReportStep[];
   /** Backups on the nodes that still hold a secret the run removed from the file (see secretsLeftInBackups). */
   backupsHoldingSecrets: SecretInBackup[];
+  /** The cluster's state backup taken before the first change (vars.cluster.backup); null: none taken. */
+  kmsBackup: KmsBackup | null;
 };
 
 /** A backup that still holds secret keys the run removed from its file. */
@@ -139,6 +141,7 @@ function reportData(input: ReportInput): AuditReport {
     diffs,
     steps,
     backupsHoldingSecrets: secretsLeftInBackups(plan, state, input.envKeys ?? []),
+    kmsBackup: state.kmsBackup ?? null,
   };
 }
 
@@ -171,7 +174,9 @@ export function renderReportMarkdown(r: AuditReport): string {
   out.push(`| rollout | ${r.rolloutVersion} |`);
   out.push(`| inventory | \`${r.inventory.file}\` sha256 \`${r.inventory.sha256}\` |`);
   out.push(`| playbook | ${r.playbook.name}, \`${r.playbook.file}\` sha256 \`${r.playbook.sha256}\` |`);
-  out.push(`| nodes | ${r.nodes.join(', ')} |`, '');
+  out.push(`| nodes | ${r.nodes.join(', ')} |`);
+  if (r.kmsBackup) out.push(`| KMS backup | ${r.kmsBackup.node}: \`${r.kmsBackup.path}\` sha256 \`${r.kmsBackup.sha256}\` (${r.kmsBackup.bytes} bytes, ${r.kmsBackup.at}) |`);
+  out.push('');
   if (r.message) out.push('## Why it stopped', '', ...fenced(r.message), '');
   out.push('## Nodes', '', '| node | phase | result | gate | files (sha256 before → after) |', '| --- | --- | --- | --- | --- |');
   for (const s of r.steps) {

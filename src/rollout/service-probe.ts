@@ -19,12 +19,48 @@ import { AGENT } from '../agent/scripts.js';
  */
 export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<ServiceState>;
 
-// The probe's questions and answers (`full`, `fast`, `adopt PID`, `stage`, `release`) are described in src/agent/state.sh.
+// The probe's questions and answers (`full`, `fast`, `adopt PID`, `stage`, `release`, `ready`) are described in src/agent/state.sh.
+
+/** How a node reaches its own KMS API: `host` as HOST:PORT (its --host), the CA to trust (a file or directory; null: the node's trust store), TLS unchecked when `insecure`. */
+export type ApiTarget = { host: string; ca: string | null; insecure: boolean };
+
+/** One answer of the node's KMS API (src/agent/ready.sh): `ok` on HTTP 200; `problem` says what else happened. */
+export type ApiAnswer = { ok: boolean; status: number; text: string; problem: string };
+
+/** Pure. The one parser of `@api RC CODE TEXT` lines (the ready verb and the probe's `ready` question). */
+export function parseApiAnswer(line: string | undefined): ApiAnswer {
+  if (line === '@api no-curl') return { ok: false, status: 0, text: '', problem: 'curl is not installed on the node, so its API cannot be asked' };
+  const m = /^@api (\d+) (\d{3}) ?(.*)$/.exec(line ?? '');
+  if (!m) return { ok: false, status: 0, text: '', problem: `no answer from the API check (${JSON.stringify((line ?? '').slice(0, 120))})` };
+  const [rc, status, text] = [Number(m[1]), Number(m[2]), m[3]!];
+  if (status === 200) return { ok: true, status, text, problem: '' };
+  if (status === 0) return { ok: false, status, text, problem: `no HTTP answer (curl exit ${rc}${text ? `: ${text}` : ''})` };
+  return { ok: false, status, text, problem: `HTTP ${status}${text ? `: ${text}` : ''}` };
+}
+
+/** Pure. The ready verb's arguments for `target` (see src/agent/ready.sh). */
+export function apiArgs(what: 'ready' | 'version', target: ApiTarget, seconds = 0): string {
+  return [what, target.host, target.ca ?? '', target.insecure ? '1' : '0', String(Math.max(0, Math.ceil(seconds)))].map(shellQuote).join(' ');
+}
+
+/**
+ * Asks the node's own API by a plain command: `ready` polls /v1/health/ready
+ * every 0.25 s for up to `seconds` until it answers 200; `version` asks
+ * /version once. A lost link or an odd answer is a not-ok answer, never a throw.
+ */
+export async function askApi(t: Transport, what: 'ready' | 'version', target: ApiTarget, seconds = 0): Promise<ApiAnswer> {
+  try {
+    const r = await t.exec(`sh -c ${shellQuote(AGENT.ready)} rollout-ready ${apiArgs(what, target, seconds)}`, { timeoutMs: (seconds + 30) * 1000 });
+    return parseApiAnswer(r.stdout.toString().split('\n').find((l) => l.startsWith('@api')));
+  } catch (err) {
+    return { ok: false, status: 0, text: '', problem: `cannot be asked (${(err as Error).message.replace(`${t.name}: `, '')})` };
+  }
+}
 
 /** One answer must come within this; otherwise the probe is dropped for a plain command. */
 const ANSWER_TIMEOUT_MS = 30_000;
 
-type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; adopt?: ServiceState; stage?: true };
+type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; adopt?: ServiceState; stage?: true; api?: true };
 
 // One node's probe: questions are answered in order, so waiters form a queue.
 class Probe {
@@ -47,6 +83,14 @@ class Probe {
       for await (const line of stream.lines) {
         const head = this.#waiting[0];
         if (!head) continue;
+        if (head.api) {
+          if (line.startsWith('@api')) {
+            head.lines.push(line);
+            this.#waiting.shift();
+            head.resolve(null);
+          }
+          continue;
+        }
         if (head.stage) {
           head.lines.push(line);
           if (line.startsWith('@stage-end ')) {
@@ -123,6 +167,19 @@ class Probe {
     return stageFiles(this.#t, items);
   }
 
+  /** One request to the node's /v1/health/ready through the probe (src/agent/state.sh); a plain command (askApi) when it cannot. */
+  async ready(target: ApiTarget): Promise<ApiAnswer> {
+    if (/[\s]/.test(target.host) || /[\n\r]/.test(target.ca ?? '')) return askApi(this.#t, 'ready', target);
+    const lines: string[] = [];
+    try {
+      await this.#ask(`ready ${target.insecure ? 1 : 0} ${target.host} ${target.ca ?? ''}\n`, { api: true, lines });
+      return parseApiAnswer(lines[0]);
+    } catch {
+      // the probe is gone: below
+    }
+    return askApi(this.#t, 'ready', target);
+  }
+
   /** Releases the lock through the probe (src/agent/state.sh); a plain command when it cannot. */
   async release(runId: string, opts: ReleaseOptions): Promise<void> {
     try {
@@ -134,7 +191,7 @@ class Probe {
   }
 
   // One question; rejects when the probe is gone or does not answer in time.
-  #ask(question: string, kind: { release?: true; adopt?: ServiceState; stage?: true; lines?: string[] }): Promise<ServiceState | null> {
+  #ask(question: string, kind: { release?: true; adopt?: ServiceState; stage?: true; api?: true; lines?: string[] }): Promise<ServiceState | null> {
     const stream = this.#stream;
     if (!stream) return Promise.reject(new NodeError(this.#t.name, 'the state probe ended'));
     return new Promise<ServiceState | null>((resolve, reject) => {
@@ -161,6 +218,8 @@ export type ServiceProbes = {
   stage(node: string, items: readonly StageItem[]): Promise<StageResult[]>;
   adopt(node: string, state: ServiceState): void;
   release(node: string, runId: string, opts: ReleaseOptions): Promise<void>;
+  /** One request to `node`'s own /v1/health/ready (see ApiTarget), no polling. */
+  ready(node: string, target: ApiTarget): Promise<ApiAnswer>;
   close(): void;
 };
 
@@ -171,7 +230,8 @@ export type ServiceProbes = {
  * `read` answers from the probe, or by a plain command once a probe is gone;
  * `stage` stages files (stageFiles); `adopt` hands a probe a state read by
  * other means; `release` releases a
- * node's lock (releaseLock) the same way; `close` ends them all.
+ * node's lock (releaseLock) the same way; `ready` asks a node's own API
+ * (askApi) the same way; `close` ends them all.
  */
 export function openServiceProbes(transports: ReadonlyMap<string, Transport>, unit: string): ServiceProbes {
   // All open at once (their SSH sessions cost the nodes now, not at the first question).
@@ -192,6 +252,7 @@ export function openServiceProbes(transports: ReadonlyMap<string, Transport>, un
     stage: async (node, items) => probe(node).stage(items),
     adopt: (node, state) => probes.get(node)?.adopt(state),
     release: async (node, runId, opts) => probe(node).release(runId, opts),
+    ready: async (node, target) => probe(node).ready(target),
     close: () => probes.forEach((p) => p.close()),
   };
 }

@@ -24,6 +24,10 @@ import { fileSha256 } from '../util/sha256.js';
 import { rolloutVersion } from '../util/version.js';
 import { dismissTurn, openTurn, stageWork, stepFile, type NodeWork } from '../apply/apply-node.js';
 import type { ProgressStyle, RolloutOptions, RolloutResult, StopSignal } from '../apply/execute.js';
+import { clusterGuard, type ClusterGuard } from '../apply/cluster-guard.js';
+import { restartOrder } from '../preflight/cluster-checks.js';
+import { apiTargets, backupCluster } from '../rollout/cluster.js';
+import type { KmsBackup } from '../state/run-state.js';
 
 export type ApplyFlags = PreflightFlags & { parallel?: number; yes?: boolean; dryRun?: boolean; resume?: boolean; breakLock?: boolean; limit?: string; canary?: boolean; acceptNewHostKeys?: boolean };
 
@@ -164,6 +168,9 @@ async function applyPlan(run: ApplyRun, openProbes: () => ServiceProbes): Promis
   const { session, flags, hooks, last, saved, runId } = run;
   const io = hooks.view;
   const { plan } = session;
+  if (flags.order === 'leader-last' && !session.vars.cluster) {
+    throw new UsageError(`--order leader-last needs vars.cluster.apiKey in ${session.inventory.file}: the leader is learnt from \`minkms stat\` (a SysAdmin key); without it restarts follow the inventory order`);
+  }
   if (saved) {
     io.out(`Saved plan from ${saved.createdAt}:\n${saved.rendered}`);
     const problems = compareWithPlanFile(saved, plan);
@@ -195,6 +202,8 @@ async function applyPlan(run: ApplyRun, openProbes: () => ServiceProbes): Promis
   const probe = openProbes();
   await hooks.preflight(session, { ...flags, lockRunId: runId });
   await hooks.confirm();
+  // A resumed run took its backup when it started.
+  const kmsBackup = last ? null : await takeKmsBackup(run);
   const gate = compileGate(session.playbook.gate);
   const [staging, baseline] = await Promise.all([stageAll(run, probe, gate), readBaseline(session, probe, flags.yes === true)]);
   if (staging.length > 0) throw new PreflightError(staging, 'staging the new files failed; no file a service reads was changed');
@@ -204,6 +213,7 @@ async function applyPlan(run: ApplyRun, openProbes: () => ServiceProbes): Promis
         newRunState(runId, run.inventoryFile, run.me.user, run.me.host, run.work.map((w) => ({ node: w.node, phase: w.phase, restartUnit: w.restartUnit, files: w.changes.map((c) => stepFile(runId, c)) }))),
         stateDirFor(run.inventoryFile),
       );
+  if (kmsBackup) rec.state.kmsBackup = kmsBackup;
   run.recorder = rec;
   await rec.save();
   io.out(`Run ${runId}: state in ${rec.file}; backups in /var/backups/rollout/${runId}/ on each node.`);
@@ -227,6 +237,7 @@ async function applyPlan(run: ApplyRun, openProbes: () => ServiceProbes): Promis
       stageKey: run.stageKey,
       unit: session.playbook.service.unit,
       readState: probe.read,
+      readReady: probe.ready,
       adoptState: probe.adopt,
       gate,
       redact: session.redact,
@@ -236,6 +247,7 @@ async function applyPlan(run: ApplyRun, openProbes: () => ServiceProbes): Promis
       onEvent: (name, data) => io.event(name, data),
       stop,
       baseline,
+      ...(session.vars.cluster ? { cluster: guardOf(run) } : {}),
     };
     // execute takes the first turn's channel over (and dismisses it when unused).
     if (run.held) options.ahead = run.held;
@@ -246,6 +258,47 @@ async function applyPlan(run: ApplyRun, openProbes: () => ServiceProbes): Promis
   } finally {
     unsubscribe();
   }
+}
+
+// The cluster's say in the order and after each gate (vars.cluster.apiKey given).
+function guardOf(run: ApplyRun): ClusterGuard {
+  const { session, flags } = run;
+  const settings = session.inventory.vars.cluster;
+  return clusterGuard({
+    plan: session.plan,
+    transports: session.transports,
+    access: { apiKey: session.vars.cluster!.apiKey, cli: settings?.cli ?? '/usr/local/bin/minkms' },
+    order: restartOrder(flags.order, true),
+    complete: !session.inventory.limited,
+    timeoutSeconds: settings?.readyTimeoutSeconds ?? 60,
+    onLeader: (phase, leader) => {
+      run.hooks.view.out(leader ? `Phase ${phase}: ${leader} leads the cluster; it restarts last.` : `Phase ${phase}: the cluster names no leader among these nodes; inventory order.`);
+      run.hooks.view.event('cluster-order', { phase, leader });
+    },
+  });
+}
+
+// vars.cluster.backup: `minkms backup` on the first node that has an API, before
+// the first change; a failure stops the run with nothing changed.
+async function takeKmsBackup(run: ApplyRun): Promise<KmsBackup | null> {
+  const { session, hooks, runId } = run;
+  const settings = session.inventory.vars.cluster;
+  const key = session.vars.cluster;
+  if (!settings?.backup || !key) return null;
+  const targets = apiTargets(session.plan);
+  const node = [...targets.keys()].find((n) => session.transports.has(n));
+  if (!node) throw new PreflightError(['no node of this run has a known KMS API to take the backup through'], 'the KMS backup (vars.cluster.backup) could not be taken; nothing was changed');
+  const file = path.posix.join(settings.backupDir, `minkms-${runId}.db.gzip`);
+  hooks.view.out(`Taking a MinKMS backup on ${node} into ${file} ...`);
+  const r = await backupCluster(session.transports.get(node)!, targets.get(node)!.target, { apiKey: key.apiKey, cli: settings.cli }, file);
+  if (!r.ok) {
+    throw new PreflightError([`${node}: minkms backup failed: ${r.problem}${r.auth ? ` (${key.keyRef} was refused; give a SysAdmin API key that has not expired)` : ''}`],
+      'the KMS backup (vars.cluster.backup) failed before the first change; nothing was changed');
+  }
+  const backup: KmsBackup = { node, path: r.path, sha256: r.sha256, bytes: r.bytes, at: new Date().toISOString() };
+  hooks.view.out(`KMS backup: ${node}:${r.path} sha256 ${r.sha256} (${r.bytes} bytes)`);
+  hooks.view.event('kms-backup', backup);
+  return backup;
 }
 
 // The rollout itself; with --canary the first node alone, its evidence shown, then a question.

@@ -16,6 +16,7 @@ import type { Transport } from '../transport/transport.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { VaultResponse } from '../vault/client.js';
 import { createRedactor, type Redactor } from '../util/redact.js';
+import { fingerprinter, loadFingerprintKey } from '../util/fingerprint.js';
 import { nodeReader } from '../agent/files.js';
 
 /** Everything `plan`, `preflight` and `apply` share: inputs validated, nodes connected and read, the plan (what preflight reads, and more). */
@@ -27,6 +28,8 @@ export type Session = PreflightInput & {
   lockAttempts: Map<string, LockAttempt>;
   /** With `lock`: each node's checks, run under the lock while it was read. */
   nodeChecks: Map<string, NodeCheckResult>;
+  /** The operator's keyed fingerprint of a secret (util/fingerprint.ts), as the redactor shows it. */
+  fingerprint: (value: string) => string;
   close(): void;
 };
 
@@ -82,6 +85,9 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
 export async function openSession(inventoryFile: string, opts: SessionOptions = {}): Promise<Session> {
   const { inventory, playbook, vars, parallel } = await loadSessionInputs(inventoryFile, opts);
   const ssh = createSshContext();
+  // Read (or made) while the nodes are connected to; awaited for the redactor.
+  const fingerprintKey = loadFingerprintKey();
+  fingerprintKey.catch(() => undefined);
   const connect = opts.connect ?? ((node: NodeTarget) => connectSsh(node, ssh));
   const unit = playbook.service.unit;
   // sys/health spends nothing: asked once the first connection settled, so its TLS set-up overlaps the others'.
@@ -163,11 +169,12 @@ export async function openSession(inventoryFile: string, opts: SessionOptions = 
   const started = await early;
   // Built once connected and read: a sudo password typed at the prompt is a secret
   // too, and so is every secret value the planned files hold (a line of one may show alone).
-  const redact = createRedactor({ secrets: [...vars.secrets, ...ssh.sudoPasswords, ...planSecrets(nodes, playbook)], ...playbook.secrets });
+  const fingerprint = fingerprinter(await fingerprintKey);
+  const redact = createRedactor({ secrets: [...vars.secrets, ...ssh.sudoPasswords, ...planSecrets(nodes, playbook)], ...playbook.secrets, fingerprint });
   // In inventory order, as every later step walks them.
   const transports = new Map(inventory.nodes.flatMap((n) => (opened.has(n.name) ? [[n.name, opened.get(n.name)!] as const] : [])));
   return {
-    inventory, playbook, vars, redact, plan: buildPlan(playbook, vars, nodes), parallel, transports, notes: [...ssh.recordedHostKeys], lockAttempts, nodeChecks,
+    inventory, playbook, vars, redact, fingerprint, plan: buildPlan(playbook, vars, nodes), parallel, transports, notes: [...ssh.recordedHostKeys], lockAttempts, nodeChecks,
     ...(vaultHealth ? { vaultHealth } : {}),
     ...(started ? { vaultChecks: started.checks } : {}),
     close,

@@ -39,7 +39,12 @@ export type RunState = {
   host: string;
   status: 'running' | 'done' | 'stopped' | 'interrupted' | 'failed' | 'rolled-back';
   steps: StepState[];
+  /** vars.cluster.backup: the `minkms backup` taken before the first change (node, path on it, sha256, bytes). */
+  kmsBackup?: KmsBackup;
 };
+
+/** A MinKMS state backup a run took on one node before its first change. */
+export type KmsBackup = { node: string; path: string; sha256: string; bytes: number; at: string };
 
 /** The directory holding the runs of one inventory: `.rollout/<inventory name>/` beside it. */
 export function stateDirFor(inventoryFile: string): string {

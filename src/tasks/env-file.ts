@@ -88,6 +88,109 @@ export function unsetEnvKey(before: string, key: string): { after: string; remov
   return { after: lines.filter((_, i) => !drop.has(i)).join(''), removed: hits.length };
 }
 
+/** What setEnvKey did: the new text and what it did, nothing to do (and why), or why it cannot. */
+export type EnvSetResult =
+  | { status: 'changed'; after: string; reason: string }
+  | { status: 'unchanged'; reason: string }
+  | { status: 'refused'; reason: string };
+
+/**
+ * Pure. Makes `key` hold `value` as systemd reads an EnvironmentFile: the last
+ * assignment of `key` gets the new value in place (its `export ` and indentation
+ * kept, the value double-quoted only when it needs it), earlier assignments of it
+ * are removed, or `KEY=value` is appended in the file's own line ending. Unchanged
+ * when the last assignment already holds the value and no earlier one exists. A
+ * value with a line break is refused: it cannot be one line. Never puts the value
+ * in a reason (it may be a secret).
+ */
+export function setEnvKey(before: string, key: string, value: string): EnvSetResult {
+  if (/[\r\n\0]/.test(value)) {
+    return { status: 'refused', reason: `the value for ${key} holds a line break (or NUL); an EnvironmentFile assignment is one line: give a value without it` };
+  }
+  const lines = splitLines(before);
+  const hits = scanAssignments(lines).filter((a) => a.key === key);
+  const last = hits[hits.length - 1];
+  if (!last) {
+    const eol = /\r\n/.test(before) ? '\r\n' : '\n';
+    const sep = before === '' || before.endsWith('\n') ? '' : eol;
+    return { status: 'changed', after: `${before}${sep}${key}=${quoteEnvValue(value)}${eol}`, reason: `${key} appended` };
+  }
+  const earlier = hits.slice(0, -1);
+  const dropped = earlier.length === 0 ? '' : `; ${earlier.length} earlier ${key}= assignment(s) removed (systemd takes the last one, so they never counted)`;
+  if (systemdValue(last.raw) === value && earlier.length === 0) return { status: 'unchanged', reason: `${key} already has this value` };
+  const head = ASSIGNMENT.exec(lines[last.first]!)![0];
+  const eol = /\r?\n$/.exec(lines[last.last]!)?.[0] ?? '';
+  const drop = new Set<number>();
+  for (const a of earlier) for (let i = a.first; i <= a.last; i++) drop.add(i);
+  const out: string[] = [];
+  lines.forEach((line, i) => {
+    if (drop.has(i) || (i > last.first && i <= last.last)) return;
+    out.push(i === last.first ? `${head}${quoteEnvValue(value)}${eol}` : line);
+  });
+  const what = systemdValue(last.raw) === value ? `${key} already had this value in its last assignment` : `${key} set in place`;
+  return { status: 'changed', after: out.join(''), reason: `${what}${dropped}` };
+}
+
+/**
+ * Pure. A value as it must be written after `KEY=` for systemd to read it back
+ * unchanged: as it is when plain, else in double quotes with `"`, `\`, `` ` ``
+ * and `$` backslash-escaped (systemd unescapes exactly those inside double quotes).
+ */
+export function quoteEnvValue(value: string): string {
+  if (!/[\s'"\\$#`]/.test(value)) return value;
+  return `"${value.replace(/["\\`$]/g, '\\$&')}"`;
+}
+
+// The value systemd's EnvironmentFile parser (env-file.c) gives the text after
+// `=`: quotes concatenate, `\` escapes outside quotes, inside double quotes only
+// `"\`$` and backtick are unescaped, an unquoted value loses trailing blanks,
+// and no `#` after the value starts a comment.
+function systemdValue(raw: string): string {
+  type State = 'pre' | 'value' | 'escape' | 'single' | 'double' | 'double-escape';
+  let state: State = 'pre';
+  let out = '';
+  let blankFrom = -1;
+  const newline = (c: string) => c === '\n' || c === '\r';
+  const blank = (c: string) => c === ' ' || c === '\t' || newline(c);
+  for (const c of raw) {
+    if (state === 'pre') {
+      if (newline(c)) break;
+      if (c === "'") state = 'single';
+      else if (c === '"') state = 'double';
+      else if (c === '\\') state = 'escape';
+      else if (!blank(c)) {
+        state = 'value';
+        out += c;
+      }
+    } else if (state === 'value') {
+      if (newline(c)) break;
+      if (c === '\\') {
+        state = 'escape';
+        blankFrom = -1;
+      } else {
+        if (!blank(c)) blankFrom = -1;
+        else if (blankFrom === -1) blankFrom = out.length;
+        out += c;
+      }
+    } else if (state === 'escape') {
+      state = 'value';
+      if (!newline(c)) out += c;
+    } else if (state === 'single') {
+      if (c === "'") state = 'pre';
+      else out += c;
+    } else if (state === 'double') {
+      if (c === '"') state = 'pre';
+      else if (c === '\\') state = 'double-escape';
+      else out += c;
+    } else {
+      state = 'double';
+      if ('"\\`$'.includes(c)) out += c;
+      else if (c !== '\n') out += `\\${c}`;
+    }
+  }
+  return state === 'value' && blankFrom !== -1 ? out.slice(0, blankFrom) : out;
+}
+
 /**
  * Pure. The argument of `option` (`--config PATH` or `--config=PATH`) in a
  * shell-like word list such as MINIO_KMS_OPTS, as the service's Go flag

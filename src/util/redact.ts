@@ -7,6 +7,11 @@ export type Redactor = (text: string) => string;
 /** The marker that stands where a secret was. */
 export const REDACTED = '<redacted>';
 
+/** Pure. Whether `text` is a redaction marker: `<redacted>`, or `<redacted:3f9a1c>` with a value's fingerprint. */
+export function isRedactedMarker(text: string): boolean {
+  return /^<redacted(?::[0-9a-f]{6})?>$/.test(text);
+}
+
 /** What a redactor knows: literal values, and the keys and log shapes that carry secrets. */
 export type RedactionRules = {
   /** Known secret values (inventory secrets, values read from nodes). */
@@ -17,6 +22,13 @@ export type RedactionRules = {
   envKeys: readonly string[];
   /** Regexes whose first capture group is secret (`API Key\s+(\S+)`). */
   logPatterns: readonly string[];
+  /**
+   * A keyed fingerprint of a value (see util/fingerprint.ts): a whole
+   * single-line secret is then shown as `<redacted:3f9a1c>`, so a reviewer sees
+   * that it changed, and that every node gets the same one, without seeing it.
+   * Absent: `<redacted>` everywhere.
+   */
+  fingerprint?: (value: string) => string;
 };
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -65,16 +77,32 @@ export function createRedactor(rules: RedactionRules): Redactor {
     : null;
   const env = rules.envKeys.length ? new RegExp(`\\b(?:${rules.envKeys.map(escape).join('|')})[ \\t]*=[ \\t]*`, 'g') : null;
   const logs = rules.logPatterns.map((p) => new RegExp(p, 'gi'));
+  const fp = rules.fingerprint;
+  const marker = (value: string) => (fp ? `<redacted:${fp(value)}>` : REDACTED);
   return (text: string) => {
-    let out = literal ? text.replace(literal, REDACTED) : text;
+    let out = literal ? text.replace(literal, marker) : text;
     if (yamlBlock) out = yamlBlock(out);
-    if (yaml) out = out.replace(yaml, (_m, head: string, value: string) => (value === REDACTED ? head + value : head + REDACTED));
+    if (yaml) out = out.replace(yaml, (_m, head: string, value: string) => (isRedactedMarker(yamlScalar(value)) ? head + value : head + marker(yamlScalar(value))));
     if (env) out = redactEnvValues(out, env);
     for (const re of logs) {
       out = out.replace(re, (match, secret: string | undefined) => (secret ? match.replace(secret, REDACTED) : match));
     }
     return escapeControls(out);
   };
+}
+
+// A same-line YAML scalar's value as a node's config holds it (quotes taken off),
+// so that `secret: "x"` and `secret: x` have the same fingerprint.
+function yamlScalar(raw: string): string {
+  if (raw.length >= 2 && raw.startsWith("'") && raw.endsWith("'")) return raw.slice(1, -1).replace(/''/g, "'");
+  if (raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"')) {
+    try {
+      return JSON.parse(raw) as string;
+    } catch {
+      return raw.slice(1, -1);
+    }
+  }
+  return raw;
 }
 
 // Each line of a value replaced, its indentation and a continuation backslash
@@ -85,7 +113,7 @@ function maskLines(value: string): string {
   return value
     .split('\n')
     .map((line) => {
-      if (/^[ \t]*[-+]?[ \t]*<redacted>\\?[ \t]*\r?$/.test(line)) return line;
+      if (/^[ \t]*[-+]?[ \t]*<redacted(?::[0-9a-f]{6})?>\\?[ \t]*\r?$/.test(line)) return line;
       const m = /^([ \t]*)([\s\S]*?)(\\?)([ \t]*\r?)$/.exec(line)!;
       return m[2] === '' ? line : `${m[1]}${REDACTED}${m[3]}${m[4]}`;
     })

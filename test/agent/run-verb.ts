@@ -11,9 +11,9 @@ export function verbScript(verb: keyof typeof AGENT, vars: Record<string, string
   return script.replace(prelude, shellVars({ ...AGENT_VARS, ...vars }));
 }
 
-/** Runs a script under /bin/sh as `sh -c SCRIPT rollout-<verb> ARGS`, `bin` first on PATH. */
-export function runSh(script: string, opts: { name: string; args?: string[]; stdin?: string | Buffer; bin?: string }) {
-  const env = { ...process.env, PATH: opts.bin ? `${opts.bin}:${process.env.PATH}` : process.env.PATH };
+/** Runs a script under /bin/sh as `sh -c SCRIPT rollout-<verb> ARGS`, `bin` first on PATH, `env` added to this process's. */
+export function runSh(script: string, opts: { name: string; args?: string[]; stdin?: string | Buffer; bin?: string; env?: Record<string, string> }) {
+  const env = { ...process.env, ...opts.env, PATH: opts.bin ? `${opts.bin}:${process.env.PATH}` : process.env.PATH };
   const r = spawnSync('/bin/sh', ['-c', script, opts.name, ...(opts.args ?? [])], { input: opts.stdin ?? '', env, timeout: 20_000 });
   return { code: r.status, out: r.stdout.toString('utf8'), err: r.stderr.toString('utf8') };
 }

@@ -8,7 +8,10 @@ import { runApply, type ApplyHooks } from '../../src/session/run-apply.js';
 import { EXIT } from '../../src/exit-codes.js';
 import { InterruptedError, RolloutError, RolloutFailedError, PreflightError } from '../../src/errors.js';
 import type { RunState } from '../../src/state/run-state.js';
+import { sha256 } from '../../src/util/sha256.js';
 import { MemoryFleet, type MemoryNode } from '../helpers/memory-fleet.js';
+import { runPreflight } from '../../src/preflight/run-preflight.js';
+import { checksPassed, renderChecks } from '../../src/preflight/check.js';
 
 const NAMES = ['kms-1', 'kms-2', 'kms-3'];
 const ENV = '/etc/default/minkms';
@@ -52,14 +55,20 @@ vars:
 type Run = { code: number | null; error: unknown; lines: string[] };
 
 // The apply step as the CLI drives it, with the CLI's exit-code mapping for what it throws.
-async function apply(opts: { resume?: boolean; interrupt?: (fire: () => void) => void; onEvent?: (name: string, data: Record<string, unknown>, fire: () => void) => void } = {}): Promise<Run> {
+async function apply(opts: { resume?: boolean; preflight?: boolean; order?: 'inventory' | 'leader-last'; interrupt?: (fire: () => void) => void; onEvent?: (name: string, data: Record<string, unknown>, fire: () => void) => void } = {}): Promise<Run> {
   const lines: string[] = [];
   let handler: (() => void) | null = null;
   let hardStop: (code: number) => void = () => undefined;
   const hooks: ApplyHooks = {
     view: { mode: 'json', useRedactor: () => undefined, out: (t) => lines.push(t), result: (t) => lines.push(t), err: (t) => lines.push(t), event: (name, data = {}) => opts.onEvent?.(name, data, () => handler?.()) },
     showPlan: () => undefined,
-    preflight: async () => undefined,
+    // The real checks where asked (Vault's skipped), failing as the CLI's checkSession does.
+    preflight: async (session, f) => {
+      if (!opts.preflight) return;
+      const checks = await runPreflight(session, f);
+      lines.push(renderChecks(checks));
+      if (!checksPassed(checks)) throw new PreflightError(checks.filter((c) => c.status === 'fail').map((c) => `${c.scope}: ${c.name}: ${c.detail}`));
+    },
     confirm: async () => undefined,
     progress: 'silent',
     onInterrupt: (h) => {
@@ -72,7 +81,7 @@ async function apply(opts: { resume?: boolean; interrupt?: (fire: () => void) =>
   opts.interrupt?.(() => handler?.());
   const stopped = new Promise<number>((resolve) => (hardStop = resolve));
   try {
-    const code = await Promise.race([runApply(inventory, { yes: true, skipVaultChecks: true, resume: opts.resume === true }, hooks), stopped]);
+    const code = await Promise.race([runApply(inventory, { yes: true, skipVaultChecks: true, resume: opts.resume === true, ...(opts.order ? { order: opts.order } : {}) }, hooks), stopped]);
     return { code, error: null, lines };
   } catch (err) {
     if (!(err instanceof RolloutError)) throw err;
@@ -158,6 +167,37 @@ describe('apply on an in-memory fleet', () => {
     expect(snapshot(fleet.node('kms-2'))).toEqual(before2);
   });
 
+  it('ready line logged but the API answers 503: the node is restored, the rollout stops (exit 1), node 3 untouched', async () => {
+    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace('  disableLocalHsm: false\n', '  disableLocalHsm: false\n  cluster: { readyTimeoutSeconds: 7 }\n'));
+    const kms2 = fleet.node('kms-2');
+    kms2.write(ENV, `MINIO_KMS_OPTS="--host kms-2:7443 --config ${CONFIG}"\n`);
+    kms2.write(CONFIG, `${OLD_CONFIG}tls:\n  ca: /etc/minkms/ca.pem\n`);
+    kms2.apiReady = (files) => (files.get(CONFIG)!.content.toString().includes('hsm:') ? 503 : 200);
+    const before3 = snapshot(fleet.node('kms-3'));
+    const r = await apply();
+    expect(r.code).toBe(EXIT.rolledBack);
+    expect((r.error as Error).message).toContain('https://kms-2:7443/v1/health/ready (asked on the node) did not answer 200 within 7 s: HTTP 503');
+    expect(steps()).toEqual({ 'kms-1': 'done', 'kms-2': 'rolled-back', 'kms-3': 'planned' });
+    expect(hasHsm(kms2)).toBe(false);
+    expect(kms2.unit.activeState).toBe('active');
+    // Asked on the node, the host and CA from its own files, the time from vars.cluster.
+    expect(kms2.apiAsked).toContain('ready kms-2:7443 /etc/minkms/ca.pem 0 7');
+    expect(snapshot(fleet.node('kms-3'))).toEqual(before3);
+  });
+
+  it('another node\'s API not ready before a restart: stop, exit 4 naming it and the status, the next node untouched', async () => {
+    fleet.node('kms-1').onCommitted = () => (fleet.node('kms-3').apiReady = () => 503);
+    const before2 = snapshot(fleet.node('kms-2'));
+    const r = await apply();
+    expect(r.code).toBe(EXIT.rollbackFailed);
+    expect((r.error as Error).message).toContain('kms-3: minkms is active/running but its API is not ready (/v1/health/ready: HTTP 503');
+    expect(steps()).toEqual({ 'kms-1': 'done', 'kms-2': 'planned', 'kms-3': 'planned' });
+    expect(snapshot(fleet.node('kms-2'))).toEqual(before2);
+    // One request through the state probe (no new session), no polling.
+    expect(fleet.node('kms-3').apiAsked.filter((a) => a.startsWith('probe '))).toContain('probe 0 localhost:7373 ');
+    expect(fleet.node('kms-3').verbs).not.toContain('rollout-ready');
+  });
+
   it('second Ctrl-C: the node in progress recorded unknown, 130 without process.exit', async () => {
     // During kms-2's gate: its files are moved (recorded `written`), its ready line not yet judged.
     let fired = false;
@@ -206,5 +246,112 @@ describe('apply on an in-memory fleet', () => {
       expect(r.code).toBe(EXIT.ok);
       expect(steps()).toEqual({ 'kms-1': 'done', 'kms-2': 'done', 'kms-3': 'done' });
     });
+  });
+});
+
+describe('the cluster, with vars.cluster.apiKey', () => {
+  const KEY = 'k1:orchestration-test-admin-key-5Qe1';
+  // The order restarts happened in, from each node's moves.
+  let restarted: string[];
+
+  beforeEach(() => {
+    process.env.ROLLOUT_TEST_KMS_KEY = KEY;
+    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace('  disableLocalHsm: false\n', '  disableLocalHsm: false\n  cluster: { apiKey: { env: ROLLOUT_TEST_KMS_KEY }, readyTimeoutSeconds: 1 }\n'));
+    restarted = [];
+    for (const n of fleet.nodes.values()) {
+      n.write(ENV, `MINIO_KMS_HSM_KEY=hsm:aes256:abc\nMINIO_KMS_OPTS="--host ${n.name}:7373 --config ${CONFIG}"\n`);
+      n.onCommitted = () => restarted.push(n.name);
+    }
+  });
+
+  const asked = () => [...fleet.nodes.values()].flatMap((n) => n.clusterAsked);
+
+  it('the leader restarts last, each node seen back in the cluster; the key only ever on stdin', async () => {
+    fleet.serveCluster({ key: KEY, leader: 'kms-1' });
+    const r = await apply({ preflight: true });
+    expect(r.code).toBe(EXIT.ok);
+    expect(restarted).toEqual(['kms-2', 'kms-3', 'kms-1']);
+    expect(r.lines.join('\n')).toMatch(/ok\s+cluster\s+members\s+3 members, all up, the same nodes as the inventory/);
+    expect(r.lines).toContain('Phase vault-hsm: kms-1 leads the cluster; it restarts last.');
+    // stat before each phase's order and after each node's gate (the restarted node asked first).
+    expect(asked().length).toBeGreaterThanOrEqual(5);
+    for (const a of asked()) {
+      expect(a.key).toBe(KEY);
+      expect(a.args.join(' ')).not.toContain(KEY);
+    }
+    expect(fleet.node('kms-2').clusterAsked[0]!.args).toEqual(['stat', 'kms-2:7373', '', '0', '/usr/local/bin/minkms']);
+  });
+
+  it('--order inventory keeps the inventory order', async () => {
+    fleet.serveCluster({ key: KEY, leader: 'kms-1' });
+    const r = await apply({ preflight: true, order: 'inventory' });
+    expect(r.code).toBe(EXIT.ok);
+    expect(restarted).toEqual(['kms-1', 'kms-2', 'kms-3']);
+  });
+
+  it('a member the inventory lacks: refused by preflight, nothing staged or changed', async () => {
+    fleet.serveCluster({ key: KEY, leader: 'kms-1', extra: { 'kms-4:7373': true } });
+    const before = NAMES.map((n) => snapshot(fleet.node(n)));
+    const r = await apply({ preflight: true });
+    expect(r.code).toBe(EXIT.preflightFailed);
+    expect((r.error as Error).message).toContain('member kms-4:7373 is no node of the inventory');
+    expect(NAMES.map((n) => snapshot(fleet.node(n)))).toEqual(before);
+    for (const n of NAMES) expect(stagedLeft(fleet.node(n))).toEqual([]);
+  });
+
+  it('a node of the inventory the cluster does not have, and a member down: both named, nothing changed', async () => {
+    fleet.serveCluster({ key: KEY, leader: 'kms-1', dropped: new Set(['kms-3']), extra: { 'kms-9:7373': false } });
+    const before = NAMES.map((n) => snapshot(fleet.node(n)));
+    const r = await apply({ preflight: true });
+    expect(r.code).toBe(EXIT.preflightFailed);
+    const msg = (r.error as Error).message;
+    expect(msg).toContain('kms-3 (kms-3:7373) is not a member of the cluster');
+    expect(msg).toContain('member kms-9:7373 is down (nodes_down)');
+    expect(NAMES.map((n) => snapshot(fleet.node(n)))).toEqual(before);
+  });
+
+  it('a wrong key: a preflight failure naming the key reference, never the key, nothing changed', async () => {
+    fleet.serveCluster({ key: 'k1:the-right-one', leader: 'kms-1' });
+    const r = await apply({ preflight: true });
+    expect(r.code).toBe(EXIT.preflightFailed);
+    const msg = (r.error as Error).message;
+    expect(msg).toContain('vars.cluster.apiKey (environment variable ROLLOUT_TEST_KMS_KEY) was refused by `minkms stat` on kms-1 (exit 1: not authorized: invalid API key)');
+    expect(`${msg}\n${r.lines.join('\n')}`).not.toContain(KEY);
+    expect(restarted).toEqual([]);
+  });
+
+  it('a node not back in the cluster after its gate: stop (exit 4), the next node untouched', async () => {
+    const dropped = new Set<string>();
+    fleet.serveCluster({ key: KEY, leader: 'kms-1', dropped });
+    fleet.node('kms-2').onCommitted = () => {
+      restarted.push('kms-2');
+      dropped.add('kms-2');
+    };
+    const before3 = snapshot(fleet.node('kms-3'));
+    const r = await apply({ preflight: true });
+    expect(r.code).toBe(EXIT.rollbackFailed);
+    expect((r.error as Error).message).toContain('kms-2 passed its gate (its log and API say ready), but it is not back in the cluster: after 1 s the cluster (asked on kms-2) still says: kms-2 (kms-2:7373) is not a member of the cluster');
+    expect(steps()).toEqual({ 'kms-1': 'planned', 'kms-2': 'done', 'kms-3': 'planned' });
+    expect(snapshot(fleet.node('kms-3'))).toEqual(before3);
+  });
+
+  it('vars.cluster.backup: minkms backup before the first change, its sha256 in the run record; a failed one stops with nothing changed', async () => {
+    writeFileSync(inventory, readFileSync(inventory, 'utf8').replace('readyTimeoutSeconds: 1 }', 'readyTimeoutSeconds: 1, backup: true, backupDir: /var/backups/minkms }'));
+    fleet.serveCluster({ key: KEY, leader: 'kms-1', backupFails: true });
+    const before = NAMES.map((n) => snapshot(fleet.node(n)));
+    const failed = await apply({ preflight: true });
+    expect(failed.code).toBe(EXIT.preflightFailed);
+    expect((failed.error as Error).message).toContain('kms-1: minkms backup failed: exit 1: backup failed: disk full');
+    expect(NAMES.map((n) => snapshot(fleet.node(n)))).toEqual(before);
+    for (const n of NAMES) expect(backups(fleet.node(n))).toEqual([]);
+
+    fleet.serveCluster({ key: KEY, leader: 'kms-3' });
+    const r = await apply({ preflight: true });
+    expect(r.code).toBe(EXIT.ok);
+    const taken = record().kmsBackup!;
+    expect(taken.node).toBe('kms-1');
+    expect(taken.path).toMatch(/^\/var\/backups\/minkms\/minkms-.+\.db\.gzip$/);
+    expect(taken.sha256).toBe(sha256(fleet.node('kms-1').files.get(taken.path)!.content));
+    expect(restarted).toEqual(['kms-1', 'kms-2', 'kms-3']);
   });
 });

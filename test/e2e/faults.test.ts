@@ -5,19 +5,10 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  LAB_DIR, LAB_SECRET, VAULT_BLOCK, NODES, clearKnob, journal, labScript, nodeFile, onNode, resetLab, rollout, seedFile, serviceState, setKnob, startRollout, waitForNodeFile, writeInventory,
-  type LabNode,
+  LAB_DIR, LAB_SECRET, NODES, clearKnob, journal, labScript, onNode, resetLab, rollout, serviceState, setKnob, startRollout, waitForNodeFile, writeInventory, type LabNode, configState,
 } from '../helpers/lab.js';
 
 
-/** Which state a node's config is in; anything else (a partial file) fails the test. */
-function configState(node: LabNode): 'old' | 'new' {
-  const now = nodeFile(node, 'etc/minkms/config.yaml').toString();
-  const seed = seedFile(node, 'config.yaml').toString();
-  if (now === seed) return 'old';
-  if (now === seed + VAULT_BLOCK) return 'new';
-  throw new Error(`${node}: config is neither the old nor the new content:\n${now}`);
-}
 
 const fleetStates = () => NODES.map(configState);
 

@@ -37,7 +37,7 @@ describe('rollout plan and apply against the lab fleet', () => {
       expect(r.stdout).toContain(`=== ${n} (root@127.0.0.1:`);
       expect(r.stdout).toContain(`--- a/etc/minkms/config.yaml\t${n} now`);
     }
-    expect(r.stdout).toContain('+      secret: <redacted>');
+    expect(r.stdout).toMatch(/\+      secret: <redacted:[0-9a-f]{6}>/);
     expect(r.stdout).toContain('phase 1 vault-hsm: kms-1 -> kms-2 -> kms-3');
     expect(r.stdout).not.toContain(LAB_SECRET);
     // status before any change: every node pending, the local key present, no run yet.
@@ -51,7 +51,7 @@ describe('rollout plan and apply against the lab fleet', () => {
     const events = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; ts: string; [k: string]: unknown });
     expect(events.map((e) => e.event)).toEqual(['plan-node', 'plan-node', 'plan-node', 'plan', 'message', 'exit']);
     expect(events[0]).toMatchObject({ node: 'kms-1', status: 'ready', restarts: [{ phase: 'vault-hsm', unit: 'minkms' }] });
-    expect((events[0]!.changes as Array<{ diff: string }>)[0]!.diff).toContain('+      secret: <redacted>');
+    expect((events[0]!.changes as Array<{ diff: string }>)[0]!.diff).toMatch(/\+      secret: <redacted:[0-9a-f]{6}>/);
     expect(events.at(-1)).toMatchObject({ event: 'exit', code: 0 });
     expect(json.stdout).not.toContain(LAB_SECRET);
     // For a CI drift check: changes pending is its own exit code.
@@ -124,7 +124,7 @@ describe('rollout plan and apply against the lab fleet', () => {
       expect(step.gate?.evidence.map((e) => e.line)).toContainEqual(expect.stringContaining('=> Server is up and running'));
     }
     expect(md).toMatch(/\| kms-2 \| vault-hsm \| done \| passed in \d+\.\d s \| `\/etc\/minkms\/config\.yaml` [0-9a-f]{12} → [0-9a-f]{12} \|/);
-    expect(md).toContain('+      secret: <redacted>');
+    expect(md).toMatch(/\+      secret: <redacted:[0-9a-f]{6}>/);
     expect(`${md}${JSON.stringify(json)}`).not.toContain(LAB_SECRET);
 
     // status: every node on Vault now, the key still in place (phase 2 not run), the run done.

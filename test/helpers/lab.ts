@@ -14,8 +14,18 @@ export const LAB_DIR = process.env.ROLLOUT_LAB_DIR ?? '/var/lib/rollout-lab';
 export const BASE_PORT = Number(process.env.ROLLOUT_LAB_BASE_PORT ?? 2200);
 /** The Vault double's port (a second lab runs its own: see lab.sh). */
 export const VAULT_PORT = Number(process.env.ROLLOUT_LAB_VAULT_PORT ?? 8200);
+/** Node i's minkms serves HTTPS on kms-i:KMS_BASE_PORT+i (see lab.sh's ROLLOUT_LAB_KMS_BASE_PORT). */
+export const KMS_BASE_PORT = Number(process.env.ROLLOUT_LAB_KMS_BASE_PORT ?? 7300);
 export const NODES = ['kms-1', 'kms-2', 'kms-3'] as const;
 export type LabNode = (typeof NODES)[number];
+
+/** A node's `--host` as the lab seeds it: HOST:PORT of its KMS API (the name is 127.0.0.1 on every node). */
+export function kmsHost(node: LabNode): string {
+  return `${node}:${KMS_BASE_PORT + Number(node.slice(4))}`;
+}
+
+/** The lab CA as every node holds it (it signed the Vault double's and the nodes' KMS certificates). */
+export const NODE_LAB_CA = '/usr/local/share/ca-certificates/rollout-lab-ca.crt';
 
 /** The AppRole secret the tests put in inventories; it must never show up in any output. */
 export const LAB_SECRET = 'lab-approle-secret-5b8e2d71c0a94f36';
@@ -50,6 +60,14 @@ export function labHsmKey(): string {
   return readFileSync(path.join(LAB_DIR, 'hsm-key'), 'utf8').trim();
 }
 
+/** Where the lab keeps the MinKMS admin (SysAdmin) API key, k1:... (0600; the seeds' admin.identity is its h1:). */
+export const LAB_ADMIN_KEY_FILE = path.join(LAB_DIR, 'kms-admin-key');
+
+/** The lab's MinKMS admin API key (a secret: pass it by env or stdin, never print it or put it on a command line). */
+export function labAdminKey(): string {
+  return readFileSync(LAB_ADMIN_KEY_FILE, 'utf8').trim();
+}
+
 export function setKnob(node: LabNode, knob: string, value = ''): void {
   const dir = path.join(LAB_DIR, 'nodes', node, 'knobs');
   mkdirSync(dir, { recursive: true });
@@ -72,6 +90,19 @@ export async function onNode(node: LabNode, command: string): Promise<string> {
   return stdout;
 }
 
+/**
+ * Restarts minkms on a node and waits (bounded, 20 s) until this start logged its ready line; rejects
+ * with the unit's last lines when it does not. Knobs set before are read by this start.
+ */
+export async function restartMinkms(node: LabNode): Promise<void> {
+  await onNode(node, [
+    'C=$(journalctl -n 0 --show-cursor -q | sed -n "s/^-- cursor: //p")',
+    'systemctl restart minkms',
+    'for i in $(seq 1 400); do journalctl -u minkms --after-cursor="$C" -o cat --no-pager | grep -q "Server is up and running" && exit 0; sleep 0.05; done',
+    'journalctl -u minkms --after-cursor="$C" -o cat --no-pager | tail -n 5 >&2; exit 1',
+  ].join('\n'));
+}
+
 /** The unit's state as systemd reports it. */
 export async function serviceState(node: LabNode): Promise<Record<string, string>> {
   const text = await onNode(node, 'systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID minkms');
@@ -80,21 +111,9 @@ export async function serviceState(node: LabNode): Promise<Record<string, string
 
 export type JournalLine = { us: number; message: string; pid: string; invocation: string | undefined };
 
-/** minkms journal entries of a node (service and systemd lines), oldest first. */
+/** minkms journal entries of a node (service and systemd lines), oldest first, colour codes stripped. */
 export async function journal(node: LabNode): Promise<JournalLine[]> {
-  const text = await onNode(node, 'journalctl -u minkms -o json --no-pager');
-  return text.trim().split('\n').filter(Boolean).map((l) => {
-    const o = JSON.parse(l) as Record<string, string>;
-    // journald stores a line holding ANSI escapes as an array of bytes.
-    const raw: unknown = o.MESSAGE;
-    const message = Array.isArray(raw) ? Buffer.from(raw as number[]).toString('utf8') : typeof raw === 'string' ? raw : '';
-    return {
-      us: Number(o.__REALTIME_TIMESTAMP),
-      message: message.replace(/\x1b\[[0-9;]*m/g, ''),
-      pid: o._PID ?? '',
-      invocation: o._PID === '1' ? o.INVOCATION_ID : o._SYSTEMD_INVOCATION_ID,
-    };
-  });
+  return (await unitJournal(node, 'minkms')).map((l) => ({ ...l, message: l.message.replace(/\x1b\[[0-9;]*m/g, '') }));
 }
 
 export type InventoryOptions = {
@@ -107,6 +126,8 @@ export type InventoryOptions = {
   roleId?: string;
   /** Which auth blocks to write (both/none are invalid on purpose). */
   auth?: 'approle' | 'kubernetes' | 'both' | 'none';
+  /** vars.cluster as a YAML flow map, e.g. `{ apiKey: { env: ROLLOUT_E2E_KMS_KEY } }` (rollout() sets that variable to the lab's admin key). */
+  cluster?: string;
 };
 
 /** The section rollout appends to every lab node's config (the secret is the tests' own). */
@@ -119,6 +140,15 @@ export const VAULT_BLOCK = `hsm:
     transit:
       key: aistor-key-manager-hsm
 `;
+
+/** Which state a node's config is in: its seed (`old`) or the seed plus VAULT_BLOCK (`new`); anything else (a partial file) throws. */
+export function configState(node: LabNode): 'old' | 'new' {
+  const now = nodeFile(node, 'etc/minkms/config.yaml').toString();
+  const seed = seedFile(node, 'config.yaml').toString();
+  if (now === seed) return 'old';
+  if (now === seed + VAULT_BLOCK) return 'new';
+  throw new Error(`${node}: config is neither the old nor the new content:\n${now}`);
+}
 
 /** The Vault double's address as the nodes and rollout see it, and the CA that signed it. */
 export const VAULT_SERVER = `https://localhost:${VAULT_PORT}`;
@@ -154,7 +184,7 @@ vars:
 ${auth === 'approle' || auth === 'both' ? approle : ''}${auth === 'kubernetes' || auth === 'both' ? kubernetes : ''}    transit:
       key: aistor-key-manager-hsm
   disableLocalHsm: ${opts.disableLocalHsm ?? false}
-`);
+${opts.cluster ? `  cluster: ${opts.cluster}\n` : ''}`);
   return file;
 }
 
@@ -197,7 +227,7 @@ export const allOutput: string[] = [];
 export function rollout(args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(REPO, 'dist/cli/main.js'), ...args], {
-      env: { ...process.env, ROLLOUT_E2E_SECRET: LAB_SECRET, CI: 'true', ...env },
+      env: { ...process.env, ROLLOUT_E2E_SECRET: LAB_SECRET, ...(existsSync(LAB_ADMIN_KEY_FILE) ? { ROLLOUT_E2E_KMS_KEY: labAdminKey() } : {}), CI: 'true', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -313,4 +343,58 @@ export async function waitForNodeFile(node: LabNode, file: string, timeoutMs = 6
     if (Date.now() > deadline) throw new Error(`${node}:${file} never appeared`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+// ---- greeter: the lab's second service (lab/greeter-sim.mjs), for playbooks/greeter-settings.yaml.
+
+/** greeter's seed copy of a node's file as the lab wrote it: `config` (/etc/greeter/config.yaml) or `env` (/etc/default/greeter). */
+export function greeterSeed(node: LabNode, which: 'config' | 'env'): Buffer {
+  return readFileSync(path.join(LAB_DIR, 'nodes', node, 'seed', which === 'config' ? 'greeter.yaml' : 'greeter.env'));
+}
+
+/** A unit's state on a node as systemd reports it (serviceState is minkms's). */
+export async function unitState(node: LabNode, unit: string): Promise<Record<string, string>> {
+  const text = await onNode(node, `systemctl show -p ActiveState,SubState,NRestarts,InvocationID,MainPID ${unit}`);
+  return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/** A unit's journal entries on a node (service and systemd lines), oldest first, as journal() reads minkms's. */
+export async function unitJournal(node: LabNode, unit: string): Promise<JournalLine[]> {
+  const text = await onNode(node, `journalctl -u ${unit} -o json --no-pager`);
+  return text.trim().split('\n').filter(Boolean).map((l) => {
+    const o = JSON.parse(l) as Record<string, string>;
+    // journald stores a line holding ANSI escapes as an array of bytes.
+    const raw: unknown = o.MESSAGE;
+    const message = Array.isArray(raw) ? Buffer.from(raw as number[]).toString('utf8') : typeof raw === 'string' ? raw : '';
+    return {
+      us: Number(o.__REALTIME_TIMESTAMP),
+      message,
+      pid: o._PID ?? '',
+      invocation: o._PID === '1' ? o.INVOCATION_ID : o._SYSTEMD_INVOCATION_ID,
+    };
+  });
+}
+
+/** What the running greeter serves on its socket (its greeting), asked on the node. */
+export async function greeterSays(node: LabNode): Promise<string> {
+  return (await onNode(node, 'curl -sS --max-time 5 --unix-socket /run/greeter/greeter.sock http://greeter/')).trim();
+}
+
+/** Writes an inventory for the lab that names playbooks/greeter-settings.yaml, the greeting as its var; no Vault. */
+export function writeGreeterInventory(opts: { greeting: string; nodes?: readonly LabNode[] }): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'rollout-e2e-greeter-'));
+  const nodes = (opts.nodes ?? NODES).map((n) => `  - { name: ${n}, host: 127.0.0.1, port: ${BASE_PORT + Number(n.slice(4))} }`).join('\n');
+  const file = path.join(dir, 'inventory.yaml');
+  writeFileSync(file, `version: v1
+playbook: ${path.join(REPO, 'playbooks/greeter-settings.yaml')}
+ssh:
+  user: root
+  identityFile: ${path.join(LAB_DIR, 'id_ed25519')}
+  knownHosts: ${path.join(LAB_DIR, 'known_hosts')}
+nodes:
+${nodes}
+vars:
+  greeting: ${JSON.stringify(opts.greeting)}
+`);
+  return file;
 }

@@ -30,7 +30,17 @@ export class MemoryNode {
   onGo?: () => void;
   /** Told once the moves of a `go` are done, before the restart. */
   onCommitted?: () => void;
+  /** The HTTP status the node's own /v1/health/ready answers with its files as they are; default 200. */
+  apiReady: (files: Map<string, MemoryFile>) => number = () => 200;
+  /** What /version answers (null: no answer, as with the API down). */
+  apiVersion: string | null = '2025-03-12T09-35-18Z';
+  /** Every API question asked on the node: `ready|version HOST CA INSECURE SECONDS` (the verb) or `probe K HOST CA` (the probe). */
+  readonly apiAsked: string[] = [];
   readonly verbs: string[] = [];
+  /** What the cluster's CLI answers here (cluster.sh's lines for `stat|backup HOST CA K CLI`, a backup's path from stdin); null: no CLI (exit 127). */
+  clusterCli: ((args: string[], key: string, file: string) => string[]) | null = null;
+  /** Every cluster question: its arguments and what came on stdin (the key, a backup's path). */
+  readonly clusterAsked: { args: string[]; key: string; file: string }[] = [];
   readonly #ready: string;
   readonly #streams = new Set<{ end(): void }>();
 
@@ -191,6 +201,42 @@ export class MemoryFleet {
 
   node(name: string): MemoryNode {
     return this.nodes.get(name)!;
+  }
+
+  /**
+   * Every node answers `minkms stat --json` (and `backup`) as one MinKMS cluster
+   * of the fleet's nodes, each at `NAME:7373`, plus `extra` members: up while
+   * its unit is active and it is not in `dropped` (then no member at all); the
+   * leader is `leader` while up, else the first node up. `key` is the only API
+   * key it accepts.
+   */
+  serveCluster(opts: { key: string; leader: string; extra?: Record<string, boolean>; dropped?: Set<string>; backupFails?: boolean }): void {
+    const status = () => {
+      const up: Record<string, unknown> = {};
+      const down: Record<string, string> = {};
+      const live = [...this.nodes.values()].filter((n) => !opts.dropped?.has(n.name));
+      const isUp = (n: MemoryNode) => n.unit.activeState === 'active';
+      const leader = live.find((n) => n.name === opts.leader && isUp(n)) ?? live.find(isUp);
+      live.forEach((n, i) => {
+        if (isUp(n)) up[String(i)] = { address: `${n.name}:7373`, state: n === leader ? 'Leader' : 'Follower' };
+        else down[String(i)] = `${n.name}:7373`;
+      });
+      Object.entries(opts.extra ?? {}).forEach(([address, isUpExtra], j) => {
+        if (isUpExtra) up[String(live.length + j)] = { address, state: 'Follower' };
+        else down[String(live.length + j)] = address;
+      });
+      return JSON.stringify({ nodes_up: up, nodes_down: down });
+    };
+    for (const node of this.nodes.values()) {
+      node.clusterCli = (args, key, file) => {
+        if (key !== opts.key) return ['@out Error: not authorized: invalid API key', '@cluster 1'];
+        if (args[0] === 'stat') return [`@out ${status()}`, '@cluster 0'];
+        if (opts.backupFails) return ['@out Error: backup failed: disk full', '@cluster 1'];
+        const content = `backup of ${node.name}`;
+        node.write(file, content, 0o600);
+        return [`@sha ${sha256(Buffer.from(content))} ${content.length}`, `@out ${file}`, '@cluster 0'];
+      };
+    }
   }
 
   connect = async (target: NodeTarget): Promise<Transport> => {
@@ -356,6 +402,19 @@ async function run(node: MemoryNode, command: string, stdin: Stdin, out: Out, st
       return probe(node, stdin, out);
     case 'rollout-restart':
       return restart(node, stdin, out, state);
+    case 'rollout-cluster': {
+      const key = (await stdin.line()) ?? '';
+      const file = args[0] === 'backup' ? ((await stdin.line()) ?? '') : '';
+      node.clusterAsked.push({ args, key, file });
+      for (const l of node.clusterCli ? node.clusterCli(args, key, file) : [`@out ${args[4]}: not found or not executable on this node`, '@cluster 127']) out.line(l);
+      return 0;
+    }
+    case 'rollout-ready': {
+      node.apiAsked.push(args.join(' '));
+      if (args[0] === 'version') out.line(node.apiVersion === null ? '@api 7 000 Failed to connect' : `@api 0 200 {"version":"${node.apiVersion}"}`);
+      else out.line(apiLine(node));
+      return 0;
+    }
     case 'rollout-follow':
       follow(node, Number(args[1]!.slice(1)), out);
       return 0;
@@ -473,6 +532,9 @@ async function probe(node: MemoryNode, stdin: Stdin, out: Out): Promise<number> 
       const code = await stage(node, stdin, { line: (t) => lines.push(t), raw: () => undefined });
       for (const l of lines) out.line(l);
       out.line(`@stage-end ${code}`);
+    } else if (q.startsWith('ready ')) {
+      node.apiAsked.push(`probe ${q.slice(6)}`);
+      out.line(apiLine(node));
     } else if (q === 'release') {
       await release(node, stdin, out);
       out.line('@released');
@@ -483,6 +545,13 @@ async function probe(node: MemoryNode, stdin: Stdin, out: Out): Promise<number> 
     }
   }
   return 0;
+}
+
+// The answer of /v1/health/ready as src/agent/ready.sh prints it (a stopped unit answers nothing).
+function apiLine(node: MemoryNode): string {
+  if (node.unit.activeState !== 'active') return '@api 7 000 curl: (7) Failed to connect';
+  const status = node.apiReady(node.files);
+  return status === 200 ? '@api 0 200 ' : `@api 0 ${status} {"message":"not ready"}`;
 }
 
 async function restart(node: MemoryNode, stdin: Stdin, out: Out, state: { open: boolean }): Promise<number> {

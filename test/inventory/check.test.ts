@@ -57,7 +57,7 @@ describe('rollout init', () => {
     const file = inventory(starterInventory(['kms-1.example.net', '10.0.0.2:2222', '[fe80::1]:22']));
     const inv = await loadInventory(file);
     expect(inv.nodes.map((n) => [n.name, n.host, n.port])).toEqual([['kms-1', 'kms-1.example.net', 22], ['10', '10.0.0.2', 2222], ['fe80::1', 'fe80::1', 22]]);
-    expect(inv.vars.vault.approle?.secret).toEqual({ env: 'MINKMS_VAULT_SECRET_ID' });
+    expect(inv.vars.vault?.approle?.secret).toEqual({ env: 'MINKMS_VAULT_SECRET_ID' });
   });
 
   it('check names every placeholder init left, with its line', async () => {

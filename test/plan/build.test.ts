@@ -53,7 +53,7 @@ describe('computePhases with the shipped playbook', () => {
   it('a config with an unexpected hsm block is refused', async () => {
     const config = `${CONFIG}hsm:\n  kes: {endpoint: x}\n`;
     await expect(computePhases(reader({ '/etc/default/minkms': ENV, '/etc/minkms/config.yaml': config }), node, await shippedPlaybook(), vars())).rejects.toThrow(
-      /\/etc\/minkms\/config\.yaml: the file already has a `hsm` block/,
+      /\/etc\/minkms\/config\.yaml: `hsm` already holds `hsm.kes`, and the playbook allows only `hsm.vault` there/,
     );
   });
 });

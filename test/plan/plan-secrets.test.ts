@@ -3,7 +3,7 @@ import { Output } from '../../src/cli/output.js';
 import { showPlan } from '../../src/cli/show-plan.js';
 import { computePhases } from '../../src/plan/build.js';
 import { toPlanFile } from '../../src/plan/plan-file.js';
-import { envSecretValues, planSecrets, yamlSecretValues } from '../../src/plan/plan-secrets.js';
+import { envSecretValues, planSecrets, yamlSecretValues, credentialFingerprints } from '../../src/plan/plan-secrets.js';
 import { renderPlan } from '../../src/plan/render.js';
 import type { Plan } from '../../src/plan/types.js';
 import { buildReport, renderReportMarkdown } from '../../src/report/audit-report.js';
@@ -95,5 +95,15 @@ describe('a plan of files holding multi-line secrets and escape sequences', () =
   it('redacts a line of a planned file\'s secret shown alone, away from its key (a journal line)', async () => {
     const { redact } = await planned();
     expect(redact(`unseal failed for ${KEY_TAIL} (token ${TOKEN_B})`)).toBe('unseal failed for <redacted> (token <redacted>)');
+  });
+});
+
+describe('credentialFingerprints', () => {
+  const fp = (v: string) => `fp(${v})`;
+  it('each secret under the path as SUBPATH:FP; none outside it, none when absent or unparsable', () => {
+    const text = 'version: v1\nhsm:\n  vault:\n    server: https://v\n    approle: { id: r, secret: "s-1" }\n    kubernetes:\n      jwt: j-2\nother:\n  secret: not-this\n';
+    expect(credentialFingerprints(text, ['hsm', 'vault'], ['secret', 'jwt'], fp)).toEqual(['approle.secret:fp(s-1)', 'kubernetes.jwt:fp(j-2)']);
+    expect(credentialFingerprints('version: v1\n', ['hsm', 'vault'], ['secret'], fp)).toEqual([]);
+    expect(credentialFingerprints('a: [\n', ['hsm', 'vault'], ['secret'], fp)).toEqual([]);
   });
 });

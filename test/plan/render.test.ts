@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { computePhases } from '../../src/plan/build.js';
-import { renderPlan } from '../../src/plan/render.js';
+import { renderOrder, renderPlan } from '../../src/plan/render.js';
 import type { Plan } from '../../src/plan/types.js';
 import { createRedactor } from '../../src/util/redact.js';
 import { CONFIG, ENV, HSM_KEY, SECRET, node, reader, shippedPlaybook, vars } from '../helpers/plan-inputs.js';
@@ -66,5 +66,12 @@ describe('renderPlan', () => {
         1 node(s) could not be planned: kms-2; apply refuses until every node can be
       "
     `);
+  });
+
+  it('with the cluster\'s API key, says that apply moves the leader last', async () => {
+    const { plan: p } = await plan();
+    expect(renderOrder(p).join('\n')).not.toContain('leader');
+    const keyed = { ...p, nodes: p.nodes.map((n) => ({ ...n, node: { ...n.node, cluster: { insecure: false, cli: '/usr/local/bin/minkms', backup: false, backupDir: '/var/backups/minkms', apiKey: { env: 'K' } } } })) } as Plan;
+    expect(renderOrder(keyed)).toContain("  (inventory order; apply moves the cluster's leader at that time to the end of each phase: vars.cluster.apiKey, unless --order inventory)");
   });
 });

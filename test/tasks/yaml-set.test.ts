@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { detectIndent, setYamlPath } from '../../src/tasks/yaml-set.js';
+import { detectIndent, setYamlPath, type YamlSetOptions } from '../../src/tasks/yaml-set.js';
 import { loadFixtures } from '../helpers/fixtures.js';
 
-type Case = { path: string; value: unknown; before: string; after?: string; unchanged?: boolean; conflict?: string; error?: string };
+type Case = { path: string; value: unknown; before: string; after?: string; unchanged?: boolean; conflict?: string; error?: string; update?: boolean; opts?: YamlSetOptions };
 
 describe('setYamlPath', () => {
   it.each(loadFixtures<Case>('yaml-set'))('$name', (c) => {
-    const run = () => setYamlPath(c.before, c.path.split('.'), c.value);
+    const run = () => setYamlPath(c.before, c.path.split('.'), c.value, c.opts);
     if (c.error) {
       expect(run).toThrow(c.error);
       return;
@@ -14,8 +14,10 @@ describe('setYamlPath', () => {
     const result = run();
     if (c.after !== undefined) {
       expect(result).toEqual({ status: 'changed', after: c.after });
-      // The change only appends: the old text is a byte-exact prefix (bar a final newline).
-      expect(c.after.startsWith(c.before.endsWith('\n') ? c.before : c.before.replace(/$/, ''))).toBe(true);
+      // A new block only appends: the old text is a byte-exact prefix (bar a final newline).
+      if (!c.update) expect(c.after.startsWith(c.before.endsWith('\n') ? c.before : c.before.replace(/$/, ''))).toBe(true);
+      // Setting it again changes nothing.
+      expect(setYamlPath(c.after, c.path.split('.'), c.value, c.opts).status).toBe('unchanged');
     } else if (c.unchanged) {
       expect(result.status).toBe('unchanged');
     } else {

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createRedactor, escapeControls } from '../../src/util/redact.js';
+import { fingerprinter, fingerprintKeyFile, loadFingerprintKey } from '../../src/util/fingerprint.js';
 
 const redact = createRedactor({
   secrets: ['s3cr3t-value'],
@@ -67,5 +72,49 @@ describe('escapeControls', () => {
     expect(out).toContain('\\x1b');
     expect(escapeControls(out)).toBe(out);
     expect(escapeControls('a\r\nb\rc')).toBe('a\r\nb\\rc');
+  });
+});
+
+describe('fingerprinted redaction', () => {
+  const key = Buffer.alloc(32, 7);
+  const rules = { secrets: ['new-secret-id-1', 'old-secret-id-0'], yamlKeys: ['secret'], envKeys: [], logPatterns: [] };
+  const r = createRedactor({ ...rules, fingerprint: fingerprinter(key) });
+  const fp = fingerprinter(key);
+
+  it('each secret becomes <redacted:FP>: the old and new one differ, the same one is the same everywhere', () => {
+    const diff = '-      secret: old-secret-id-0\n+      secret: "new-secret-id-1"\n kms-2: secret: new-secret-id-1';
+    const out = r(diff);
+    expect(out).toBe(`-      secret: <redacted:${fp('old-secret-id-0')}>\n+      secret: "<redacted:${fp('new-secret-id-1')}>"\n kms-2: secret: <redacted:${fp('new-secret-id-1')}>`);
+    expect(fp('old-secret-id-0')).not.toBe(fp('new-secret-id-1'));
+    expect(r(out)).toBe(out);
+  });
+
+  it('a secret only the yaml key reveals (no literal known) gets the fingerprint of its value, quotes or not', () => {
+    const bare = createRedactor({ ...rules, secrets: [], fingerprint: fp });
+    expect(bare('secret: abc123456')).toBe(`secret: <redacted:${fp('abc123456')}>`);
+    expect(bare("secret: 'abc123456'")).toBe(`secret: <redacted:${fp('abc123456')}>`);
+  });
+
+  it('is keyed: another key gives other fingerprints, and no unkeyed hash of the secret appears', () => {
+    const other = createRedactor({ ...rules, fingerprint: fingerprinter(Buffer.alloc(32, 8)) });
+    expect(other('secret: new-secret-id-1')).not.toBe(r('secret: new-secret-id-1'));
+    const plain = createHash('sha256').update('new-secret-id-1').digest('hex');
+    expect(plain.slice(0, 6)).not.toBe(fp('new-secret-id-1'));
+    expect(r('secret: new-secret-id-1')).not.toContain(plain.slice(0, 6));
+  });
+});
+
+describe('the fingerprint key', () => {
+  it('is made once, 0600 in a 0700 directory, and read back the same; the path follows ROLLOUT_FINGERPRINT_KEY_FILE', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rollout-fp-'));
+    const file = fingerprintKeyFile({ ROLLOUT_FINGERPRINT_KEY_FILE: path.join(dir, 'cfg', 'fp.key') });
+    expect(file).toBe(path.join(dir, 'cfg', 'fp.key'));
+    const [a, b] = await Promise.all([loadFingerprintKey(file), loadFingerprintKey(file)]);
+    expect(a.length).toBe(32);
+    expect(b).toEqual(a);
+    expect(await loadFingerprintKey(file)).toEqual(a);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+    expect(fingerprintKeyFile({ XDG_CONFIG_HOME: '/x' })).toBe('/x/rollout/fingerprint.key');
   });
 });

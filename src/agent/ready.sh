@@ -1,0 +1,44 @@
+# shellcheck shell=sh
+# The node's own KMS API, asked from the node (curl to its own listener), one
+# `@api RC CODE TEXT` line an answer (read by parseApiAnswer): curl's exit code,
+# the HTTP status (000: none), and the body or curl's error, on one line.
+# `@api no-curl` when the node has no curl.
+
+# One GET of path $1 from https://$ah; sets $rc, $code and $text. $ah: host:port,
+# $aca: a CA file or directory ('' : the system trust store), $ak: 1 = no TLS check,
+# $amax: curl's time bound in seconds.
+api_get() {
+  set -- "$1"
+  if [ "$ak" = 1 ]; then set -- "$1" --insecure
+  elif [ -d "$aca" ]; then set -- "$1" --capath "$aca"
+  elif [ -n "$aca" ]; then set -- "$1" --cacert "$aca"
+  fi
+  p=$1; shift
+  # The status between markers, found from the end (a body may hold anything); curl's complaint may come before or after it.
+  out=$(curl -sS --max-time "$amax" -w '\n@@%{http_code}@@\n' "$@" "https://$ah$p" 2>&1) && rc=0 || rc=$?
+  case $out in
+    *@@[0-9][0-9][0-9]@@*) l=${out%@@[0-9][0-9][0-9]@@*}; code=${out#"$l@@"}; code=${code%%@@*}; out=$l${out##*@@[0-9][0-9][0-9]@@};;
+    *) code=000;;
+  esac
+  # The body (or curl's complaint) on one line: newlines, tabs and CRs as spaces, trailing ones dropped.
+  text=$(printf '%s' "$out" | tr '\n\t\r' '   ' | cut -c1-200)
+  text=${text%"${text##*[! ]}"}
+}
+
+# Arguments: ready|version, host:port, CA path (''), insecure (1/0), seconds to
+# keep asking (ready only; 0: once). Polls every 0.25 s until 200 or the time is up.
+api_ask() {
+  ah=$2; aca=$3; ak=$4; secs=${5:-0}
+  command -v curl >/dev/null 2>&1 || { echo "@api no-curl"; return 0; }
+  if [ "$1" = version ]; then amax=5; api_get /version; echo "@api $rc $code $text"; return 0; fi
+  end=$(( $(date +%s) + secs ))
+  while :; do
+    left=$(( end - $(date +%s) ))
+    # One request (secs 0) gets 5 s; polling never outlasts its time by more than 1 s.
+    amax=$(( secs == 0 || left > 5 ? 5 : left < 1 ? 1 : left ))
+    api_get /v1/health/ready
+    if [ "$code" = 200 ] || [ "$(date +%s)" -ge "$end" ]; then break; fi
+    sleep 0.25
+  done
+  echo "@api $rc $code $text"
+}
