@@ -24,7 +24,7 @@
 #   BENCH_PROFILE_DIR=DIR     after the timed runs of each size, one more (untimed) rollout plan, and
 #                             apply where measured, with --cpu-prof and bench/profile/trace-ssh.cjs,
 #                             into DIR/n<N>/ (see bench/README.md, "Profiling rollout")
-#   BENCH_LAB_DIR, BENCH_LAB_CACHE, BENCH_BASE_PORT, BENCH_VAULT_PORT, BENCH_VAULT_ADMIN_PORT
+#   BENCH_LAB_DIR, BENCH_LAB_CACHE, BENCH_BASE_PORT, BENCH_VAULT_PORT, BENCH_VAULT_ADMIN_PORT, BENCH_KMS_BASE_PORT
 #                             the bench's own lab instance (default /var/lib/rollout-lab-bench,
 #                             /var/cache/rollout-lab-bench, 2400, 8400, 8401); never the default lab.
 set -euo pipefail
@@ -46,6 +46,8 @@ BENCH_CACHE=${BENCH_LAB_CACHE:-/var/cache/rollout-lab-bench}
 BASE_PORT=${BENCH_BASE_PORT:-2400}
 VAULT_PORT=${BENCH_VAULT_PORT:-8400}
 VAULT_ADMIN_PORT=${BENCH_VAULT_ADMIN_PORT:-8401}
+# Node i's minkms serves HTTPS on KMS_BASE_PORT+i: clear of the default lab's 7301.. for 100 nodes.
+KMS_BASE_PORT=${BENCH_KMS_BASE_PORT:-9000}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -74,7 +76,7 @@ for p in "$VAULT_PORT" "$VAULT_ADMIN_PORT"; do
 done
 
 export ROLLOUT_LAB_DIR=$BENCH_STATE ROLLOUT_LAB_CACHE=$BENCH_CACHE ROLLOUT_LAB_BASE_PORT=$BASE_PORT \
-  ROLLOUT_LAB_VAULT_PORT=$VAULT_PORT ROLLOUT_LAB_VAULT_ADMIN_PORT=$VAULT_ADMIN_PORT
+  ROLLOUT_LAB_VAULT_PORT=$VAULT_PORT ROLLOUT_LAB_VAULT_ADMIN_PORT=$VAULT_ADMIN_PORT ROLLOUT_LAB_KMS_BASE_PORT=$KMS_BASE_PORT
 # lab.sh waits for all nodes at once; on 2 cores 100 nodes need more than its default 60 s.
 export ROLLOUT_LAB_BOOT_TIMEOUT=${ROLLOUT_LAB_BOOT_TIMEOUT:-$((60 + 3 * max_n))}
 PROFILE_DIR=${BENCH_PROFILE_DIR:-}
