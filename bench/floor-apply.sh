@@ -5,12 +5,12 @@
 # polls every 50 ms (lower latency than `journalctl -f`, which journald's
 # batched change notifications delay by up to ~250 ms).
 #
-#   floor-apply.sh STATE_DIR BASE_PORT N    (prints "kms-I READY" per node; exit 1 at the first failure)
+#   floor-apply.sh STATE_DIR BASE_PORT N [KNOWN_HOSTS]   (prints "kms-I READY" per node; exit 1 at the first failure)
 set -euo pipefail
-state=$1 base=$2 n=$3
+state=$1 base=$2 n=$3 known_hosts=${4:-$1/known_hosts}
 # shellcheck source=lib/ssh-opts.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/ssh-opts.sh"
-mapfile -t opts < <(bench_ssh_opts "$state")
+mapfile -t opts < <(bench_ssh_opts "$state" "$known_hosts")
 # shellcheck disable=SC2016
 remote='C=$(journalctl -n 0 --show-cursor -q | sed -n "s/^-- cursor: //p")
 [ -n "$C" ] || { echo "no journal cursor" >&2; exit 1; }

@@ -7,9 +7,12 @@
 # The AppRole secret is never written: rollout reads it from $MINKMS_VAULT_SECRET_ID
 # (secret: { env: ... }), Ansible through an env lookup.
 #
-#   gen-inventories.sh OUT_DIR N STATE_DIR BASE_PORT VAULT_PORT
+# BASE_PORT is where node i's sshd answers (BASE_PORT+i): the lab's, or the
+# latency relay's, whose KNOWN_HOSTS then names its ports (default: the lab's).
+#
+#   gen-inventories.sh OUT_DIR N STATE_DIR BASE_PORT VAULT_PORT [KNOWN_HOSTS]
 set -euo pipefail
-out=$1 n=$2 state=$3 base=$4 vault_port=$5
+out=$1 n=$2 state=$3 base=$4 vault_port=$5 known_hosts=${6:-$3/known_hosts}
 # shellcheck source=lib/ssh-opts.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/ssh-opts.sh"
 mkdir -p "$out"
@@ -26,7 +29,7 @@ version: v1
 ssh:
   user: root
   identityFile: $state/id_ed25519
-  knownHosts: $state/known_hosts
+  knownHosts: $known_hosts
 nodes:
 YAML
   for ((i = 1; i <= n; i++)); do
@@ -60,7 +63,7 @@ rollout_inventory false >"$out/rollout-apply.yaml"
   echo "ansible_user=root"
   echo "ansible_ssh_private_key_file=$state/id_ed25519"
   # The floor's options, verbatim, but -i KEY (ansible_ssh_private_key_file gives it).
-  echo "ansible_ssh_args=$(bench_ssh_opts "$state" | sed '3,4d' | paste -sd' ')"
+  echo "ansible_ssh_args=$(bench_ssh_opts "$state" "$known_hosts" | sed '3,4d' | paste -sd' ')"
   echo "ansible_ssh_pipelining=true"
   echo "ansible_python_interpreter=/usr/bin/python3"
   echo "vault_server=$server"

@@ -17,7 +17,8 @@ const [header, ...rows] = readFileSync(samplesFile, 'utf8').trim().split('\n');
 const cols = header.split('\t');
 const samples = rows.filter(Boolean).map((l) => {
   const o = Object.fromEntries(l.split('\t').map((v, i) => [cols[i], v]));
-  return { n: Number(o.n), op: o.op, tool: o.tool, run: Number(o.run), seconds: Number(o.seconds), rssKb: Number(o.rss_kb), vitest: o.vitest === '1' };
+  // Samples from before the latency mode have no rtt_ms column: loopback.
+  return { rttMs: Number(o.rtt_ms ?? 0), n: Number(o.n), op: o.op, tool: o.tool, run: Number(o.run), seconds: Number(o.seconds), rssKb: Number(o.rss_kb), vitest: o.vitest === '1' };
 });
 
 const median = (xs) => {
@@ -36,12 +37,14 @@ const isFloor = (tool) => tool.startsWith('openssh floor');
 const floorFor = (op, tool, has) => (op === 'apply' && tool.startsWith('rollout') && has('openssh floor (new config)') ? 'openssh floor (new config)' : 'openssh floor');
 const OPS = ['plan', 'apply'];
 const sizes = [...new Set(samples.map((s) => s.n))].sort((a, b) => a - b);
+const rtts = [...new Set(samples.map((s) => s.rttMs))].sort((a, b) => a - b);
 
-// One row per size, operation and tool.
+// One row per round-trip time, operation, size and tool; every ratio and
+// overhead is taken within the same RTT.
 const results = [];
-for (const op of OPS) {
+for (const rtt of rtts) for (const op of OPS) {
   for (const n of sizes) {
-    const here = samples.filter((s) => s.op === op && s.n === n);
+    const here = samples.filter((s) => s.rttMs === rtt && s.op === op && s.n === n);
     if (here.length === 0) continue;
     const stat = (tool) => {
       const xs = here.filter((s) => s.tool === tool).map((s) => s.seconds);
@@ -56,6 +59,7 @@ for (const op of OPS) {
       const floorTool = floorFor(op, tool, (t) => stat(t) !== null);
       const floor = stat(floorTool);
       results.push({
+        rtt_ms: rtt,
         n,
         op,
         tool,
@@ -66,6 +70,7 @@ for (const op of OPS) {
         max_s: round(Math.max(...secs)),
         spread_pct: round((100 * (Math.max(...secs) - Math.min(...secs))) / med, 1),
         ratio_to_rollout: ro ? round(med / ro, 2) : null,
+        ratio_to_floor: floor && !isFloor(tool) ? round(med / floor, 2) : null,
         overhead_per_node_ms: floor !== null && !isFloor(tool) ? round((1000 * (med - floor)) / n, 1) : null,
         overhead_over: isFloor(tool) ? null : floorTool,
         peak_rss_mb: round(Math.max(...mine.map((s) => s.rssKb)) / 1024, 1),
@@ -75,9 +80,10 @@ for (const op of OPS) {
   }
 }
 
-const row = (op, n, tool) => results.find((r) => r.op === op && r.n === n && r.tool === tool);
+const row = (op, n, tool, rtt = 0) => results.find((r) => r.rtt_ms === rtt && r.op === op && r.n === n && r.tool === tool);
 
-// The issue's targets, each decided from this run's numbers (or "not measured").
+// The issue's targets, each decided from this run's numbers (or "not measured"),
+// all on loopback (RTT 0), where they were set.
 const targets = [];
 const target = (name, goal, measured, pass, rows = []) => {
   const disturbed = rows.some((r) => r?.vitest_during_runs > 0);
@@ -116,10 +122,10 @@ for (const n of [50, 100]) {
 // Marginal cost per extra node of rollout's plan between consecutive sizes (a
 // superlinear tool shows it growing).
 const slopes = [];
-for (const tool of TOOL_ORDER) {
-  const pts = sizes.map((n) => row('plan', n, tool)).filter(Boolean);
+for (const rtt of rtts) for (const tool of TOOL_ORDER) {
+  const pts = sizes.map((n) => row('plan', n, tool, rtt)).filter(Boolean);
   for (let i = 1; i < pts.length; i++) {
-    slopes.push({ tool, from: pts[i - 1].n, to: pts[i].n, ms_per_extra_node: round((1000 * (pts[i].median_s - pts[i - 1].median_s)) / (pts[i].n - pts[i - 1].n), 1) });
+    slopes.push({ rtt_ms: rtt, tool, from: pts[i - 1].n, to: pts[i].n, ms_per_extra_node: round((1000 * (pts[i].median_s - pts[i - 1].median_s)) / (pts[i].n - pts[i - 1].n), 1) });
   }
 }
 
@@ -146,13 +152,14 @@ lines.push(
 );
 const boots = sizes.map((n) => (meta[`boot_s_${n}`] ? `N=${n} ${Number(meta[`boot_s_${n}`]).toFixed(1)} s` : null)).filter(Boolean);
 if (boots.length) lines.push(`Lab boot (lab.sh up N, not part of any timing): ${boots.join(', ')}.`);
+if (rtts.some((r) => r > 0)) lines.push(`Round-trip times: ${rtts.map((r) => `${r} ms`).join(', ')}; above 0 every tool reaches the nodes' sshd through bench/relay.mjs (RTT/2 each way, plus 1.5 RTT before each new connection's server side accepts, as a TCP handshake; rollout's own Vault requests are not delayed).`);
 lines.push(samples.some((s) => s.vitest) ? '**The test suite (vitest) ran during some samples, even after retries (column "disturbed"): those timings are not reliable.**' : 'The test suite (vitest, tsc) did not run during any kept sample (disturbed samples were taken again).');
 lines.push('');
-lines.push('| N | op | tool | runs | median s | spread (min–max s) | ratio to rollout | overhead/node vs floor (ms) | peak RSS (MB)¹ | disturbed |');
-lines.push('|---:|---|---|---:|---:|---|---:|---:|---:|---:|');
+lines.push('| RTT ms | N | op | tool | runs | median s | spread (min–max s) | ratio to rollout | ratio to floor | overhead/node vs floor (ms) | peak RSS (MB)¹ | disturbed |');
+lines.push('|---:|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|');
 for (const r of results) {
   lines.push(
-    `| ${r.n} | ${r.op} | ${r.tool} | ${r.runs} | ${fmt(r.median_s)} | ${fmt(r.min_s)}–${fmt(r.max_s)} (${fmt(r.spread_pct, 0)}%) | ${fmt(r.ratio_to_rollout)}x | ${isFloor(r.tool) ? '–' : fmt(r.overhead_per_node_ms, 0)} | ${fmt(r.peak_rss_mb, 1)} | ${r.vitest_during_runs || ''} |`,
+    `| ${r.rtt_ms} | ${r.n} | ${r.op} | ${r.tool} | ${r.runs} | ${fmt(r.median_s)} | ${fmt(r.min_s)}–${fmt(r.max_s)} (${fmt(r.spread_pct, 0)}%) | ${fmt(r.ratio_to_rollout)}x | ${r.ratio_to_floor === null ? '–' : `${fmt(r.ratio_to_floor)}x`} | ${isFloor(r.tool) ? '–' : fmt(r.overhead_per_node_ms, 0)} | ${fmt(r.peak_rss_mb, 1)} | ${r.vitest_during_runs || ''} |`,
   );
 }
 lines.push('');
@@ -163,14 +170,27 @@ lines.push('- apply: `rollout apply --yes --parallel N` (phase 1 only: one edit 
 lines.push('- Every tool connects fresh (OpenSSH and Ansible: `ControlMaster=no`, no ControlPersist; `KexAlgorithms=curve25519-sha256`, which the nodes and rollout\'s ssh2 use too).');
 lines.push('- overhead/node = (median − floor median) / N, over the floor of the same work on the nodes: for rollout\'s apply, which leaves every node on the new config, "openssh floor (new config)" (the same floor script run on nodes that already hold the new config, so each start also logs in to Vault and unseals, as after rollout\'s restart); for Ansible\'s apply.yml (a restart on the old config) and for plan, "openssh floor".');
 lines.push('');
-lines.push('## Targets (from the issue)', '');
+if (rtts.length > 1) {
+  // The same rows side by side, one column per RTT: median s (ratio to the floor of that RTT).
+  lines.push('## By round-trip time', '');
+  lines.push('Median seconds, and in brackets the ratio to the floor of the same RTT (rollout\'s apply: the new-config floor).', '');
+  lines.push(`| N | op | tool | ${rtts.map((r) => `RTT ${r} ms`).join(' | ')} |`);
+  lines.push(`|---:|---|---|${rtts.map(() => '---:').join('|')}|`);
+  for (const op of OPS) for (const n of sizes) for (const tool of TOOL_ORDER) {
+    const cells = rtts.map((rtt) => row(op, n, tool, rtt));
+    if (!cells.some(Boolean)) continue;
+    lines.push(`| ${n} | ${op} | ${tool} | ${cells.map((r) => (r ? `${fmt(r.median_s)}${r.ratio_to_floor === null ? '' : ` (${fmt(r.ratio_to_floor)}x)`}` : '–')).join(' | ')} |`);
+  }
+  lines.push('');
+}
+lines.push('## Targets (from the issue, at RTT 0)', '');
 lines.push('| target | goal | measured | status |', '|---|---|---|---|');
 for (const t of targets) lines.push(`| ${t.target} | ${t.goal} | ${t.measured ?? '–'} | ${t.status} |`);
 lines.push('');
 if (slopes.length) {
   lines.push('## plan: cost of each extra node', '');
-  lines.push('| tool | from N | to N | ms per extra node |', '|---|---:|---:|---:|');
-  for (const s of slopes) lines.push(`| ${s.tool} | ${s.from} | ${s.to} | ${fmt(s.ms_per_extra_node, 0)} |`);
+  lines.push('| RTT ms | tool | from N | to N | ms per extra node |', '|---:|---|---:|---:|---:|');
+  for (const s of slopes) lines.push(`| ${s.rtt_ms} | ${s.tool} | ${s.from} | ${s.to} | ${fmt(s.ms_per_extra_node, 0)} |`);
   lines.push('');
 }
 lines.push('## Reference (the issue\'s measurements on this kind of machine)', '');

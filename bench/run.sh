@@ -19,6 +19,11 @@
 #   BENCH_VITEST_WAIT=900     seconds to wait before a sample while the test suite (vitest, tsc) runs
 #   BENCH_RETRIES=2           a sample the test suite disturbed anyway is taken again (after waiting)
 #                             up to this many times; the last try is kept and marked
+#   BENCH_RTT=0               round-trip time (ms) to add between every tool and every node's sshd:
+#                             when > 0, bench/relay.mjs listens on 127.0.0.1:BENCH_RELAY_BASE_PORT+i
+#                             (default 3400+i) and forwards to node i with RTT/2 ms each way
+#   BENCH_RTTS="0 50"         several RTTs in one invocation (overrides BENCH_RTT); so does
+#                             `npm run bench -- --rtt 0 --rtt 50` (or --rtt "0 50")
 #   BENCH_OUT_DIR=bench       where results.json / results.md go
 #   BENCH_KEEP_TMP=1          keep the temp dir (inventories, logs of every run)
 #   BENCH_PROFILE_DIR=DIR     after the timed runs of each size, one more (untimed) rollout plan, and
@@ -28,6 +33,15 @@
 #                             the bench's own lab instance (default /var/lib/rollout-lab-bench,
 #                             /var/cache/rollout-lab-bench, 2400, 8400, 8401); never the default lab.
 set -euo pipefail
+
+rtt_args=""
+while (($# > 0)); do
+  case $1 in
+    --rtt) [[ $# -ge 2 ]] || { echo "bench: --rtt needs a value (ms)" >&2; exit 2; }; rtt_args+=" $2"; shift 2 ;;
+    --rtt=*) rtt_args+=" ${1#--rtt=}"; shift ;;
+    *) echo "bench: unknown argument '$1' (only --rtt MS; the rest is environment, see the header of bench/run.sh)" >&2; exit 2 ;;
+  esac
+done
 
 BENCH_DIR="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
 REPO="$(dirname "$BENCH_DIR")"
@@ -48,6 +62,9 @@ VAULT_PORT=${BENCH_VAULT_PORT:-8400}
 VAULT_ADMIN_PORT=${BENCH_VAULT_ADMIN_PORT:-8401}
 # Node i's minkms serves HTTPS on KMS_BASE_PORT+i: clear of the default lab's 7301.. for 100 nodes.
 KMS_BASE_PORT=${BENCH_KMS_BASE_PORT:-9000}
+# Round-trip times to bench at (ms); > 0 puts bench/relay.mjs between every tool and the nodes.
+RTTS=${rtt_args:-${BENCH_RTTS:-${BENCH_RTT:-0}}}
+RELAY_BASE_PORT=${BENCH_RELAY_BASE_PORT:-3400}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -60,6 +77,7 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 [[ $START_DELAY_MS =~ ^[0-9]+$ ]] || die "BENCH_START_DELAY_MS must be a whole number"
 for n in $SIZES $APPLY_SIZES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "fleet sizes must be whole numbers >= 1 (got '$n')"; done
 for n in $APPLY_SIZES; do [[ " $SIZES " == *" $n "* ]] || die "BENCH_APPLY_SIZES: $n is not in BENCH_SIZES ($SIZES)"; done
+for r in $RTTS; do [[ $r =~ ^[0-9]+$ ]] || die "round-trip times must be whole numbers of ms (got '$r')"; done
 # Never the default lab (the tests' and the demo's): its state dir, its ports.
 [[ $(realpath -m -- "$BENCH_STATE") != /var/lib/rollout-lab ]] || die "BENCH_LAB_DIR must not be the default lab's /var/lib/rollout-lab"
 [[ $(realpath -m -- "$BENCH_CACHE") != /var/cache/rollout-lab ]] || die "BENCH_LAB_CACHE must not be the default lab's cache (the bench adds python3 to its rootfs)"
@@ -71,6 +89,14 @@ for ((p = BASE_PORT + 1; p <= BASE_PORT + max_n; p++)); do
     [[ -f $BENCH_STATE/base-port ]] || die "127.0.0.1:$p is already in use (another lab?); set BENCH_BASE_PORT"
   fi
 done
+if [[ " $RTTS " =~ \ [1-9] ]]; then
+  if ! [[ $RELAY_BASE_PORT =~ ^[0-9]+$ ]] || ((RELAY_BASE_PORT + max_n > BASE_PORT && RELAY_BASE_PORT < BASE_PORT + max_n)); then
+    die "BENCH_RELAY_BASE_PORT must be a port number whose range clears the nodes' ($BASE_PORT+1..)"
+  fi
+  for ((p = RELAY_BASE_PORT + 1; p <= RELAY_BASE_PORT + max_n; p++)); do
+    ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || die "127.0.0.1:$p (the latency relay's) is already in use; set BENCH_RELAY_BASE_PORT"
+  done
+fi
 for p in "$VAULT_PORT" "$VAULT_ADMIN_PORT"; do
   [[ $p != 8200 && $p != 8201 ]] || die "the bench's Vault double must not use the default lab's ports 8200/8201"
 done
@@ -139,13 +165,20 @@ CLI="$ROLLOUT_DIR/dist/cli/main.js"
 [[ -f $CLI ]] || die "no $CLI"
 SAMPLES="$TMP/samples.tsv"
 META="$TMP/meta.tsv"
-printf 'n\top\ttool\trun\tseconds\trss_kb\tvitest\n' >"$SAMPLES"
+printf 'rtt_ms\tn\top\ttool\trun\tseconds\trss_kb\tvitest\n' >"$SAMPLES"
 : >"$META"
 LAB_UP=0
+RELAY_PID=
+# Where the tools reach node i's sshd (NODE_BASE+i) and the known_hosts that
+# names those ports: the lab's own, or the relay's (start_relay).
+NODE_BASE=$BASE_PORT
+KNOWN_HOSTS=$BENCH_STATE/known_hosts
+RTT=0
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  stop_relay
   if ((LAB_UP)); then
     log "taking the bench lab down"
     bash "$LAB" down >"$TMP/logs/lab-down.log" 2>&1 || { log "warning: lab.sh down failed:"; tail -n 5 "$TMP/logs/lab-down.log" >&2; }
@@ -162,6 +195,40 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+# ---------------------------------------------------------------- latency relay
+
+# start_relay RTT N: bench/relay.mjs in front of nodes 1..N (RTT/2 ms each
+# way), a known_hosts with the nodes' keys under the relay's ports too, and
+# every later tool pointed at it (NODE_BASE, KNOWN_HOSTS).
+start_relay() {
+  local rtt=$1 n=$2 line='' delay=$(($1 / 2))
+  ((rtt % 2 == 0)) || delay+=.5
+  awk -v base="$BASE_PORT" -v relay="$RELAY_BASE_PORT" -v n="$n" '
+    { print }
+    match($1, /^\[127\.0\.0\.1\]:[0-9]+$/) {
+      port = substr($1, 13, length($1) - 12) + 0
+      if (port > base && port <= base + n) { $1 = "[127.0.0.1]:" (port - base + relay); print }
+    }' "$BENCH_STATE/known_hosts" >"$TMP/known_hosts-relay"
+  [[ $(grep -c "^\[127.0.0.1\]:" "$TMP/known_hosts-relay") -ge $((2 * n)) ]] || die "could not write the relay's known_hosts"
+  # Its first line says it listens on every port (read, not slept on).
+  exec {relay_fd}< <(exec node "$BENCH_DIR/relay.mjs" --delay-ms "$delay" --base "$RELAY_BASE_PORT:$BASE_PORT" --count "$n" 2>>"$TMP/logs/relay.log")
+  RELAY_PID=$!
+  read -r -t 10 -u "$relay_fd" line || true
+  [[ $line == "relay: listening"* ]] || { cat "$TMP/logs/relay.log" >&2; die "the latency relay did not start"; }
+  NODE_BASE=$RELAY_BASE_PORT KNOWN_HOSTS=$TMP/known_hosts-relay
+  log "latency relay: 127.0.0.1:$((RELAY_BASE_PORT + 1)).. -> the nodes, RTT $rtt ms ($delay ms each way)"
+}
+
+stop_relay() {
+  if [[ -n $RELAY_PID ]]; then
+    kill -TERM "$RELAY_PID" 2>/dev/null || true
+    wait "$RELAY_PID" 2>/dev/null || true
+    RELAY_PID=
+    exec {relay_fd}<&-
+  fi
+  NODE_BASE=$BASE_PORT KNOWN_HOSTS=$BENCH_STATE/known_hosts
+}
 
 # ---------------------------------------------------------------- measuring
 
@@ -190,7 +257,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 measure() {
   local n=$1 op=$2 tool=$3 run=$4 validate=$5
   shift 6
-  local logf="$TMP/logs/$op-${tool// /_}-n$n-r$run.log" t0 t1 rc=0 rss busy=0 secs
+  local logf="$TMP/logs/$op-${tool// /_}-n$n-rtt$RTT-r$run.log" t0 t1 rc=0 rss busy=0 secs
   wait_quiet
   # Watch for the test suite during the sample, twice a second.
   rm -f "$TMP/busy"
@@ -210,12 +277,12 @@ measure() {
     tail -n 15 "$logf" >&2
     local failed="$TMP/logs/failed-$((++FAILURES))-$(basename "$logf")"
     cp "$logf" "$failed"
-    meta "failed_attempt_$FAILURES" "$op/$tool N=$n run $run: exit $rc ($(grep -m1 -iE 'error|fatal|failed' "$logf" | cut -c1-160))"
+    meta "failed_attempt_$FAILURES" "$op/$tool N=$n RTT=$RTT run $run: exit $rc ($(grep -m1 -iE 'error|fatal|failed' "$logf" | cut -c1-160))"
     return 1
   fi
-  LAST_SAMPLE=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$n" "$op" "$tool" "$run" "$secs" "$rss" "$busy")
+  LAST_SAMPLE=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$RTT" "$n" "$op" "$tool" "$run" "$secs" "$rss" "$busy")
   LAST_BUSY=$busy
-  printf 'bench:   N=%-4s %-5s %-22s run %-6s %7.2f s  peak RSS %6.1f MB%s\n' "$n" "$op" "$tool" "$run" "$secs" \
+  printf 'bench:   RTT=%-3s N=%-4s %-5s %-26s run %-6s %7.2f s  peak RSS %6.1f MB%s\n' "$RTT" "$n" "$op" "$tool" "$run" "$secs" \
     "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')" "$( ((busy)) && echo '  (the test suite was running)')" >&2
 }
 
@@ -272,10 +339,10 @@ run_tool() { # OP TOOL N RUN
     plan/rollout) measure "$n" plan "$tool" "$run" ok_plan_rollout -- "${ro[@]}" plan "$INV/rollout-plan.yaml" --parallel "$n" ;;
     "plan/rollout (parallel 16)") measure "$n" plan "$tool" "$run" ok_plan_rollout -- "${ro[@]}" plan "$INV/rollout-plan.yaml" ;;
     plan/ansible) measure "$n" plan "$tool" "$run" ok_plan_ansible -- "${an[@]}" --check --diff "$BENCH_DIR/ansible/plan.yml" ;;
-    "plan/openssh floor") measure "$n" plan "$tool" "$run" ok_plan_floor -- bash "$BENCH_DIR/floor-plan.sh" "$BENCH_STATE" "$BASE_PORT" "$n" ;;
+    "plan/openssh floor") measure "$n" plan "$tool" "$run" ok_plan_floor -- bash "$BENCH_DIR/floor-plan.sh" "$BENCH_STATE" "$NODE_BASE" "$n" "$KNOWN_HOSTS" ;;
     apply/rollout) measure "$n" apply "$tool" "$run" ok_apply_rollout -- "${ro[@]}" apply "$INV/rollout-apply.yaml" --yes --parallel "$n" ;;
     apply/ansible) measure "$n" apply "$tool" "$run" ok_apply_ansible -- "${an[@]}" "$BENCH_DIR/ansible/apply.yml" ;;
-    "apply/openssh floor" | "apply/openssh floor (new config)") measure "$n" apply "$tool" "$run" ok_apply_floor -- bash "$BENCH_DIR/floor-apply.sh" "$BENCH_STATE" "$BASE_PORT" "$n" ;;
+    "apply/openssh floor" | "apply/openssh floor (new config)") measure "$n" apply "$tool" "$run" ok_apply_floor -- bash "$BENCH_DIR/floor-apply.sh" "$BENCH_STATE" "$NODE_BASE" "$n" "$KNOWN_HOSTS" ;;
     *) die "no such tool: $op/$tool" ;;
   esac
 }
@@ -284,16 +351,24 @@ run_tool() { # OP TOOL N RUN
 # step (BENCH_PROFILE_DIR).
 profile_run() { # OP N
   local op=$1 n=$2 dir="$PROFILE_DIR/n$2" inv rc=0
+  ((RTT == 0)) || dir+="-rtt$RTT"
   mkdir -p "$dir"
   wait_quiet
-  [[ $op == plan ]] && inv="$INV/rollout-plan.yaml" || inv="$INV/rollout-apply.yaml"
+  local yes=
+  if [[ $op == plan ]]; then inv="$INV/rollout-plan.yaml"; else inv="$INV/rollout-apply.yaml" yes=--yes; fi
   env CI=true ROLLOUT_STATE_DIR="$TMP/state" TRACE_SSH_FILE="$dir/$op-trace.jsonl" \
     node --cpu-prof --cpu-prof-dir="$dir" --cpu-prof-name="$op.cpuprofile" -r "$BENCH_DIR/profile/trace-ssh.cjs" \
-    "$CLI" "$op" "$inv" --parallel "$n" $([[ $op == apply ]] && echo --yes) >"$dir/$op.log" 2>&1 || rc=$?
+    "$CLI" "$op" "$inv" --parallel "$n" ${yes:+"$yes"} >"$dir/$op.log" 2>&1 || rc=$?
   ((rc == 0)) || log "warning: the profiled $op at N=$n exited $rc (see $dir/$op.log)"
   node "$BENCH_DIR/profile/summarize-cpuprofile.mjs" "$dir/$op.cpuprofile" >"$dir/$op-cpu.txt" 2>&1 || true
   node "$BENCH_DIR/profile/summarize-trace.mjs" "$dir/$op-trace.jsonl" >"$dir/$op-trace.txt" 2>&1 || true
-  log "N=$n: profiled $op: $dir/$op-cpu.txt, $dir/$op-trace.txt"
+  if [[ $op == apply ]] && ((RTT > 0)); then
+    # The round trips on each node's turn; the RTT 0 trace (when measured first) gives the node-side time.
+    local base=()
+    [[ -f $PROFILE_DIR/n$n/apply-trace.jsonl ]] && base=(--base "$PROFILE_DIR/n$n/apply-trace.jsonl")
+    node "$BENCH_DIR/profile/round-trips.mjs" --rtt "$RTT" "${base[@]}" "$dir/apply-trace.jsonl" >"$dir/apply-round-trips.txt" 2>&1 || true
+  fi
+  log "N=$n RTT=$RTT: profiled $op: $dir/$op-cpu.txt, $dir/$op-trace.txt"
 }
 
 # Runs every tool RUNS times, the order rotated from one run to the next so
@@ -326,15 +401,17 @@ rotate_runs() { # OP N BEFORE_EACH TOOL...
 # ---------------------------------------------------------------- the bench
 
 log "bench lab: $BENCH_STATE, nodes on 127.0.0.1:$((BASE_PORT + 1)).., Vault double on $VAULT_PORT/$VAULT_ADMIN_PORT"
-log "sizes: $SIZES (apply at: $APPLY_SIZES), $RUNS run(s) each, start-delay-ms=$START_DELAY_MS; logs in $TMP"
+log "sizes: $SIZES (apply at: $APPLY_SIZES), $RUNS run(s) each, start-delay-ms=$START_DELAY_MS, RTT(s): $RTTS ms; logs in $TMP"
 ensure_bench_rootfs
 
-export MINKMS_VAULT_SECRET_ID="bench-$(openssl rand -hex 16)"
+MINKMS_VAULT_SECRET_ID="bench-$(openssl rand -hex 16)"
+export MINKMS_VAULT_SECRET_ID
 meta started "$(date -u +%FT%TZ)"
 meta sizes "$SIZES"
 meta apply_sizes "$APPLY_SIZES"
 meta runs "$RUNS"
 meta start_delay_ms "$START_DELAY_MS"
+meta rtts_ms "$RTTS"
 meta cpus "$(nproc)"
 meta cpu_model "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
 meta mem_mib "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
@@ -354,32 +431,37 @@ for n in $SIZES; do
   log "N=$n: up in $(elapsed "$t0" "$(now)") s"
   bash "$LAB" vault-up >"$TMP/logs/vault-up-$n.log" 2>&1 || { cat "$TMP/logs/vault-up-$n.log" >&2; die "lab.sh vault-up failed"; }
   set_start_delay "$n"
-  INV="$TMP/inventories/n$n"
-  bash "$BENCH_DIR/gen-inventories.sh" "$INV" "$n" "$BENCH_STATE" "$BASE_PORT" "$VAULT_PORT"
 
-  plan_tools=(rollout ansible "openssh floor")
-  ((n > 16)) && plan_tools=(rollout "rollout (parallel 16)" ansible "openssh floor")
+  for RTT in $RTTS; do
+    ((RTT == 0)) || start_relay "$RTT" "$n"
+    INV="$TMP/inventories/n$n-rtt$RTT"
+    bash "$BENCH_DIR/gen-inventories.sh" "$INV" "$n" "$BENCH_STATE" "$NODE_BASE" "$VAULT_PORT" "$KNOWN_HOSTS"
 
-  # Untimed warm-up: page cache, sshd's first logins on fresh nodes; Ansible's
-  # (slow) warm-up only once.
-  log "N=$n: plan warm-up (untimed)"
-  run_tool plan "openssh floor" "$n" warmup || run_tool plan "openssh floor" "$n" warmup || die "the floor failed twice at N=$n"
-  run_tool plan rollout "$n" warmup || run_tool plan rollout "$n" warmup || die "rollout plan failed twice at N=$n"
-  if ((!warmed_ansible)); then
-    run_tool plan ansible "$n" warmup || run_tool plan ansible "$n" warmup || die "ansible failed twice at N=$n"
-    warmed_ansible=1
-  fi
+    plan_tools=(rollout ansible "openssh floor")
+    ((n > 16)) && plan_tools=(rollout "rollout (parallel 16)" ansible "openssh floor")
 
-  log "N=$n: plan, $RUNS run(s) of ${#plan_tools[@]} tools"
-  rotate_runs plan "$n" "" "${plan_tools[@]}"
-  [[ -z $PROFILE_DIR ]] || profile_run plan "$n"
+    # Untimed warm-up: page cache, sshd's first logins on fresh nodes; Ansible's
+    # (slow) warm-up only once.
+    log "N=$n RTT=$RTT: plan warm-up (untimed)"
+    run_tool plan "openssh floor" "$n" warmup || run_tool plan "openssh floor" "$n" warmup || die "the floor failed twice at N=$n"
+    run_tool plan rollout "$n" warmup || run_tool plan rollout "$n" warmup || die "rollout plan failed twice at N=$n"
+    if ((!warmed_ansible)); then
+      run_tool plan ansible "$n" warmup || run_tool plan ansible "$n" warmup || die "ansible failed twice at N=$n"
+      warmed_ansible=1
+    fi
 
-  if [[ " $APPLY_SIZES " == *" $n "* ]]; then
-    log "N=$n: apply, $RUNS run(s) of 4 tools (lab.sh reset all before each, untimed)"
-    rotate_runs apply "$n" reset_fleet rollout ansible "openssh floor" "openssh floor (new config)"
-    reset_fleet "$n"
-    if [[ -n $PROFILE_DIR ]]; then profile_run apply "$n"; reset_fleet "$n"; fi
-  fi
+    log "N=$n RTT=$RTT: plan, $RUNS run(s) of ${#plan_tools[@]} tools"
+    rotate_runs plan "$n" "" "${plan_tools[@]}"
+    [[ -z $PROFILE_DIR ]] || profile_run plan "$n"
+
+    if [[ " $APPLY_SIZES " == *" $n "* ]]; then
+      log "N=$n RTT=$RTT: apply, $RUNS run(s) of 4 tools (lab.sh reset all before each, untimed)"
+      rotate_runs apply "$n" reset_fleet rollout ansible "openssh floor" "openssh floor (new config)"
+      reset_fleet "$n"
+      if [[ -n $PROFILE_DIR ]]; then profile_run apply "$n"; reset_fleet "$n"; fi
+    fi
+    stop_relay
+  done
 done
 meta finished "$(date -u +%FT%TZ)"
 meta vitest_seen "$VITEST_SEEN"

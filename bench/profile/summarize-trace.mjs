@@ -7,13 +7,13 @@
 //   node bench/profile/summarize-trace.mjs TRACE.jsonl
 import { readFileSync } from 'node:fs';
 
-const events = readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const events = readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.kind !== 'wire');
 const kinds = [
   [/^connect$/, 'ssh handshake'],
   [/^sh -c 'umask 077; \[ -d \/run\/rollout \]/, 'first read: lock + node checks + files'],
   [/^sh -c 'n=\$#; for p do/, 'read files (stat+cat)'],
   [/^sh -c 'u=\$1; pid=0; start=/, 'state probe (health checks, staging, release)'],
-  [/^exec timeout \d+ sh -c 'u=\$1; shift/, 'turn channel (checks, cursor, go, moves, restart, journal)'],
+  [/^exec timeout \d+ sh -c /, 'turn channel (checks, cursor, go, moves, restart, journal)'],
   [/rollout-follow/, 'journal follow again (after a lost link)'],
   [/^sh -c 'set -u n=\$1; shift/, 'staging (a command: no probe)'],
   [/^echo @checks-begin/, 'node checks (a command)'],
@@ -58,7 +58,7 @@ if (turns.length) {
   console.log(`  first go                    ${ms(at(turns[0], '> go') ?? NaN)}`);
 
   console.log('\neach turn (ms): go to @restarted (moves, restart) | to the batch with the ready line | ready line to the next go (health check, ping)');
-  const readyAt = (e) => e.marks?.filter((m) => m[1] === '@now-end').at(-1)?.[0];
+  const readyAt = (e) => e.marks?.filter((m) => m[1] === '@now-end' || m[1] === '@alive').at(-1)?.[0];
   for (let i = 0; i < turns.length; i++) {
     const e = turns[i];
     const go = at(e, '> go');

@@ -8,7 +8,10 @@
 // Each line: { kind: "connect"|"exec"|"https", node, start_ms, end_ms, cmd, marks }
 // (times in ms since the process started; cmd is the command's first 120
 // characters; marks, on exec: when each "@..." line rollout's scripts print
-// arrived, and when a control word (go, stop) was written, as [ms, text]).
+// arrived, and when a control word (go, ping, stop, ...) was written, as [ms, text]).
+// Also every chunk on each SSH connection's socket, as the wire sees it
+// (encrypted: only its time, direction and size), for
+// bench/profile/round-trips.mjs: { kind: "wire", node, t, dir: "out"|"in", bytes }.
 'use strict';
 const { writeSync, openSync } = require('node:fs');
 const { performance } = require('node:perf_hooks');
@@ -33,7 +36,23 @@ if (file) {
     const start = t();
     this.__traceNode = `${cfg.host}:${cfg.port}`;
     this.once('ready', () => emit({ kind: 'connect', node: this.__traceNode, start_ms: start, end_ms: t(), cmd: '' }));
-    return origConnect.call(this, cfg);
+    const ret = origConnect.call(this, cfg);
+    // ssh2 keeps its socket in _sock; wrapped, not listened to, so its flow is unchanged.
+    const sock = this._sock;
+    const node = this.__traceNode;
+    if (sock) {
+      const sockWrite = sock.write;
+      sock.write = function (chunk, ...rest) {
+        emit({ kind: 'wire', node, t: t(), dir: 'out', bytes: chunk?.length ?? 0 });
+        return sockWrite.call(this, chunk, ...rest);
+      };
+      const sockEmit = sock.emit;
+      sock.emit = function (event, ...args) {
+        if (event === 'data') emit({ kind: 'wire', node, t: t(), dir: 'in', bytes: args[0]?.length ?? 0 });
+        return sockEmit.call(this, event, ...args);
+      };
+    }
+    return ret;
   };
   const origExec = Client.prototype.exec;
   Client.prototype.exec = function (command, opts, cb) {
@@ -56,7 +75,7 @@ if (file) {
         const write = channel.write;
         channel.write = function (chunk, ...rest) {
           const text = String(chunk);
-          if (/^(go|stop|full|fast)\n$/.test(text)) marks.push([t(), `> ${text.trim()}`]);
+          if (/^[a-z-]+\n$/.test(text)) marks.push([t(), `> ${text.trim()}`]);
           else if (/^(stage|release)\n/.test(text)) marks.push([t(), `> ${text.slice(0, text.indexOf('\n'))}`]);
           return write.call(this, chunk, ...rest);
         };
