@@ -13,6 +13,7 @@ import { mapLimit } from '../util/map-limit.js';
 import type { Redactor } from '../util/redact.js';
 import { moveIntoPlace, restoreAll, stageChanges, stepFile } from './file-change.js';
 import { applyRestart, dismissRestartChannel, gateOnApiReady, openRestartChannel, type ApiReadyCheck, type MovesFirst } from './restart.js';
+import type { askApi } from '../rollout/service-probe.js';
 
 export { restoreAll, stepFile };
 export type { NodeWork };
@@ -35,6 +36,8 @@ export type ApplyContext = {
   onRestarted?: () => void;
   /** The node's own API must answer /v1/health/ready after the ready line (part of the gate after a change); absent: the journal alone decides. */
   api?: ApiReadyCheck;
+  /** How that API is asked (askApi's contract); default askApi, a command of its own. */
+  askApi?: typeof askApi;
 };
 
 /** What happened to one node in one phase. */
@@ -163,7 +166,7 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
     return writeFailed(err);
   }
   // The ready line is not enough: the API must answer too (a failure restores the node like any failed gate).
-  if (ctx.api) run = await gateOnApiReady(t, run, ctx.gate, ctx.api, ctx.progress);
+  if (ctx.api) run = await gateOnApiReady(t, run, ctx.gate, ctx.api, ctx.progress, ctx.askApi);
   outcome.gate = run;
   if (run.verdict.status === 'passed') {
     await record({ status: 'done', gatedInvocation: run.verdict.evidence[0]?.invocationId ?? '' });

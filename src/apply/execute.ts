@@ -71,6 +71,16 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
     const target = api.get(node)?.target;
     return target ? readReady(node, target) : null;
   };
+  // After a gate: the first question through the node's probe (one round trip; a
+  // started node usually answers 200 at once), and only when that is not yet 200,
+  // the polling command on the node.
+  const askReadyAfterGate: typeof askApi = async (t, what, target, seconds) => {
+    if (what === 'ready' && opts.readReady) {
+      const first = await opts.readReady(t.name, target);
+      if (first.ok) return first;
+    }
+    return askApi(t, what, target, seconds);
+  };
   // The next turn's restart channel, opened once this turn's restart returned, so that
   // its checks and cursor are done by the time the turn comes; a turn that never
   // comes sends it `stop` (nothing on that node changes).
@@ -141,7 +151,7 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
                   // nothing on the node changes before it passed.
                   const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
                     beforeRestart: () => checkOthersHealthy(name, { ...opts, ready }),
-                    ...(api.has(name) ? { api: api.get(name)! } : {}),
+                    ...(api.has(name) ? { api: api.get(name)!, askApi: askReadyAfterGate } : {}),
                     ...(channel ? { channel } : {}),
                     onRestarted: () => openAhead(phase.name, name),
                     runId: opts.runId,
@@ -214,9 +224,10 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
  * must be running the very invocation it ran when last seen healthy. A fast
  * read: the main process systemd named then must still be alive (same pid and
  * start time; for a simple service the invocation cannot change without it),
- * read on the node with no fork; where it is not, systemd is asked. Then, with
- * `ready`, each such node's own API must answer /v1/health/ready with 200 (one
- * request, asked on the node; null: the node has no API to ask).
+ * read on the node with no fork; where it is not, systemd is asked. With
+ * `ready`, each such node's own API must also answer /v1/health/ready with 200
+ * (one request, asked on the node, sent with the state question; null: the
+ * node has no API to ask).
  */
 export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'readState' | 'unit'> & { ready?: (node: string) => Promise<ApiAnswer> | null }): Promise<void> {
   const problems: string[] = [];
@@ -224,11 +235,14 @@ export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions
     [...opts.baseline].map(async ([name, seen]) => {
       if (name === next) return;
       try {
+        // Both questions go down the node's probe at once: one round trip, not two.
+        const ready = opts.ready?.(name) ?? null;
+        ready?.catch(() => undefined);
         const now = await opts.readState(name, 'fast');
         if (now.activeState !== 'active' || now.subState !== 'running') problems.push(`${name}: ${opts.unit} is ${now.activeState}/${now.subState}`);
         else if (now.invocationId !== seen.invocationId) problems.push(`${name}: ${opts.unit} restarted since it was last seen healthy (${now.nRestarts} restarts)`);
         else {
-          const answer = await opts.ready?.(name);
+          const answer = await ready;
           if (answer && !answer.ok) problems.push(`${name}: ${opts.unit} is active/running but its API is not ready (/v1/health/ready: ${answer.problem})`);
         }
       } catch (err) {

@@ -116,6 +116,13 @@ describe('apply on an in-memory fleet', () => {
       expect(n.files.has('/run/rollout/lock.json')).toBe(false);
       expect(stagedLeft(n)).toEqual([]);
     }
+    // Each gate's API question and each peer check went through the nodes' probes (a started
+    // node answers 200 at once): no command of its own, one round trip each.
+    for (const n of fleet.nodes.values()) {
+      expect(n.apiAsked.length).toBeGreaterThan(0);
+      expect(n.apiAsked.every((a) => a === 'probe 0 localhost:7373 ')).toBe(true);
+      expect(n.verbs).not.toContain('rollout-ready');
+    }
     // The verbs each node saw, in the session's order: lock, then read and checks.
     expect(fleet.node('kms-1').verbs.slice(0, 3).sort()).toEqual(['rollout-check', 'rollout-lock', 'rollout-read'].sort());
     expect(fleet.node('kms-1').verbs[0]).toBe('rollout-lock');
