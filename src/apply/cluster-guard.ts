@@ -4,7 +4,7 @@
 // with no member down before the next node goes down.
 import { RolloutFailedError } from '../errors.js';
 import type { Plan } from '../plan/types.js';
-import { apiTargets, consultCluster, leaderLast, leaderNode, membershipProblems, type ClusterAccess } from '../rollout/cluster.js';
+import { apiHosts, apiTargets, consultCluster, leaderLast, leaderNode, membershipProblems, type ClusterAccess } from '../rollout/cluster.js';
 import type { Transport } from '../transport/transport.js';
 
 /** What execute asks of the cluster: a phase's order, and after a node's gate what (if anything) is wrong. */
@@ -34,7 +34,7 @@ export type ClusterGuardOptions = {
 /** A guard asking the cluster through its CLI on the nodes (consultCluster). */
 export function clusterGuard(opts: ClusterGuardOptions): ClusterGuard {
   const targets = apiTargets(opts.plan);
-  const nodes = new Map([...targets].map(([name, { target }]) => [name, target.host]));
+  const nodes = apiHosts(opts.plan);
   const all = [...nodes.keys()];
   const pause = opts.pause ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   return {

@@ -7,6 +7,7 @@ import { InputError, UsageError } from '../errors.js';
 import type { JumpTarget, SshTarget } from '../transport/ssh.js';
 import { parse as parseYaml } from 'yaml';
 import { loadYamlFile } from '../util/validate-yaml.js';
+import { playbookVars } from '../playbook/load.js';
 import { parseLocated } from '../util/yaml-location.js';
 import { InventorySchema, type ClusterSettings, type InventoryFile, type SecretFilesPolicy, type SecretRef, type Vars } from './schema.js';
 
@@ -79,7 +80,7 @@ async function unusedVarProblems(raw: InventoryFile, file: string, playbookFile:
   if (own.length === 0) return [];
   let used: Set<string>;
   try {
-    used = varsUsedBy(parseYaml(await readFile(playbookFile, 'utf8')));
+    used = playbookVars(parseYaml(await readFile(playbookFile, 'utf8')));
   } catch {
     return [];
   }
@@ -90,20 +91,6 @@ async function unusedVarProblems(raw: InventoryFile, file: string, playbookFile:
   return unused.map((k) => `line ${lineOf(['vars', k])}: vars.${k}: unknown key; the playbook ${path.basename(playbookFile)} uses no var "${k}" (${uses})`);
 }
 
-// Pure. The var names a raw playbook refers to: phases[].when and every `{ var: NAME }` task value.
-function varsUsedBy(playbook: unknown): Set<string> {
-  const used = new Set<string>();
-  const phases = (playbook as { phases?: unknown } | null)?.phases;
-  for (const phase of Array.isArray(phases) ? phases : []) {
-    const p = phase as { when?: unknown; tasks?: unknown } | null;
-    if (typeof p?.when === 'string') used.add(p.when);
-    for (const task of Array.isArray(p?.tasks) ? p.tasks : []) {
-      const value = (task as { value?: unknown } | null)?.value;
-      if (value && typeof value === 'object' && typeof (value as { var?: unknown }).var === 'string') used.add((value as { var: string }).var);
-    }
-  }
-  return used;
-}
 
 /** What ~/.ssh/config says for a Host alias (OpenSSH's first-match-wins, parsed by ssh-config). */
 export type SshConfigLookup = (alias: string) => { HostName?: string; User?: string; Port?: string; IdentityFile?: string[]; ProxyJump?: string };

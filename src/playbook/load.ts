@@ -62,3 +62,18 @@ export function varsProblems(p: Playbook, values: Record<string, unknown>): stri
   });
   return problems;
 }
+
+/** Pure. The var names a playbook refers to, validated or not yet: phases[].when and every `{ var: NAME }` task value. */
+export function playbookVars(playbook: unknown): Set<string> {
+  const used = new Set<string>();
+  const phases = (playbook as { phases?: unknown } | null)?.phases;
+  for (const phase of Array.isArray(phases) ? phases : []) {
+    const p = phase as { when?: unknown; tasks?: unknown } | null;
+    if (typeof p?.when === 'string') used.add(p.when);
+    for (const task of Array.isArray(p?.tasks) ? p.tasks : []) {
+      const value = (task as { value?: unknown } | null)?.value;
+      if (value && typeof value === 'object' && typeof (value as { var?: unknown }).var === 'string') used.add((value as { var: string }).var);
+    }
+  }
+  return used;
+}

@@ -1,7 +1,7 @@
 // Preflight's view of the MinKMS cluster (with vars.cluster.apiKey): every
 // member up, members and inventory the same nodes, and who leads. Without the
 // key, one `skip` line says what was not checked.
-import { apiTargets, consultCluster, leaderNode, membershipProblems } from '../rollout/cluster.js';
+import { apiHosts, apiTargets, consultCluster, leaderNode, membershipProblems } from '../rollout/cluster.js';
 import type { Check } from './check.js';
 import type { PreflightInput } from './run-preflight.js';
 
@@ -13,11 +13,6 @@ export function restartOrder(asked: RestartOrder | undefined, hasKey: boolean): 
   return asked ?? (hasKey ? 'leader-last' : 'inventory');
 }
 
-/** Pure. Each planned node's API address (name -> HOST:PORT), in plan order. */
-export function clusterNodes(input: Pick<PreflightInput, 'plan'>): Map<string, string> {
-  return new Map([...apiTargets(input.plan)].map(([name, { target }]) => [name, target.host]));
-}
-
 /**
  * The cluster checks: none for a playbook whose nodes have no KMS API; one
  * `skip` without the key; else `minkms stat --json` on the first node that answers;
@@ -27,13 +22,13 @@ export function clusterNodes(input: Pick<PreflightInput, 'plan'>): Map<string, s
 export async function clusterChecks(input: PreflightInput, order: RestartOrder): Promise<Check[]> {
   const cluster = input.vars.cluster;
   // A playbook for another service has no KMS API on its nodes: nothing of a MinKMS cluster to check or skip.
-  if (!cluster && clusterNodes(input).size === 0) return order === 'leader-last' ? [{ scope: 'cluster', name: 'order', status: 'fail', detail: '--order leader-last needs vars.cluster.apiKey and a MinKMS playbook; use --order inventory' }] : [];
+  if (!cluster && apiHosts(input.plan).size === 0) return order === 'leader-last' ? [{ scope: 'cluster', name: 'order', status: 'fail', detail: '--order leader-last needs vars.cluster.apiKey and a MinKMS playbook; use --order inventory' }] : [];
   if (!cluster) {
     if (order === 'leader-last') return [{ scope: 'cluster', name: 'order', status: 'fail', detail: '--order leader-last needs vars.cluster.apiKey (the leader is learnt from `minkms stat`); set it, or use --order inventory' }];
     return [{ scope: 'cluster', name: 'membership', status: 'skip', detail: 'no vars.cluster.apiKey: membership, nodes-down and leader checks skipped; restarts follow the inventory order' }];
   }
   const cli = input.inventory.vars.cluster?.cli ?? '/usr/local/bin/minkms';
-  const nodes = clusterNodes(input);
+  const nodes = apiHosts(input.plan);
   const { node, answer } = await consultCluster([...nodes.keys()], input.transports, apiTargets(input.plan), { apiKey: cluster.apiKey, cli });
   if (!answer.ok) {
     const where = node ? ` on ${node}` : '';

@@ -181,6 +181,11 @@ export function apiTargets(plan: Plan): Map<string, { target: ApiTarget; timeout
   return targets;
 }
 
+/** Pure. Each planned node's API address (name -> HOST:PORT), in plan order: what the cluster's members are matched to. */
+export function apiHosts(plan: Plan): Map<string, string> {
+  return new Map([...apiTargets(plan)].map(([name, { target }]) => [name, target.host]));
+}
+
 /** The cluster as seen from the first of `from` (node names, in order) that answers; the key refused ends the search. */
 export async function consultCluster(
   from: readonly string[],

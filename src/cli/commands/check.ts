@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { checkOffline, checkPlaybookOffline, looksLikePlaybook, renderFindings, type CheckFinding } from '../../inventory/check.js';
 import { EXIT } from '../../exit-codes.js';
 import type { Playbook } from '../../playbook/schema.js';
+import { playbookVars } from '../../playbook/load.js';
 import type { Output } from '../output.js';
 
 /**
@@ -40,9 +41,6 @@ function report(findings: readonly CheckFinding[], io: Output): boolean {
 // Pure. `"name": phases a, b (when X); files: config, env; vars: v` for the success line.
 function playbookSummary(p: Playbook): string {
   const phases = p.phases.map((ph) => (ph.when ? `${ph.name} (when ${ph.when})` : ph.name));
-  const vars = new Set(p.phases.flatMap((ph) => [
-    ...(ph.when ? [ph.when] : []),
-    ...ph.tasks.flatMap((t) => ('value' in t && t.value && typeof t.value === 'object' && 'var' in t.value ? [(t.value as { var: string }).var] : [])),
-  ]));
+  const vars = playbookVars(p);
   return `"${p.name}": phases ${phases.join(', ')}; files: ${Object.keys(p.files).join(', ')}; unit ${p.service.unit}; vars it uses: ${vars.size > 0 ? [...vars].join(', ') : 'none'}`;
 }
