@@ -7,7 +7,9 @@
 //   node bench/relay.mjs --delay-ms 25 --base 3400:2400 --count 10    (3401->2401 .. 3410->2410)
 //
 // Prints "relay: listening ..." on stdout once every port listens; stops on
-// SIGTERM or SIGINT (every connection cut).
+// SIGTERM or SIGINT (every connection cut). SIGUSR1 cuts every open
+// connection with a TCP reset, as a network that drops a link mid-session,
+// prints "relay: cut N connection(s)" and keeps listening (the tests' fault).
 //
 // It delays the chunks Node reads, not packets: a user-space relay never sees
 // packets, and `tc netem` on loopback would slow every loopback user on the
@@ -43,6 +45,8 @@ if (!(delayMs >= 0) || maps.length === 0 || !maps.every(([a, b]) => port(a) && p
 }
 
 const sockets = new Set();
+// Each open connection's reset (both legs), for SIGUSR1.
+const links = new Set();
 const track = (s) => {
   sockets.add(s);
   s.once('close', () => sockets.delete(s));
@@ -94,11 +98,23 @@ const servers = maps.map(([listenPort, targetPort]) => {
     // A clean close is a FIN, which travels through the queue like data.
     client.once('error', cut);
     upstream.once('error', cut);
+    let dropped = false;
+    const reset = () => {
+      dropped = true;
+      up.stop();
+      down.stop();
+      client.resetAndDestroy();
+      if (connected) upstream.resetAndDestroy();
+      else upstream.destroy();
+    };
+    links.add(reset);
+    client.once('close', () => links.delete(reset));
     // A real TCP connect costs a round trip before the client may send, and
     // the server only accepts (and sends its banner) when the client's ACK
     // arrives: 1.5 RTT after the SYN. The local connect to the relay is
     // instant, so the relay opens the upstream connection 3 x delay later.
     setTimeout(() => {
+      if (dropped) return;
       upstream.connect(targetPort, '127.0.0.1', () => {
         upstream.setNoDelay(true);
         connected = true;
@@ -126,5 +142,10 @@ const stop = async () => {
   for (const server of await Promise.all(servers)) server.close();
   process.exit(0);
 };
+process.on('SIGUSR1', () => {
+  const open = [...links];
+  for (const reset of open) reset();
+  console.log(`relay: cut ${open.length} connection(s)`);
+});
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
