@@ -16,6 +16,10 @@
 #   BENCH_START_DELAY_MS=200  the lab sim's start-delay-ms knob on every node
 #   BENCH_REF=REF             bench this git commit (built into the temp dir) instead of a snapshot
 #                             of the current dist/ (e.g. BENCH_REF=HEAD)
+#   BENCH_VARIANTS="l=REF .." other commits built like BENCH_REF and run as extra tools "rollout [l]"
+#                             beside rollout (same inventories, flags, checks, rotation); labels [a-z0-9-]+
+#   BENCH_TOOLS="rollout floor ansible"  which groups to run (rollout always; "rollout" alone runs
+#                             rollout and its variants only, "rollout floor" skips Ansible)
 #   BENCH_VITEST_WAIT=900     seconds to wait before a sample while the test suite (vitest, tsc) runs
 #   BENCH_RETRIES=2           a sample the test suite disturbed anyway is taken again (after waiting)
 #                             up to this many times; the last try is kept and marked
@@ -65,6 +69,11 @@ KMS_BASE_PORT=${BENCH_KMS_BASE_PORT:-9000}
 # Round-trip times to bench at (ms); > 0 puts bench/relay.mjs between every tool and the nodes.
 RTTS=${rtt_args:-${BENCH_RTTS:-${BENCH_RTT:-0}}}
 RELAY_BASE_PORT=${BENCH_RELAY_BASE_PORT:-3400}
+# The tool groups to run (rollout, the peer of every ratio, always) and the
+# rollout variants to run beside it (label=REF); read, not split, so that a
+# REF is never taken for a glob.
+read -ra TOOL_GROUPS <<<"${BENCH_TOOLS:-rollout floor ansible}"
+read -ra VARIANT_SPECS <<<"${BENCH_VARIANTS:-}"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -100,6 +109,30 @@ fi
 for p in "$VAULT_PORT" "$VAULT_ADMIN_PORT"; do
   [[ $p != 8200 && $p != 8201 ]] || die "the bench's Vault double must not use the default lab's ports 8200/8201"
 done
+WITH_ROLLOUT=0 WITH_FLOOR=0 WITH_ANSIBLE=0
+for t in "${TOOL_GROUPS[@]}"; do
+  case $t in
+    rollout) WITH_ROLLOUT=1 ;;
+    floor) WITH_FLOOR=1 ;;
+    ansible) WITH_ANSIBLE=1 ;;
+    *) die "BENCH_TOOLS: unknown tool group '$t' (rollout, floor, ansible)" ;;
+  esac
+done
+((WITH_ROLLOUT)) || die "BENCH_TOOLS must include rollout (every ratio is taken against it), e.g. BENCH_TOOLS=\"rollout floor\""
+# Each variant: its label (the tool "rollout [label]"), the commit it is built from.
+declare -A VARIANT_REF=()
+VARIANT_LABELS=()
+for spec in "${VARIANT_SPECS[@]}"; do
+  [[ $spec == *=* ]] || die "BENCH_VARIANTS: '$spec' is not label=REF (e.g. BENCH_VARIANTS=\"no-ping=bench/no-ping\")"
+  label=${spec%%=*} ref=${spec#*=}
+  [[ $label =~ ^[a-z0-9-]+$ ]] || die "BENCH_VARIANTS: label '$label' (in '$spec') must be lower-case letters, digits and dashes ([a-z0-9-]+)"
+  [[ -z ${VARIANT_REF[$label]:-} ]] || die "BENCH_VARIANTS: label '$label' is given twice"
+  if [[ -z $ref ]] || ! git -C "$REPO" rev-parse --verify -q "${ref}^{commit}" >/dev/null; then
+    die "BENCH_VARIANTS: $label=$ref: '$ref' is not a commit"
+  fi
+  VARIANT_REF[$label]=$ref
+  VARIANT_LABELS+=("$label")
+done
 
 export ROLLOUT_LAB_DIR=$BENCH_STATE ROLLOUT_LAB_CACHE=$BENCH_CACHE ROLLOUT_LAB_BASE_PORT=$BASE_PORT \
   ROLLOUT_LAB_VAULT_PORT=$VAULT_PORT ROLLOUT_LAB_VAULT_ADMIN_PORT=$VAULT_ADMIN_PORT ROLLOUT_LAB_KMS_BASE_PORT=$KMS_BASE_PORT
@@ -115,7 +148,7 @@ for t in systemd-nspawn debootstrap ssh openssl node; do
   command -v "$t" >/dev/null 2>&1 || die "$t is missing (see lab/README.md: apt-get install -y systemd-container debootstrap openssh-client openssl; Node 20)"
 done
 pkgs=()
-command -v ansible-playbook >/dev/null 2>&1 || pkgs+=(ansible-core)
+if ((WITH_ANSIBLE)); then command -v ansible-playbook >/dev/null 2>&1 || pkgs+=(ansible-core); fi
 [[ -x /usr/bin/time ]] || pkgs+=(time)
 if ((${#pkgs[@]} > 0)); then
   log "installing ${pkgs[*]} (apt)"
@@ -139,6 +172,19 @@ source "$BENCH_DIR/lib/rootfs.sh"
 TMP=$(mktemp -d /tmp/rollout-bench.XXXXXX)
 mkdir -p "$TMP/logs" "$TMP/state" "$TMP/ansible-tmp"
 
+# build_ref REF DIR: the git commit REF built into DIR as package.json's
+# "build" does, against the repo's node_modules (nothing in the repo is written).
+build_ref() {
+  local ref=$1 dir=$2 logf="$TMP/logs/build-${2##*/}.log"
+  mkdir -p "$dir"
+  git -C "$REPO" archive "$ref" | tar -x -C "$dir"
+  ln -s "$REPO/node_modules" "$dir/node_modules"
+  node "$REPO/node_modules/typescript/bin/tsc" -p "$dir/tsconfig.build.json" >"$logf" 2>&1 ||
+    { cat "$logf" >&2; die "building $ref failed"; }
+  # The node-side agent scripts ship beside the compiled code (package.json "build").
+  if [[ -d $dir/src/agent ]]; then mkdir -p "$dir/dist/agent" && cp "$dir"/src/agent/*.sh "$dir/dist/agent/"; fi
+}
+
 # The rollout under test, frozen for the whole bench: npm test rebuilds dist/
 # (tsc) whenever someone runs the suite, which must not change the CLI between
 # two samples. Either a snapshot of dist/ as it is now, or BENCH_REF built from
@@ -147,12 +193,7 @@ ROLLOUT_DIR="$TMP/rollout"
 mkdir -p "$ROLLOUT_DIR"
 if [[ -n ${BENCH_REF:-} ]]; then
   git -C "$REPO" rev-parse --verify -q "${BENCH_REF}^{commit}" >/dev/null || die "BENCH_REF=$BENCH_REF is not a commit"
-  git -C "$REPO" archive "$BENCH_REF" | tar -x -C "$ROLLOUT_DIR"
-  ln -s "$REPO/node_modules" "$ROLLOUT_DIR/node_modules"
-  node "$REPO/node_modules/typescript/bin/tsc" -p "$ROLLOUT_DIR/tsconfig.build.json" >"$TMP/logs/build.log" 2>&1 ||
-    { cat "$TMP/logs/build.log" >&2; die "building $BENCH_REF failed"; }
-  # The node-side agent scripts ship beside the compiled code (package.json "build").
-  if [[ -d $ROLLOUT_DIR/src/agent ]]; then mkdir -p "$ROLLOUT_DIR/dist/agent" && cp "$ROLLOUT_DIR"/src/agent/*.sh "$ROLLOUT_DIR/dist/agent/"; fi
+  build_ref "$BENCH_REF" "$ROLLOUT_DIR"
   ROLLOUT_VERSION="commit $(git -C "$REPO" rev-parse --short "$BENCH_REF") (BENCH_REF=$BENCH_REF, built for the bench)"
 else
   [[ -f $CLI ]] || die "dist/ is missing: npm run build (or set BENCH_REF=HEAD)"
@@ -163,6 +204,14 @@ else
 fi
 CLI="$ROLLOUT_DIR/dist/cli/main.js"
 [[ -f $CLI ]] || die "no $CLI"
+# The variants (BENCH_VARIANTS), each built the same way into its own dir.
+declare -A VARIANT_CLI=()
+for label in "${VARIANT_LABELS[@]}"; do
+  log "building variant $label (${VARIANT_REF[$label]}) into $TMP/variant-$label"
+  build_ref "${VARIANT_REF[$label]}" "$TMP/variant-$label"
+  VARIANT_CLI[$label]="$TMP/variant-$label/dist/cli/main.js"
+  [[ -f ${VARIANT_CLI[$label]} ]] || die "variant $label: no ${VARIANT_CLI[$label]} after the build"
+done
 SAMPLES="$TMP/samples.tsv"
 META="$TMP/meta.tsv"
 printf 'rtt_ms\tn\top\ttool\trun\tseconds\trss_kb\tvitest\n' >"$SAMPLES"
@@ -331,11 +380,17 @@ reset_fleet() { # N [TOOL]
 
 # The tools, as run for a fleet of N (inventories in $INV).
 run_tool() { # OP TOOL N RUN
-  local op=$1 tool=$2 n=$3 run=$4
-  local ro=(env CI=true ROLLOUT_STATE_DIR="$TMP/state" node "$CLI")
+  local op=$1 tool=$2 n=$3 run=$4 cli=$CLI kind=$2
+  # A variant runs exactly as rollout does, only from its own build.
+  if [[ $tool =~ ^rollout\ \[([a-z0-9-]+)\]$ ]]; then
+    cli=${VARIANT_CLI[${BASH_REMATCH[1]}]:-}
+    [[ -n $cli ]] || die "no such variant: $tool"
+    kind=rollout
+  fi
+  local ro=(env CI=true ROLLOUT_STATE_DIR="$TMP/state" node "$cli")
   local an=(env ANSIBLE_CONFIG="$BENCH_DIR/ansible/ansible.cfg" ANSIBLE_LOCAL_TEMP="$TMP/ansible-tmp" ANSIBLE_FORCE_COLOR=0
     ansible-playbook -i "$INV/ansible-hosts.ini" -f "$n")
-  case $op/$tool in
+  case $op/$kind in
     plan/rollout) measure "$n" plan "$tool" "$run" ok_plan_rollout -- "${ro[@]}" plan "$INV/rollout-plan.yaml" --parallel "$n" ;;
     "plan/rollout (parallel 16)") measure "$n" plan "$tool" "$run" ok_plan_rollout -- "${ro[@]}" plan "$INV/rollout-plan.yaml" ;;
     plan/ansible) measure "$n" plan "$tool" "$run" ok_plan_ansible -- "${an[@]}" --check --diff "$BENCH_DIR/ansible/plan.yml" ;;
@@ -402,6 +457,11 @@ rotate_runs() { # OP N BEFORE_EACH TOOL...
 
 log "bench lab: $BENCH_STATE, nodes on 127.0.0.1:$((BASE_PORT + 1)).., Vault double on $VAULT_PORT/$VAULT_ADMIN_PORT"
 log "sizes: $SIZES (apply at: $APPLY_SIZES), $RUNS run(s) each, start-delay-ms=$START_DELAY_MS, RTT(s): $RTTS ms; logs in $TMP"
+log "tools: ${TOOL_GROUPS[*]}${VARIANT_LABELS[*]:+; variants: ${VARIANT_LABELS[*]}}"
+# Also without Ansible: the bench lab boots from this rootfs (its own cache);
+# skipping it would leave lab.sh to build a python-less one under the same
+# name, which a later run with Ansible would have to replace. Once built it
+# costs nothing.
 ensure_bench_rootfs
 
 MINKMS_VAULT_SECRET_ID="bench-$(openssl rand -hex 16)"
@@ -417,9 +477,29 @@ meta cpu_model "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
 meta mem_mib "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
 meta kernel "$(uname -r)"
 meta node "$(node --version)"
-meta ansible "$(ansible-playbook --version | head -n1)"
+if ((WITH_ANSIBLE)); then meta ansible "$(ansible-playbook --version | head -n1)"; fi
 meta openssh "$(ssh -V 2>&1)"
 meta rollout "$ROLLOUT_VERSION"
+meta tools "${TOOL_GROUPS[*]}"
+if ((${#VARIANT_LABELS[@]} > 0)); then
+  meta variants "${VARIANT_LABELS[*]}"
+  for label in "${VARIANT_LABELS[@]}"; do
+    meta "variant_$label" "$(git -C "$REPO" rev-parse --short "${VARIANT_REF[$label]}") $(git -C "$REPO" log -1 --format=%s "${VARIANT_REF[$label]}") (${VARIANT_REF[$label]})"
+  done
+fi
+# The tools beside rollout, in the order rotate_runs starts from.
+variant_tools=()
+for label in "${VARIANT_LABELS[@]}"; do variant_tools+=("rollout [$label]"); done
+other_plan_tools=()
+apply_tools=(rollout "${variant_tools[@]}")
+if ((WITH_ANSIBLE)); then
+  other_plan_tools+=(ansible)
+  apply_tools+=(ansible)
+fi
+if ((WITH_FLOOR)); then
+  other_plan_tools+=("openssh floor")
+  apply_tools+=("openssh floor" "openssh floor (new config)")
+fi
 
 warmed_ansible=0
 for n in $SIZES; do
@@ -437,15 +517,20 @@ for n in $SIZES; do
     INV="$TMP/inventories/n$n-rtt$RTT"
     bash "$BENCH_DIR/gen-inventories.sh" "$INV" "$n" "$BENCH_STATE" "$NODE_BASE" "$VAULT_PORT" "$KNOWN_HOSTS"
 
-    plan_tools=(rollout ansible "openssh floor")
-    ((n > 16)) && plan_tools=(rollout "rollout (parallel 16)" ansible "openssh floor")
+    plan_tools=(rollout "${variant_tools[@]}")
+    ((n > 16)) && plan_tools+=("rollout (parallel 16)")
+    plan_tools+=("${other_plan_tools[@]}")
 
-    # Untimed warm-up: page cache, sshd's first logins on fresh nodes; Ansible's
-    # (slow) warm-up only once.
+    # Untimed warm-up: page cache (each variant's own build too), sshd's first
+    # logins on fresh nodes; Ansible's (slow) warm-up only once.
     log "N=$n RTT=$RTT: plan warm-up (untimed)"
-    run_tool plan "openssh floor" "$n" warmup || run_tool plan "openssh floor" "$n" warmup || die "the floor failed twice at N=$n"
-    run_tool plan rollout "$n" warmup || run_tool plan rollout "$n" warmup || die "rollout plan failed twice at N=$n"
-    if ((!warmed_ansible)); then
+    if ((WITH_FLOOR)); then
+      run_tool plan "openssh floor" "$n" warmup || run_tool plan "openssh floor" "$n" warmup || die "the floor failed twice at N=$n"
+    fi
+    for tool in rollout "${variant_tools[@]}"; do
+      run_tool plan "$tool" "$n" warmup || run_tool plan "$tool" "$n" warmup || die "$tool plan failed twice at N=$n"
+    done
+    if ((WITH_ANSIBLE && !warmed_ansible)); then
       run_tool plan ansible "$n" warmup || run_tool plan ansible "$n" warmup || die "ansible failed twice at N=$n"
       warmed_ansible=1
     fi
@@ -455,8 +540,8 @@ for n in $SIZES; do
     [[ -z $PROFILE_DIR ]] || profile_run plan "$n"
 
     if [[ " $APPLY_SIZES " == *" $n "* ]]; then
-      log "N=$n RTT=$RTT: apply, $RUNS run(s) of 4 tools (lab.sh reset all before each, untimed)"
-      rotate_runs apply "$n" reset_fleet rollout ansible "openssh floor" "openssh floor (new config)"
+      log "N=$n RTT=$RTT: apply, $RUNS run(s) of ${#apply_tools[@]} tools (lab.sh reset all before each, untimed)"
+      rotate_runs apply "$n" reset_fleet "${apply_tools[@]}"
       reset_fleet "$n"
       if [[ -n $PROFILE_DIR ]]; then profile_run apply "$n"; reset_fleet "$n"; fi
     fi
