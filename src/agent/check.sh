@@ -9,8 +9,7 @@
 node_checks() (
   echo @checks-begin
   u=$1; vh=$2; vp=$3; vs=$4; ndirs=$5; shift 5
-  # The effective uid, from the shell's own status (no process).
-  while read -r k _ e _; do [ "$k" != Uid: ] || { echo "@uid $e"; break; }; done < /proc/self/status
+  echo "@uid $(id -u)"
   l=; [ ! -r "$LOCK_FILE" ] || IFS= read -r l < "$LOCK_FILE" || true; echo "@lock $l"
   nl='
 '

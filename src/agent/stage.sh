@@ -29,8 +29,7 @@ stage_files() {
   umask 077
   nl='
 '
-  # The effective uid and gid, from the shell's own status (no process).
-  while read -r k _ e _; do case $k in Uid:) euid=$e;; Gid:) egid=$e; break;; esac; done < /proc/self/status
+  euid=$(id -u) egid=$(id -g)
   # Backups hold secrets: their root must be root's own directory, never a link another user planted.
   r=$BACKUP_ROOT
   if [ -e "$r" ] || [ -L "$r" ]; then

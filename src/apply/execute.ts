@@ -44,8 +44,6 @@ export type RolloutOptions = {
   readState: StateReader;
   /** One request to a node's own /v1/health/ready (the state probes); absent: a plain command on its connection. */
   readReady?: (node: string, target: ApiTarget) => Promise<ApiAnswer>;
-  /** Hands the probes the state a node's gate read after its ready line (its next fast read then needs no systemctl). */
-  adoptState?: (node: string, state: ServiceState) => void;
   /** List only the nodes and phases `work` has items for (a canary, or the rest after it). */
   workOnly?: boolean;
   /** Machine-readable progress (--json): node-start, step, node-done, node-failed, node-skipped. */
@@ -167,10 +165,7 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
                   result.outcomes.push(outcome);
                   // The state that passed the gate is this node's healthy state from now on.
                   const gated = outcome.gate?.state;
-                  if (gated) {
-                    if (opts.baseline.has(name)) opts.baseline.set(name, gated);
-                    opts.adoptState?.(name, gated);
-                  }
+                  if (gated && opts.baseline.has(name)) opts.baseline.set(name, gated);
                   // Writes need every member: the next node goes down only once this one is back.
                   const lost = outcome.gate && opts.cluster ? await opts.cluster.afterGate(name) : null;
                   if (lost) {
@@ -221,11 +216,8 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
 
 /**
  * Never take a second node down: before restarting `next`, every other node
- * must be running the very invocation it ran when last seen healthy. A fast
- * read: the main process systemd named then must still be alive (same pid and
- * start time; for a simple service the invocation cannot change without it),
- * read on the node with no fork; where it is not, systemd is asked. With
- * `ready`, each such node's own API must also answer /v1/health/ready with 200
+ * must be running the very invocation it ran when last seen healthy (systemd
+ * asked on the node, through its probe). With `ready`, each such node's own API must also answer /v1/health/ready with 200
  * (one request, asked on the node, sent with the state question; null: the
  * node has no API to ask).
  */
@@ -238,7 +230,7 @@ export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions
         // Both questions go down the node's probe at once: one round trip, not two.
         const ready = opts.ready?.(name) ?? null;
         ready?.catch(() => undefined);
-        const now = await opts.readState(name, 'fast');
+        const now = await opts.readState(name);
         if (now.activeState !== 'active' || now.subState !== 'running') problems.push(`${name}: ${opts.unit} is ${now.activeState}/${now.subState}`);
         else if (now.invocationId !== seen.invocationId) problems.push(`${name}: ${opts.unit} restarted since it was last seen healthy (${now.nRestarts} restarts)`);
         else {

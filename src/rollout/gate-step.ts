@@ -119,17 +119,8 @@ export function gateStep(state: GateState, ev: RestartEvent): GateState {
         : `systemctl restart ${s.config.unit} failed (exit ${ev.code})`));
     case 'entry':
       return reading ? onEntry(s, ev.entry) : s;
-    case 'alive': {
-      if (!reading || s.verdict.status !== 'passed') return s;
-      // Only the passing line's own process counts, and only when the line names its invocation.
-      const ready = s.verdict.evidence[0];
-      if (ev.pid > 0 && ev.pid === ready?.pid && ready.invocationId) {
-        return decide(s, { activeState: 'active', subState: 'running', nRestarts: s.before?.nRestarts ?? 0, invocationId: ready.invocationId, mainPid: ev.pid }, ev.pid);
-      }
-      return { ...s, next: 'read-state' };
-    }
     case 'now':
-      return reading && s.verdict.status === 'passed' ? decide(s, ev.state, null) : s;
+      return reading && s.verdict.status === 'passed' ? decide(s, ev.state) : s;
     case 'heartbeat':
       // A poll ended after the ready line without the unit's state (the node's test missed the line).
       return reading && s.verdict.status === 'passed' ? { ...s, next: 'read-state' } : s;
@@ -145,7 +136,7 @@ export function gateStep(state: GateState, ev: RestartEvent): GateState {
       if (s.next !== 'check-files') return s;
       return { ...s, committed: ev.left === 0, next: afterDrop(s) };
     case 'state':
-      if (s.next === 'read-state') return decide(s, ev.state, null);
+      if (s.next === 'read-state') return decide(s, ev.state);
       if (s.next !== 'check-restart') return s;
       // Still the invocation from before: the restart did not happen, so do it (once more).
       return s.before && ev.state.invocationId === s.before.invocationId ? { ...s, cursor: null, next: 'restart' } : { ...s, next: 'follow' };
@@ -177,14 +168,12 @@ function afterDrop(s: GateState): GateNext {
 }
 
 // The ready line must belong to the process running now, not one that died since.
-function decide(s: GateState, now: ServiceState, alivePid: number | null): GateState {
+function decide(s: GateState, now: ServiceState): GateState {
   const ready = s.verdict.evidence[0];
   if (now.activeState !== 'active' || (ready?.invocationId && now.invocationId !== ready.invocationId)) {
     return failed(s, `the ready line was logged but ${s.config.unit} is now ${now.activeState}/${now.subState} (invocation ${now.invocationId || 'none'})`);
   }
-  const after = alivePid !== null
-    ? `right after it, that process (pid ${alivePid}) was alive as the unit's main process`
-    : `right after it, systemd reported the unit ${now.activeState}/${now.subState} in that invocation`;
+  const after = `right after it, systemd reported the unit ${now.activeState}/${now.subState} in that invocation`;
   return { ...s, verdict: { ...s.verdict, reason: `${s.verdict.reason}; ${after}` }, state: now, next: 'done' };
 }
 

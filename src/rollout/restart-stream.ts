@@ -21,8 +21,6 @@ export type RestartEvent =
   /** A target no longer holds what the plan read: nothing was touched. */
   | { type: 'stale'; path: string }
   | { type: 'entry'; entry: JournalEntry }
-  /** The ready line's own process, alive as the unit's main process right after its batch. */
-  | { type: 'alive'; pid: number }
   /** The unit's state read on the node right after the batch holding the ready text (`@now-begin` .. `@now-end`). */
   | { type: 'now'; state: ServiceState }
   /** One poll of the journal ended. */
@@ -69,7 +67,6 @@ export function restartLineParser(): (line: string) => RestartEvent | null {
     else if (line.startsWith('@restarted ')) return { type: 'restarted', code: Number(line.slice(11)) };
     else if (line.startsWith('@error ')) return { type: 'error', text: line.slice(7) };
     else if (line.startsWith('@stale ')) return { type: 'stale', path: line.slice(7) };
-    else if (line.startsWith('@alive ')) return { type: 'alive', pid: Number(line.slice(7)) };
     else {
       const entry = parseJournalLine(line);
       return entry ? { type: 'entry', entry } : null;

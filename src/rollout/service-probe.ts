@@ -1,8 +1,7 @@
 // The unit's state on every node, asked many times per run (before each restart
 // every other node is checked). An SSH session per question costs each node a
 // fork and a PAM session; one long-lived channel per node that answers a line
-// on stdin with `systemctl show` costs a single fork per question, and a
-// `fast` question none while the main process systemd last reported is alive.
+// on stdin with `systemctl show` costs a single fork per question.
 import { NodeError } from '../errors.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import { shellQuote } from '../util/shell-quote.js';
@@ -11,15 +10,10 @@ import { releaseLock, releaseRequest, type ReleaseOptions } from './lock.js';
 import { stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../agent/files.js';
 import { AGENT } from '../agent/scripts.js';
 
-/**
- * Reads a node's unit state now: `full` asks systemd; `fast` answers with the
- * last full state as long as the main process that state named is still alive
- * (the same process: pid and start time; not a zombie), and asks systemd when
- * it is not.
- */
-export type StateReader = (node: string, how?: 'full' | 'fast') => Promise<ServiceState>;
+/** Reads a node's unit state now (systemctl show, on the node). */
+export type StateReader = (node: string) => Promise<ServiceState>;
 
-// The probe's questions and answers (`full`, `fast`, `adopt PID`, `stage`, `release`, `ready`) are described in src/agent/state.sh.
+// The probe's questions and answers (`full`, `stage`, `release`, `ready`) are described in src/agent/state.sh.
 
 /** How a node reaches its own KMS API: `host` as HOST:PORT (its --host), the CA to trust (a file or directory; null: the node's trust store), TLS unchecked when `insecure`. */
 export type ApiTarget = { host: string; ca: string | null; insecure: boolean };
@@ -60,7 +54,7 @@ export async function askApi(t: Transport, what: 'ready' | 'version', target: Ap
 /** One answer must come within this; otherwise the probe is dropped for a plain command. */
 const ANSWER_TIMEOUT_MS = 30_000;
 
-type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; adopt?: ServiceState; stage?: true; api?: true };
+type Waiter = { resolve: (s: ServiceState | null) => void; reject: (e: Error) => void; lines: string[]; release?: true; stage?: true; api?: true };
 
 // One node's probe: questions are answered in order, so waiters form a queue.
 class Probe {
@@ -68,8 +62,6 @@ class Probe {
   readonly #unit: string;
   #stream: LineStream | null;
   readonly #waiting: Waiter[] = [];
-  // The last full answer (or adopted state): what a fast `@same` stands for.
-  #last: ServiceState | null = null;
 
   constructor(t: Transport, unit: string) {
     this.#t = t;
@@ -99,17 +91,11 @@ class Probe {
           }
           continue;
         }
-        if (head.release || head.adopt) {
-          if (line === '@released' || line === '@adopted') {
+        if (head.release) {
+          if (line === '@released') {
             this.#waiting.shift();
-            if (head.adopt) this.#last = head.adopt;
             head.resolve(null);
           }
-          continue;
-        }
-        if (line === '@same' && this.#last) {
-          this.#waiting.shift();
-          head.resolve(this.#last);
           continue;
         }
         if (line !== '@end') {
@@ -117,8 +103,7 @@ class Probe {
           continue;
         }
         this.#waiting.shift();
-        this.#last = parseServiceState(head.lines.join('\n'));
-        head.resolve(this.#last);
+        head.resolve(parseServiceState(head.lines.join('\n')));
       }
     } finally {
       this.#drop(new NodeError(this.#t.name, 'the state probe channel ended'));
@@ -132,19 +117,14 @@ class Probe {
   }
 
   /** Through the probe while it lives; after it ended (a lost link), a plain command (which reconnects). */
-  async read(how: 'full' | 'fast'): Promise<ServiceState> {
+  async read(): Promise<ServiceState> {
     try {
-      const state = await this.#ask(`${how}\n`, {});
+      const state = await this.#ask('full\n', {});
       if (state) return state;
     } catch {
       // the probe is gone: below
     }
     return readServiceState(this.#t, this.#unit);
-  }
-
-  /** Takes `state` (read on the node by other means) as the last full read, in order with the questions. */
-  adopt(state: ServiceState): void {
-    if (state.mainPid > 0) this.#ask(`adopt ${state.mainPid}\n`, { adopt: state }).catch(() => undefined);
   }
 
   /** Stages files through the probe (src/agent/state.sh); a plain command (stageFiles) when it cannot. */
@@ -191,7 +171,7 @@ class Probe {
   }
 
   // One question; rejects when the probe is gone or does not answer in time.
-  #ask(question: string, kind: { release?: true; adopt?: ServiceState; stage?: true; api?: true; lines?: string[] }): Promise<ServiceState | null> {
+  #ask(question: string, kind: { release?: true; stage?: true; api?: true; lines?: string[] }): Promise<ServiceState | null> {
     const stream = this.#stream;
     if (!stream) return Promise.reject(new NodeError(this.#t.name, 'the state probe ended'));
     return new Promise<ServiceState | null>((resolve, reject) => {
@@ -216,7 +196,6 @@ export type ServiceProbes = {
   open(node: string): void;
   read: StateReader;
   stage(node: string, items: readonly StageItem[]): Promise<StageResult[]>;
-  adopt(node: string, state: ServiceState): void;
   release(node: string, runId: string, opts: ReleaseOptions): Promise<void>;
   /** One request to `node`'s own /v1/health/ready (see ApiTarget), no polling. */
   ready(node: string, target: ApiTarget): Promise<ApiAnswer>;
@@ -228,9 +207,8 @@ export type ServiceProbes = {
  * existing connections); a node added to the map later gets one at `open` or
  * at its first question.
  * `read` answers from the probe, or by a plain command once a probe is gone;
- * `stage` stages files (stageFiles); `adopt` hands a probe a state read by
- * other means; `release` releases a
- * node's lock (releaseLock) the same way; `ready` asks a node's own API
+ * `stage` stages files (stageFiles) the same way; `release` releases a node's
+ * lock (releaseLock) the same way; `ready` asks a node's own API
  * (askApi) the same way; `close` ends them all.
  */
 export function openServiceProbes(transports: ReadonlyMap<string, Transport>, unit: string): ServiceProbes {
@@ -248,9 +226,8 @@ export function openServiceProbes(transports: ReadonlyMap<string, Transport>, un
   };
   return {
     open: (node) => void probe(node),
-    read: async (node, how = 'full') => probe(node).read(how),
+    read: async (node) => probe(node).read(),
     stage: async (node, items) => probe(node).stage(items),
-    adopt: (node, state) => probes.get(node)?.adopt(state),
     release: async (node, runId, opts) => probe(node).release(runId, opts),
     ready: async (node, target) => probe(node).ready(target),
     close: () => probes.forEach((p) => p.close()),

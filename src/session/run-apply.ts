@@ -238,7 +238,6 @@ async function applyPlan(run: ApplyRun, openProbes: () => ServiceProbes): Promis
       unit: session.playbook.service.unit,
       readState: probe.read,
       readReady: probe.ready,
-      adoptState: probe.adopt,
       gate,
       redact: session.redact,
       transports: session.transports,
@@ -403,17 +402,14 @@ async function releaseFleet(run: ApplyRun, probes: ServiceProbes | null): Promis
 }
 
 // Each node's unit state as the rollout's health checks start from. Without a
-// prompt, the state the node checks read under the lock a moment ago (handed to
-// the probe: no systemctl); after one (minutes may have passed), read again.
-async function readBaseline(session: Session, probe: { read: StateReader; adopt(node: string, s: ServiceState): void }, noPrompt: boolean): Promise<Map<string, ServiceState>> {
+// prompt, the state the node checks read under the lock a moment ago; after one
+// (minutes may have passed), read again.
+async function readBaseline(session: Session, probe: { read: StateReader }, noPrompt: boolean): Promise<Map<string, ServiceState>> {
   const entries = await Promise.all(
     [...session.transports.keys()].map(async (name) => {
       const checked = noPrompt ? session.nodeChecks.get(name) : undefined;
       const state = checked && checkedServiceState(checked.out);
-      if (state?.activeState === 'active' && state.mainPid > 0) {
-        probe.adopt(name, state);
-        return [name, state] as const;
-      }
+      if (state?.activeState === 'active' && state.mainPid > 0) return [name, state] as const;
       return [name, await probe.read(name)] as const;
     }),
   );

@@ -521,13 +521,8 @@ async function release(node: MemoryNode, stdin: Stdin, out: Out): Promise<void> 
 }
 
 async function probe(node: MemoryNode, stdin: Stdin, out: Out): Promise<number> {
-  let pid = 0;
   for (let q = await stdin.line(); q !== null; q = await stdin.line()) {
-    if (q === 'fast' && pid !== 0 && node.unit.mainPid === pid) out.line('@same');
-    else if (q.startsWith('adopt ')) {
-      pid = Number(q.slice(6));
-      out.line('@adopted');
-    } else if (q === 'stage') {
+    if (q === 'stage') {
       const lines: string[] = [];
       const code = await stage(node, stdin, { line: (t) => lines.push(t), raw: () => undefined });
       for (const l of lines) out.line(l);
@@ -541,7 +536,6 @@ async function probe(node: MemoryNode, stdin: Stdin, out: Out): Promise<number> 
     } else {
       out.line(node.stateText());
       out.line('@end');
-      pid = node.unit.mainPid;
     }
   }
   return 0;
@@ -585,10 +579,13 @@ async function restart(node: MemoryNode, stdin: Stdin, out: Out, state: { open: 
   return 0;
 }
 
-// The journal after the cursor, then `@alive PID` when the ready line's process is the unit's main one.
+// The journal after the cursor, then the unit's state when a line of the main process came (follow.sh prints it after the ready line's batch).
 function follow(node: MemoryNode, cursor: number, out: Out): void {
   for (let i = cursor; i < node.journal.length; i++) out.line(node.journalLine(i));
-  const ready = node.journal.slice(cursor).find((e) => !e.fromManager && e.pid === node.unit.mainPid);
-  if (ready) out.line(`@alive ${ready.pid}`);
+  if (node.journal.slice(cursor).some((e) => !e.fromManager && e.pid === node.unit.mainPid)) {
+    out.line('@now-begin');
+    out.line(node.stateText());
+    out.line('@now-end');
+  }
   out.line('.');
 }

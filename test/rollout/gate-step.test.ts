@@ -21,6 +21,8 @@ function journalChannel(name: string, keep: (line: string) => boolean = () => tr
 const streamFixture = (name: string) => text(`${name}.stream`).trimEnd().split('\n');
 // The invocation that logged restart-ok's ready line.
 const NEW = '1a4414c81b40407f914dae17166aa1d9';
+// What follow.sh prints after a batch holding the ready text: the unit's state then.
+const nowBlock = (invocation: string, pid: number) => ['@now-begin', 'ActiveState=active', 'SubState=running', 'NRestarts=0', `InvocationID=${invocation}`, `MainPID=${pid}`, '@now-end'];
 const message = (line: string) => (JSON.parse(line) as { MESSAGE: string }).MESSAGE;
 
 let gate: CompiledGate;
@@ -100,30 +102,21 @@ describe('gateStep: a failure line and its grace', () => {
 });
 
 describe('gateStep: the ready line and the state after it', () => {
-  it('@alive: the ready line\'s own process is the unit\'s main process right after its batch; passes without systemd', () => {
-    const s = drive([...journalChannel('restart-ok'), '@alive 293']);
-    expect(s.verdict.status).toBe('passed');
-    expect(s.verdict.reason).toBe('the ready line was logged by the new process; right after it, that process (pid 293) was alive as the unit\'s main process');
-    expect(messages(s)).toEqual(['=> Server is up and running...']);
-    expect(s.state).toEqual({ activeState: 'active', subState: 'running', nRestarts: 0, invocationId: NEW, mainPid: 293 });
-  });
-
   it('@now: systemd\'s state right after the batch decides, and the reason says so', () => {
     const s = drive([...journalChannel('restart-ok'), '@now-begin', 'ActiveState=active', 'SubState=running', 'NRestarts=0', `InvocationID=${NEW}`, 'MainPID=293', '@now-end']);
     expect(s.verdict.reason).toBe('the ready line was logged by the new process; right after it, systemd reported the unit active/running in that invocation');
     expect(s.state?.mainPid).toBe(293);
   });
 
-  it('an @alive for another process, or a heartbeat after the ready line: the state is to be read apart, and that read decides', () => {
-    const other = drive([...journalChannel('restart-ok'), '@alive 294']);
-    expect(other.next).toBe('read-state');
-    expect(drive([...journalChannel('restart-ok'), '.']).next).toBe('read-state');
-    const s = gateStep(other, { type: 'state', state: { activeState: 'activating', subState: 'auto-restart', nRestarts: 1, invocationId: 'later', mainPid: 0 } });
+  it('a heartbeat after the ready line (no state with its batch): the state is to be read apart, and that read decides', () => {
+    const pending = drive([...journalChannel('restart-ok'), '.']);
+    expect(pending.next).toBe('read-state');
+    const s = gateStep(pending, { type: 'state', state: { activeState: 'activating', subState: 'auto-restart', nRestarts: 1, invocationId: 'later', mainPid: 0 } });
     expect(s.verdict.status).toBe('failed');
     expect(s.verdict.reason).toBe('the ready line was logged but minkms is now activating/auto-restart (invocation later)');
   });
 
-  it('a ready line logged by a child process (not the main one): no @alive, the state read after it decides', () => {
+  it('a ready line logged by a child process (not the main one): the state read after it decides', () => {
     const lines = streamFixture('ready-child');
     const s = drive(lines);
     const ready = s.verdict.evidence[0]!;
@@ -131,7 +124,6 @@ describe('gateStep: the ready line and the state after it', () => {
     expect(ready.message).toBe('=> Server is up and running...');
     expect(ready.pid).not.toBe(s.state?.mainPid);
     expect(s.verdict.reason).toBe('the ready line was logged by the new process; right after it, systemd reported the unit active/running in that invocation');
-    expect(lines.some((l) => l.startsWith('@alive'))).toBe(false);
   });
 
   it('a ready line, then the process exits: the state after it is not that invocation running, the gate fails', () => {
@@ -151,10 +143,10 @@ describe('gateStep: the ready line and the state after it', () => {
     const oldReady = JSON.stringify({ ...ready, __CURSOR: `${String(ready.__CURSOR)}-old`, _PID: '201', _SYSTEMD_INVOCATION_ID: previous });
     const at = lines.indexOf('@restarted 0') + 1;
     const withOld = [...lines.slice(0, at), oldReady, ...lines.slice(at)];
-    const pending = drive([...withOld.slice(0, -1), '@alive 201']);
+    const pending = drive([...withOld.slice(0, -1), ...nowBlock(previous, 201)]);
     expect(pending.verdict.status).toBe('pending');
     expect(pending.next).toBe('read');
-    const s = drive([...withOld, '@alive 293']);
+    const s = drive([...withOld, ...nowBlock(NEW, 293)]);
     expect(s.verdict.status).toBe('passed');
     expect(s.verdict.evidence[0]!.invocationId).toBe(NEW);
   });
@@ -217,7 +209,7 @@ describe('gateStep: a lost link', () => {
     let s = drive([...channel.slice(0, cut), { type: 'end' }]);
     expect(s.next).toBe('follow');
     s = gateStep(s, { type: 'open', channel: 'follow' });
-    s = drive([...channel.slice(channel.indexOf('@restarted 0') + 1), '@alive 293'], s);
+    s = drive([...channel.slice(channel.indexOf('@restarted 0') + 1), ...nowBlock(NEW, 293)], s);
     expect(s.verdict.status).toBe('passed');
     expect(s.cursor).toBe('C0');
   });
@@ -242,7 +234,7 @@ describe('gateStep: a lost link', () => {
 describe('restartLineParser', () => {
   it('turns each tag line of the channel into its event, a state block into one event at its end', () => {
     const parse = restartLineParser();
-    const events = ['@svc-begin', 'ActiveState=active', 'SubState=running', 'NRestarts=2', 'InvocationID=ab', 'MainPID=7', '@svc-end', '@cursor s=1;i=2', '@pong', '@file /etc/minkms/config.yaml', '@committed', '@restarted 0', '.', '@alive 42', '@stale /a', '@error no journal cursor', '', '-- No entries --']
+    const events = ['@svc-begin', 'ActiveState=active', 'SubState=running', 'NRestarts=2', 'InvocationID=ab', 'MainPID=7', '@svc-end', '@cursor s=1;i=2', '@pong', '@file /etc/minkms/config.yaml', '@committed', '@restarted 0', '.', '@stale /a', '@error no journal cursor', '', '-- No entries --']
       .map(parse).filter((e) => e !== null);
     expect(events).toEqual([
       { type: 'svc', state: { activeState: 'active', subState: 'running', nRestarts: 2, invocationId: 'ab', mainPid: 7 } },
@@ -252,7 +244,6 @@ describe('restartLineParser', () => {
       { type: 'committed' },
       { type: 'restarted', code: 0 },
       { type: 'heartbeat' },
-      { type: 'alive', pid: 42 },
       { type: 'stale', path: '/a' },
       { type: 'error', text: 'no journal cursor' },
     ]);
