@@ -21,7 +21,11 @@ api_get() {
     *) code=000;;
   esac
   # The body (or curl's complaint) on one line: newlines, tabs and CRs as spaces, trailing ones dropped.
-  text=$(printf '%s' "$out" | tr '\n\t\r' '   ' | cut -c1-200)
+  # A ready 200's body is never read.
+  case $code$p in
+    200/v1/health/ready) text= ;;
+    *) text=$(printf '%s' "$out" | tr '\n\t\r' '   ' | cut -c1-200) ;;
+  esac
   text=${text%"${text##*[! ]}"}
 }
 
@@ -31,6 +35,7 @@ api_ask() {
   ah=$2; aca=$3; ak=$4; secs=${5:-0}
   command -v curl >/dev/null 2>&1 || { echo "@api no-curl"; return 0; }
   if [ "$1" = version ]; then amax=5; api_get /version; echo "@api $rc $code $text"; return 0; fi
+  if [ "$secs" = 0 ]; then amax=5; api_get /v1/health/ready; echo "@api $rc $code $text"; return 0; fi
   end=$(( $(date +%s) + secs ))
   while :; do
     left=$(( end - $(date +%s) ))
