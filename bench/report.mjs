@@ -42,7 +42,7 @@ const isFloor = (tool) => tool.startsWith('openssh floor');
 // already hold it; Ansible's apply.yml restarts nodes on the old config.
 const floorFor = (op, tool, has) => (op === 'apply' && tool.startsWith('rollout') && has('openssh floor (new config)') ? 'openssh floor (new config)' : 'openssh floor');
 const OPS = ['plan', 'apply'];
-const sizes = [...new Set(samples.map((s) => s.n))].sort((a, b) => a - b);
+const sizes = [...new Set(samples.filter((s) => OPS.includes(s.op)).map((s) => s.n))].sort((a, b) => a - b);
 const rtts = [...new Set(samples.map((s) => s.rttMs))].sort((a, b) => a - b);
 
 // One row per round-trip time, operation, size and tool; every ratio and
@@ -125,6 +125,26 @@ for (const n of [50, 100]) {
   target('peak RSS of rollout at N=100', '< 200 MB', peak === null ? null : `${peak} MB`, peak !== null && peak < 200, at100);
 }
 
+// Issue 14's targets, over a real network: at RTT 50 ms plan at most the
+// floor's time and apply at most 3 round trips (150 ms) per node over it; and
+// apply still at most 1.5x its floor over loopback.
+for (const n of [10, 50]) {
+  const ro = row('plan', n, 'rollout', 50);
+  const fl = row('plan', n, 'openssh floor', 50);
+  const ratio = ro && fl ? ro.median_s / fl.median_s : null;
+  target(`RTT 50, plan N=${n}: rollout vs raw OpenSSH floor`, '<= 1.0x', ratio === null ? null : `${ratio.toFixed(2)}x (${ro.median_s} s vs ${fl.median_s} s)`, ratio !== null && ratio <= 1.0, [ro, fl]);
+}
+for (const n of [10, 50]) {
+  const ro = row('apply', n, 'rollout', 50);
+  const ov = ro?.overhead_per_node_ms ?? null;
+  target(`RTT 50, apply N=${n}: rollout overhead per node over the floor`, '<= 150 ms (3 RTT)', ov === null ? null : `${ov} ms/node over "${ro.overhead_over}" (${(ov / 50).toFixed(1)} RTT)`, ov !== null && ov <= 150, [ro, row('apply', n, ro?.overhead_over ?? 'openssh floor', 50)]);
+}
+for (const n of [10, 50]) {
+  const ro = row('apply', n, 'rollout', 0);
+  const ratio = ro?.ratio_to_floor ?? null;
+  target(`RTT 0, apply N=${n}: rollout vs its floor`, '<= 1.5x', ratio === null ? null : `${ratio.toFixed(2)}x over "${ro.overhead_over}"`, ratio !== null && ratio <= 1.5, [ro]);
+}
+
 // Marginal cost per extra node of rollout's plan between consecutive sizes (a
 // superlinear tool shows it growing).
 const slopes = [];
@@ -169,13 +189,22 @@ for (const rtt of rtts) for (const op of OPS) for (const n of sizes) {
   }
 }
 
+// Start-up (bench/startup.sh): per build and Node.js, the median of --version and of a one-node plan.
+const startup = [];
+for (const tool of [...new Set(samples.filter((s) => s.op.startsWith('start-')).map((s) => s.tool))]) {
+  const med = (op) => {
+    const xs = samples.filter((s) => s.op === op && s.tool === tool).map((s) => s.seconds);
+    return xs.length ? { median_s: round(median(xs)), runs: xs.length, min_s: round(Math.min(...xs)), max_s: round(Math.max(...xs)) } : null;
+  };
+  startup.push({ tool, version: med('start-version'), plan_one_node: med('start-plan') });
+}
 const reference = {
   note: "the issue's reference measurements on this kind of machine (Ansible and floor only)",
   plan: { 10: { ansible: 2.9, floor: 0.6 }, 50: { ansible: 12.0, floor: 2.8 }, 100: { ansible: 27.6, floor: 6.2 } },
   apply: { 10: { ansible: 25.2, floor: 18.8 } },
 };
 
-const json = { meta, results, targets, plan_marginal_cost: slopes, variant_comparison: variantComparison, reference, samples };
+const json = { meta, results, targets, plan_marginal_cost: slopes, variant_comparison: variantComparison, startup, reference, samples };
 writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(json, null, 2) + '\n');
 
 // ---------------------------------------------------------------- markdown
@@ -187,6 +216,8 @@ lines.push(
   `Machine: ${meta.cpus} CPU (${meta.cpu_model}), ${meta.mem_mib} MiB, Linux ${meta.kernel}; ${[meta.node, meta.ansible, meta.openssh].filter(Boolean).join(', ')}.`,
 );
 lines.push(`rollout under test: ${meta.rollout}.`);
+// Samples merged from more than one invocation say so (meta `note`).
+if (meta.note) lines.push(meta.note);
 for (const l of variantLabels) lines.push(`Variant \`rollout [${l}]\`: ${meta[`variant_${l}`] ?? '(commit not recorded)'}; run exactly like rollout (same inventories, flags and checks, in the same rotation).`);
 if (meta.tools && !['floor', 'ansible'].every((t) => meta.tools.split(/\s+/).includes(t))) {
   lines.push(`Tools run (BENCH_TOOLS): ${meta.tools}; no samples of ${['floor', 'ansible'].filter((t) => !meta.tools.split(/\s+/).includes(t)).map((t) => (t === 'floor' ? 'the OpenSSH floors' : 'Ansible')).join(' or ')}, so no ratios or overheads against them.`);
@@ -241,7 +272,15 @@ if (variantComparison.length) {
   }
   lines.push('');
 }
-lines.push('## Targets (from the issue, at RTT 0)', '');
+if (startup.length) {
+  lines.push('## Start-up', '');
+  lines.push('`rollout --version`, and `rollout plan` of one node over loopback (lab node 1), each run through the package\'s `bin` after one untimed run; the median of the runs (min–max).', '');
+  lines.push('| build, Node.js | runs | --version ms | plan, one node ms |', '|---|---:|---:|---:|');
+  const ms = (x) => (x ? `${fmt(x.median_s * 1000, 0)} (${fmt(x.min_s * 1000, 0)}–${fmt(x.max_s * 1000, 0)})` : '–');
+  for (const st of startup) lines.push(`| ${st.tool} | ${st.version?.runs ?? '–'} | ${ms(st.version)} | ${ms(st.plan_one_node)} |`);
+  lines.push('');
+}
+lines.push('## Targets (from the issues; the first ones at RTT 0 unless named)', '');
 lines.push('| target | goal | measured | status |', '|---|---|---|---|');
 for (const t of targets) lines.push(`| ${t.target} | ${t.goal} | ${t.measured ?? '–'} | ${t.status} |`);
 lines.push('');
