@@ -28,6 +28,10 @@
 #                             (default 3400+i) and forwards to node i with RTT/2 ms each way
 #   BENCH_RTTS="0 50"         several RTTs in one invocation (overrides BENCH_RTT); so does
 #                             `npm run bench -- --rtt 0 --rtt 50` (or --rtt "0 50")
+#   BENCH_STARTUP_RUNS=5      runs of the start-up measurement (rollout --version, and plan of one
+#                             node over loopback), for rollout and each variant; 0 skips it
+#   BENCH_STARTUP_NODES="20"  Node.js majors to measure start-up under (test/node-bin.sh finds or
+#                             fetches each; default: this machine's node only)
 #   BENCH_OUT_DIR=bench       where results.json / results.md go
 #   BENCH_KEEP_TMP=1          keep the temp dir (inventories, logs of every run)
 #   BENCH_PROFILE_DIR=DIR     after the timed runs of each size, one more (untimed) rollout plan, and
@@ -55,6 +59,8 @@ CLI="$REPO/dist/cli/main.js"
 SIZES=${BENCH_SIZES:-10 50 100}
 APPLY_SIZES=${BENCH_APPLY_SIZES:-10}
 RUNS=${BENCH_RUNS:-3}
+STARTUP_RUNS=${BENCH_STARTUP_RUNS:-5}
+STARTUP_NODES=${BENCH_STARTUP_NODES:-}
 START_DELAY_MS=${BENCH_START_DELAY_MS:-200}
 VITEST_WAIT=${BENCH_VITEST_WAIT:-900}
 RETRIES=${BENCH_RETRIES:-2}
@@ -453,6 +459,27 @@ rotate_runs() { # OP N BEFORE_EACH TOOL...
   done
 }
 
+# Start-up (bench/startup.sh): --version and a one-node plan, over loopback,
+# for rollout and each variant (each started through its package's bin), under
+# each Node.js of BENCH_STARTUP_NODES.
+started_up=0
+measure_startup() {
+  local inv="$TMP/inventories/startup" bins=() specs=() m label dir
+  bash "$BENCH_DIR/gen-inventories.sh" "$inv" 1 "$BENCH_STATE" "$BASE_PORT" "$VAULT_PORT"
+  if [[ -z $STARTUP_NODES ]]; then bins=("$(command -v node)")
+  else for m in $STARTUP_NODES; do bins+=("$(bash "$REPO/test/node-bin.sh" "$m")") || die "no Node.js $m for the start-up runs"; done
+  fi
+  specs=("rollout=$ROLLOUT_DIR/$(node -p "require('$ROLLOUT_DIR/package.json').bin.rollout")")
+  for label in "${VARIANT_LABELS[@]}"; do
+    dir="$TMP/variant-$label"
+    specs+=("rollout [$label]=$dir/$(node -p "require('$dir/package.json').bin.rollout")")
+  done
+  wait_quiet
+  log "start-up: $STARTUP_RUNS run(s) of --version and a one-node plan, for ${#specs[@]} build(s) under ${#bins[@]} Node.js"
+  bash "$BENCH_DIR/startup.sh" "$SAMPLES" "$inv/rollout-plan.yaml" "$STARTUP_RUNS" "${bins[*]}" "${specs[@]}" ||
+    die "the start-up runs failed"
+}
+
 # ---------------------------------------------------------------- the bench
 
 log "bench lab: $BENCH_STATE, nodes on 127.0.0.1:$((BASE_PORT + 1)).., Vault double on $VAULT_PORT/$VAULT_ADMIN_PORT"
@@ -511,6 +538,10 @@ for n in $SIZES; do
   log "N=$n: up in $(elapsed "$t0" "$(now)") s"
   bash "$LAB" vault-up >"$TMP/logs/vault-up-$n.log" 2>&1 || { cat "$TMP/logs/vault-up-$n.log" >&2; die "lab.sh vault-up failed"; }
   set_start_delay "$n"
+  if ((STARTUP_RUNS > 0 && !started_up)); then
+    measure_startup
+    started_up=1
+  fi
 
   for RTT in $RTTS; do
     ((RTT == 0)) || start_relay "$RTT" "$n"
