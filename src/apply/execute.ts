@@ -217,9 +217,9 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
 /**
  * Never take a second node down: before restarting `next`, every other node
  * must be running the very invocation it ran when last seen healthy (systemd
- * asked on the node, through its probe). With `ready`, each such node's own API must also answer /v1/health/ready with 200
- * (one request, asked on the node, sent with the state question; null: the
- * node has no API to ask).
+ * asked on the node, through its probe). With `ready`, each such node's own
+ * API must also answer /v1/health/ready with 200 (one request, asked on the
+ * node, sent with the state question; null: the node has no API to ask).
  */
 export async function checkOthersHealthy(next: string, opts: Pick<RolloutOptions, 'baseline' | 'readState' | 'unit'> & { ready?: (node: string) => Promise<ApiAnswer> | null }): Promise<void> {
   const problems: string[] = [];
