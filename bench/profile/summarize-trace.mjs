@@ -58,7 +58,7 @@ if (turns.length) {
   console.log(`  first go                    ${ms(at(turns[0], '> go') ?? NaN)}`);
 
   console.log('\neach turn (ms): go to @restarted (moves, restart) | to the batch with the ready line | ready line to the next go (health check, ping)');
-  const readyAt = (e) => e.marks?.filter((m) => m[1] === '@now-end' || m[1] === '@alive').at(-1)?.[0];
+  const readyAt = (e) => e.marks?.filter((m) => m[1] === '@now-end').at(-1)?.[0];
   for (let i = 0; i < turns.length; i++) {
     const e = turns[i];
     const go = at(e, '> go');
