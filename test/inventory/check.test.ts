@@ -1,12 +1,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { starterInventory } from '../../src/cli/commands/init.js';
 import { spawnSync } from 'node:child_process';
 import { checkOffline, renderFindings } from '../../src/inventory/check.js';
 import { loadInventory } from '../../src/inventory/load.js';
+import { ed25519Key } from '../helpers/ssh-key.js';
 
 // The built CLI, as an operator runs it (npm test builds first).
 const CLI = path.join(import.meta.dirname, '../../dist/cli/main.js');
@@ -48,7 +48,7 @@ vars:
 ${extra}`;
 
 function material(): void {
-  writeFileSync(path.join(dir, 'id'), ssh2.utils.generateKeyPairSync('ed25519').private);
+  writeFileSync(path.join(dir, 'id'), ed25519Key());
   writeFileSync(path.join(dir, 'known_hosts'), `kms-1.example.net ssh-ed25519 ${HOST_KEY}\n[10.0.0.2]:2222 ssh-ed25519 ${HOST_KEY}\n`);
 }
 
@@ -89,7 +89,7 @@ describe('rollout check (offline)', () => {
   });
 
   it('reports every problem at once with file, line and key path, and never a secret value', async () => {
-    writeFileSync(path.join(dir, 'id'), ssh2.utils.generateKeyPairSync('ed25519', { passphrase: 'pw', cipher: 'aes256-cbc', rounds: 4 }).private);
+    writeFileSync(path.join(dir, 'id'), ed25519Key({ passphrase: 'pw', cipher: 'aes256-cbc', rounds: 4 }));
     writeFileSync(path.join(dir, 'known_hosts'), `kms-1.example.net ssh-ed25519 ${HOST_KEY}\n`);
     const file = inventory(VALID('preflight:\n  vaultCaFile: ./missing-ca.pem\n'));
     const { findings } = await checkOffline(file);

@@ -5,11 +5,12 @@ import type { AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectSsh, createSshContext, type SshTarget } from '../../src/transport/ssh.js';
+import { ed25519Key } from '../helpers/ssh-key.js';
 
 // An in-process SSH server standing in for a node whose sudo wants a password:
 // `sudo -n` fails as sudo does, `sudo -S` takes the first stdin line. Each login
 // user has its own password, so a password leaking between runs would fail sudo.
-const { Server, utils } = ssh2;
+const { Server } = ssh2;
 const passwords: Record<string, string> = { 'ops-a': 'pw-a', 'ops-b': 'pw-b' };
 let server: InstanceType<typeof Server>;
 let port = 0;
@@ -17,7 +18,7 @@ let dir = '';
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'rollout-ssh-context-'));
-  server = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').private] }, (client) => {
+  server = new Server({ hostKeys: [ed25519Key()] }, (client) => {
     let user = '';
     client.on('authentication', (auth) => {
       user = auth.username;
