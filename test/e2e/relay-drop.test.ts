@@ -72,32 +72,33 @@ describe('a link dropped by the network mid-turn (relay reset)', () => {
     for (const n of NODES) clearKnob(n, 'start-delay-ms');
   });
 
-  it('during kms-2\'s gate: rollout reconnects, reads the journal again from its cursor, and never restarts kms-2 twice (exit 0)', async () => {
+  /**
+   * An apply with `slow`'s start held back 2.5 s, kms-2's link reset while
+   * `slow` waits for its ready line; it must still end with exit 0 and every
+   * node on the new file. Returns each node's invocation from before the run.
+   */
+  async function applyCutDuringGateOf(slow: LabNode): Promise<Map<LabNode, string>> {
     const inv = inventory();
-    setKnob('kms-2', 'start-delay-ms', '2500');
+    setKnob(slow, 'start-delay-ms', '2500');
     const since = await invocations();
     const run = startRollout(['apply', inv, '--yes']);
-    await run.waitFor(/kms-2\n(?:.*\n)*?.*waiting for the ready line/);
+    await run.waitFor(new RegExp(`${slow}\\n(?:.*\\n)*?.*waiting for the ready line`));
     expect(await relay!.cut()).toBeGreaterThan(0);
     const r = await run.done;
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(NODES.map(configState)).toEqual(['new', 'new', 'new']);
+    return since;
+  }
+
+  it('during kms-2\'s gate: rollout reconnects, reads the journal again from its cursor, and never restarts kms-2 twice (exit 0)', async () => {
+    const since = await applyCutDuringGateOf('kms-2');
     expect(await startsSince('kms-2', since)).toBe(1);
     expect((await serviceState('kms-2')).ActiveState).toBe('active');
   });
 
   it('while kms-2\'s turn channel waits ahead (during kms-1\'s gate): its turn takes a fresh channel, kms-2 is restarted once (exit 0)', async () => {
-    const inv = inventory();
-    setKnob('kms-1', 'start-delay-ms', '2500');
-    const since = await invocations();
-    const run = startRollout(['apply', inv, '--yes']);
-    await run.waitFor(/kms-1\n(?:.*\n)*?.*waiting for the ready line/);
-    expect(await relay!.cut()).toBeGreaterThan(0);
-    const r = await run.done;
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect(NODES.map(configState)).toEqual(['new', 'new', 'new']);
+    const since = await applyCutDuringGateOf('kms-1');
     for (const n of NODES) expect(await startsSince(n, since)).toBe(1);
   });
 });
