@@ -10,7 +10,15 @@ set -euo pipefail
 samples=$1 inventory=$2 runs=$3 nodes=$4
 shift 4
 
-now() { echo "$EPOCHREALTIME"; }
+# timed OP RUN CMD...: runs CMD (output dropped) and appends its wall time as a sample of OP.
+timed() {
+  local op=$1 run=$2 t0 t1
+  shift 2
+  t0=$EPOCHREALTIME
+  "$@" >/dev/null
+  t1=$EPOCHREALTIME
+  printf '0\t1\t%s\t%s\t%s\t%s\t0\t0\n' "$op" "$tool" "$run" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" >>"$samples"
+}
 for spec in "$@"; do
   label=${spec%%=*} cli=${spec#*=}
   for node in $nodes; do
@@ -20,14 +28,8 @@ for spec in "$@"; do
     "$node" "$cli" --version >/dev/null
     env CI=true "$node" "$cli" plan "$inventory" >/dev/null
     for ((r = 1; r <= runs; r++)); do
-      t0=$(now)
-      "$node" "$cli" --version >/dev/null
-      t1=$(now)
-      printf '0\t1\tstart-version\t%s\t%s\t%s\t0\t0\n' "$tool" "$r" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" >>"$samples"
-      t0=$(now)
-      env CI=true "$node" "$cli" plan "$inventory" >/dev/null
-      t1=$(now)
-      printf '0\t1\tstart-plan\t%s\t%s\t%s\t0\t0\n' "$tool" "$r" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" >>"$samples"
+      timed start-version "$r" "$node" "$cli" --version
+      timed start-plan "$r" env CI=true "$node" "$cli" plan "$inventory"
     done
   done
 done
