@@ -106,6 +106,11 @@ export class ConnectionLostError extends NodeError {
   }
 }
 
+/** The node's sshd does not open TCP connections for this login (AllowTcpForwarding no, or a permitopen that leaves the address out). */
+export class ForwardingRefusedError extends NodeError {
+  override name = 'ForwardingRefusedError';
+}
+
 /** A path that exists on a node but is not read: not a regular file, too large, or a symlink that does not resolve. */
 export class UnreadableFileError extends NodeError {
   override name = 'UnreadableFileError';

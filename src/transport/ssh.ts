@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
 import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
 import { askSecret } from '../util/ask-secret.js';
-import { ConnectionLostError, HostKeyError, NodeError } from '../errors.js';
+import { ConnectionLostError, ForwardingRefusedError, HostKeyError, NodeError } from '../errors.js';
 import { shellQuote } from '../util/shell-quote.js';
 import { appendKnownHost, checkHostKey, fingerprint, hostKeyAlgorithms, knownHostsName, knownKeyTypes, parseKnownHosts, type KnownHostEntry } from './known-hosts.js';
 import type { ExecResult, LineStream, Transport } from './transport.js';
@@ -389,6 +390,18 @@ class SshTransport implements Transport {
         finish();
       },
     };
+  }
+
+  async connect(host: string, port: number): Promise<Duplex> {
+    const client = await this.#connected();
+    return new Promise<Duplex>((resolve, reject) => {
+      client.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
+        // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254): the server's policy, not a passing failure.
+        const Refused = (err as Error & { reason?: number } | undefined)?.reason === 1 ? ForwardingRefusedError : NodeError;
+        if (err) reject(new Refused(this.name, `the node did not open a connection to ${host}:${port} (${err.message})`));
+        else resolve(channel);
+      });
+    });
   }
 
   close(): void {

@@ -1,3 +1,5 @@
+import type { Duplex } from 'node:stream';
+
 /** What one remote command returned. `code` is null when it died by a signal. */
 export type ExecResult = { code: number | null; stdout: Buffer; stderr: string };
 
@@ -35,5 +37,14 @@ export interface Transport {
   exec(command: string, opts?: { stdin?: Buffer; timeoutMs?: number; onStdout?: (chunk: Buffer) => void }): Promise<ExecResult>;
   /** Without `input` the command's stdin is closed at once; with it, `send` feeds it until close(). */
   stream(command: string, opts?: { input?: boolean }): LineStream;
+  /**
+   * A TCP connection to `host:port` made by the node itself (SSH's direct-tcpip
+   * forwarding; the name resolved on the node). Rejects with a
+   * ForwardingRefusedError when the node's sshd refuses forwarding by policy
+   * (`AllowTcpForwarding no`), with a NodeError when the address cannot be
+   * reached. Absent: this transport cannot open one, and callers ask by a
+   * command instead.
+   */
+  connect?(host: string, port: number): Promise<Duplex>;
   close(): void;
 }
