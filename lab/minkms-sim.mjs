@@ -44,6 +44,11 @@
 //   backup-fail           GET /v1/cluster/backup answers 500 with the knob's
 //                         content (default "backup failed: simulated (lab
 //                         knob backup-fail)") as message
+//   api-log               a lab instrument, not MinKMS behaviour: the sim
+//                         appends `CONN USER-AGENT PATH` to VOLUME/.lab-api-log
+//                         for every API request; CONN is PID.N, the Nth TLS
+//                         connection this process accepted; `-` for no
+//                         User-Agent; PATH with its query
 //
 // HTTPS API, as MinKMS serves it: on the address and port of --host (default
 // HOSTNAME:7373) with the config's tls.certs[0] key and cert, from before the
@@ -97,7 +102,7 @@
 
 import { createRequire } from 'node:module';
 import {
-  closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync,
+  appendFileSync, closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync,
   unlinkSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -722,7 +727,7 @@ function clusterBackup(node) {
 // Starts the API server; resolves once it listens, or failed to (logged).
 // `state.ready` is set when the ready line is out; `node` is what the
 // cluster endpoints need (self, volume, identity, knobs).
-function serveApi({ tls, host, port, state, ready503, peers, node }) {
+function serveApi({ tls, host, port, state, ready503, apiLog, peers, node }) {
   const reply = (res, status, body) => {
     const text = body === undefined ? '' : JSON.stringify(body);
     res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
@@ -735,6 +740,7 @@ function serveApi({ tls, host, port, state, ready503, peers, node }) {
   };
   const server = https.createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
     const url = new URL(req.url ?? '/', 'https://localhost');
+    if (apiLog) appendFileSync(apiLog, `${connections.get(req.socket)} ${(req.headers['user-agent'] ?? '-').replace(/\s/g, '_')} ${url.pathname}${url.search}\n`);
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 404, { message: 'not found' });
     switch (url.pathname) {
       case '/version':
@@ -774,6 +780,10 @@ function serveApi({ tls, host, port, state, ready503, peers, node }) {
         return reply(res, 404, { message: 'not found' });
     }
   });
+  // For the api-log knob: which accepted connection each request came over.
+  const connections = new WeakMap();
+  let accepted = 0;
+  server.on('secureConnection', (socket) => connections.set(socket, `${process.pid}.${++accepted}`));
   return new Promise((resolve) => {
     server.on('error', (e) => {
       const where = `${host}:${port}`;
@@ -1049,9 +1059,10 @@ async function main() {
       apiNotServed(e.message);
     }
     const ready503 = readKnob('ready-503') !== undefined;
+    const apiLog = readKnob('api-log') !== undefined ? path.join(opts.volume, '.lab-api-log') : undefined;
     // A node that left the cluster waits for no peer's writes.
     const peers = () => (node.dropMembership ? [] : readPeers(opts.volume, hostPort));
-    if (tls !== undefined) listening = serveApi({ tls, ...hp, state, ready503, peers, node });
+    if (tls !== undefined) listening = serveApi({ tls, ...hp, state, ready503, apiLog, peers, node });
   }
 
   const vault = findVault(cfg);

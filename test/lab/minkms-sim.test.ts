@@ -2,7 +2,7 @@
 // must answer as minkms-cluster.md says MinKMS does, before and after its ready
 // line, with the lab knobs that bend it, and ?write across a two-node cluster;
 // and its admin CLI (stat, ls, backup) must see a sim cluster as MinKMS's does.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeTls } from '../helpers/test-tls.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SIM = path.join(REPO, 'lab/minkms-sim.mjs');
@@ -23,18 +24,6 @@ let ca: string;
 let adminKey: string;
 let adminIdentity: string;
 const children: ChildProcess[] = [];
-
-/** A temp CA and one server certificate for 127.0.0.1, made with openssl. */
-function makeTls(d: string): void {
-  const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: d, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-sha256'];
-  ssl(['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=sim test CA', '-keyout', 'ca.key', '-out', 'ca.pem',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  ssl(['req', ...ec, '-subj', '/CN=kms-1', '-keyout', 'private.key', '-out', 'node.csr']);
-  writeFileSync(path.join(d, 'node.ext'), 'subjectAltName=DNS:kms-1,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
-  ssl(['x509', '-req', '-in', 'node.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', '7', '-days', '2',
-    '-extfile', 'node.ext', '-out', 'public.crt']);
-}
 
 /** A port nothing listens on right now (the kernel's pick). */
 function freePort(): Promise<number> {
@@ -193,6 +182,22 @@ describe('minkms-sim HTTPS API', () => {
     expect(message(ready)).toEqual(expect.stringContaining('ready-503'));
     expect((await get(sim.port, '/v1/health/ready?write')).status).toBe(503);
     expect((await get(sim.port, '/v1/health/live')).status).toBe(200);
+  });
+
+  it('knob api-log: a line per request naming its connection, its User-Agent and its path', async () => {
+    const sim = startSim('apilog', await freePort(), { knobs: { 'api-log': '' } });
+    await waitForOutput(sim, READY_LINE);
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const ask = (p: string, headers: Record<string, string> = {}) => new Promise<void>((resolve, reject) => {
+      https.get({ host: '127.0.0.1', port: sim.port, path: p, ca, agent, headers }, (res) => res.resume().on('end', resolve)).on('error', reject);
+    });
+    await ask('/v1/health/ready', { 'User-Agent': 'rollout' });
+    await ask('/v1/health/ready?write');
+    agent.destroy();
+    await get(sim.port, '/version');
+    const log = readFileSync(path.join(dir, `apilog-${sim.port}`, 'vol', '.lab-api-log'), 'utf8');
+    const pid = sim.child.pid!;
+    expect(log).toBe(`${pid}.1 rollout /v1/health/ready\n${pid}.1 - /v1/health/ready?write\n${pid}.2 - /version\n`);
   });
 
   it('knob no-https: the ready line comes, nothing listens (the same start without it does)', async () => {
