@@ -9,6 +9,7 @@ import { parseServiceState, readServiceState, type ServiceState } from './journa
 import { releaseLock, releaseRequest, type ReleaseOptions } from './lock.js';
 import { stageFiles, stageRequest, stageResults, type StageItem, type StageResult } from '../agent/files.js';
 import { AGENT } from '../agent/scripts.js';
+import { KeptApi } from './kept-api.js';
 
 /** Reads a node's unit state now (systemctl show, on the node). */
 export type StateReader = (node: string) => Promise<ServiceState>;
@@ -62,10 +63,12 @@ class Probe {
   readonly #unit: string;
   #stream: LineStream | null;
   readonly #waiting: Waiter[] = [];
+  readonly #api: KeptApi;
 
   constructor(t: Transport, unit: string) {
     this.#t = t;
     this.#unit = unit;
+    this.#api = new KeptApi(t);
     this.#stream = t.stream(`sh -c ${shellQuote(AGENT.state)} rollout-probe ${shellQuote(unit)}`, { input: true });
     void this.#read(this.#stream);
   }
@@ -147,8 +150,14 @@ class Probe {
     return stageFiles(this.#t, items);
   }
 
-  /** One request to the node's /v1/health/ready through the probe (src/agent/state.sh); a plain command (askApi) when it cannot. */
+  /**
+   * One request to the node's /v1/health/ready: a 200 over the kept connection
+   * (KeptApi) when one is open; else, and for any other answer, through the
+   * probe (src/agent/state.sh), or a plain command (askApi) when it cannot.
+   */
   async ready(target: ApiTarget): Promise<ApiAnswer> {
+    if (this.#api.warm(target) && (await this.#api.ready(target))) return { ok: true, status: 200, text: '', problem: '' };
+    this.#api.warmUp(target);
     if (/[\s]/.test(target.host) || /[\n\r]/.test(target.ca ?? '')) return askApi(this.#t, 'ready', target);
     const lines: string[] = [];
     try {
@@ -186,6 +195,7 @@ class Probe {
   }
 
   close(): void {
+    this.#api.close();
     this.#drop(new NodeError(this.#t.name, 'the state probe was closed'));
   }
 }

@@ -3,16 +3,24 @@
 // gate after a restart and of the health check of the other nodes before one.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { configState, NODES, clearKnob, onNode, resetLab, rollout, serviceState, setKnob, writeInventory } from '../helpers/lab.js';
+import { configState, NODES, clearKnob, onNode, resetLab, restartMinkms, rollout, serviceState, setKnob, writeInventory } from '../helpers/lab.js';
 
 const fleetStates = () => NODES.map(configState);
+
+/** kms-3's API requests since its api-log knob was read (PID.N CONN, User-Agent, path), as `[conn, agent]` pairs for /v1/health/ready. */
+async function readinessRequests(): Promise<[string, string][]> {
+  return (await onNode('kms-3', 'cat /var/lib/minkms/.lab-api-log')).trim().split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === '/v1/health/ready')
+    .map((f) => [f[0]!, f[1]!.replace(/\/.*/, '')]);
+}
 
 describe('cluster readiness over HTTPS', () => {
   beforeEach(async () => {
     await resetLab();
   });
   afterEach(async () => {
-    for (const n of NODES) for (const k of ['ready-503', 'no-https']) clearKnob(n, k);
+    for (const n of NODES) for (const k of ['ready-503', 'no-https', 'api-log']) clearKnob(n, k);
   });
 
   it('status shows each node\'s version from its API, `-` where the API does not answer', async () => {
@@ -55,5 +63,37 @@ describe('cluster readiness over HTTPS', () => {
     expect(r.stderr).toContain('kms-3: minkms is active/running but its API is not ready (/v1/health/ready: HTTP 503');
     expect(fleetStates()).toEqual(['old', 'old', 'old']);
     expect((await serviceState('kms-1')).InvocationID).toBe(before1);
+  });
+
+  it('asks a node\'s readiness over a connection kept open through its sshd from one turn to the next; refused forwarding: by curl, the same outcome', async () => {
+    setKnob('kms-3', 'api-log');
+    await onNode('kms-3', 'rm -f /var/lib/minkms/.lab-api-log');
+    await restartMinkms('kms-3');
+    const r = await rollout(['apply', writeInventory(), '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    // Before kms-2's restart kms-3 was asked over the connection rollout opened after asking it by curl before kms-1's.
+    const kept = (await readinessRequests()).filter(([, agent]) => agent === 'rollout');
+    const perConnection = new Map<string, number>();
+    for (const [conn] of kept) perConnection.set(conn, (perConnection.get(conn) ?? 0) + 1);
+    expect(Math.max(...perConnection.values())).toBeGreaterThanOrEqual(2);
+    expect((await readinessRequests()).some(([, agent]) => agent === 'curl')).toBe(true);
+    expect(fleetStates()).toEqual(['new', 'new', 'new']);
+
+    await resetLab();
+    // The lab key may no longer forward (as AllowTcpForwarding no: "administratively prohibited"); new logins only, no sshd reload.
+    await onNode('kms-3', "sed -i 's/^ssh-/no-port-forwarding ssh-/' /root/.ssh/authorized_keys");
+    try {
+      setKnob('kms-3', 'api-log');
+      await onNode('kms-3', 'rm -f /var/lib/minkms/.lab-api-log');
+      await restartMinkms('kms-3');
+      const refused = await rollout(['apply', writeInventory(), '--yes']);
+      expect(refused.code, refused.stderr).toBe(0);
+      const agents = (await readinessRequests()).map(([, agent]) => agent);
+      expect(agents.length).toBeGreaterThanOrEqual(3);
+      expect(new Set(agents)).toEqual(new Set(['curl']));
+      expect(fleetStates()).toEqual(['new', 'new', 'new']);
+    } finally {
+      await onNode('kms-3', "sed -i 's/^no-port-forwarding //' /root/.ssh/authorized_keys");
+    }
   });
 });

@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { NodeError } from '../../src/errors.js';
 import type { ExecResult, LineStream, Transport } from '../../src/transport/transport.js';
 import { LineQueue } from '../../src/util/line-queue.js';
 
@@ -56,6 +59,19 @@ export class LocalTransport implements Transport {
       },
     };
   }
+
+  /** Every host is this machine (as every kms-N is 127.0.0.1 in the lab); counts its calls in `connects`. */
+  connect(_host: string, port: number): Promise<Duplex> {
+    this.connects++;
+    return new Promise((resolve, reject) => {
+      // Half-open, as an SSH channel: the far end's EOF leaves this side open until it ends.
+      const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      s.once('connect', () => resolve(s));
+      s.once('error', (err) => reject(new NodeError(this.name, `cannot connect to port ${port} (${err.message})`)));
+    });
+  }
+
+  connects = 0;
 
   close(): void {}
 }

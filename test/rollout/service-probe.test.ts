@@ -2,11 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openServiceProbes } from '../../src/rollout/service-probe.js';
 import { stagedPath } from '../../src/agent/files.js';
 import { sha256 } from '../../src/util/sha256.js';
 import { LocalTransport } from '../helpers/local-transport.js';
+import { countingServer, makeTls } from '../helpers/test-tls.js';
 
 // The probe script runs here with the real sh; systemctl is a stand-in on PATH
 // that reports the pid in $dir/main as the unit's main process and counts its calls.
@@ -77,6 +78,31 @@ describe('openServiceProbes', () => {
       expect(calls()).toBe(1);
     } finally {
       probes.close();
+    }
+  });
+
+  it('ready: by curl on the node until a kept connection is open, then over it; any answer but 200 there is asked by curl again, whose problem stands', async () => {
+    const tlsDir = mkdtempSync(path.join(tmpdir(), 'rollout-probe-tls-'));
+    makeTls(tlsDir);
+    const server = await countingServer(tlsDir);
+    const probes = openServiceProbes(new Map([['kms-1', t]]), 'minkms');
+    const target = { host: `127.0.0.1:${server.port}`, ca: path.join(tlsDir, 'ca.pem'), insecure: false };
+    try {
+      expect(await probes.ready('kms-1', target)).toMatchObject({ ok: true, status: 200 });
+      // curl's request, and the kept connection's first.
+      await vi.waitFor(() => expect([server.connections, server.requests]).toEqual([2, 2]));
+      expect(await probes.ready('kms-1', target)).toMatchObject({ ok: true, status: 200 });
+      expect(await probes.ready('kms-1', target)).toMatchObject({ ok: true, status: 200 });
+      expect([server.connections, server.requests, t.connects]).toEqual([2, 4, 1]);
+      server.status = 503;
+      const answer = await probes.ready('kms-1', target);
+      expect(answer).toMatchObject({ ok: false, status: 503 });
+      expect(answer.problem).toMatch(/^HTTP 503: .*not ready: test/);
+      // The kept connection's 503, then curl's own (a new connection).
+      expect([server.connections, server.requests]).toEqual([3, 6]);
+    } finally {
+      probes.close();
+      await server.close();
     }
   });
 });
