@@ -154,10 +154,17 @@ class Probe {
    * One request to the node's /v1/health/ready: a 200 over the kept connection
    * (KeptApi) when one is open; else, and for any other answer, through the
    * probe (src/agent/state.sh), or a plain command (askApi) when it cannot.
+   * A 200 asked that way opens the kept connection for the next question.
    */
   async ready(target: ApiTarget): Promise<ApiAnswer> {
     if (this.#api.warm(target) && (await this.#api.ready(target))) return { ok: true, status: 200, text: '', problem: '' };
-    this.#api.warmUp(target);
+    const answer = await this.#askReady(target);
+    // Opened after the answer, off this question's path; the next comes a turn later.
+    if (answer.ok) this.#api.warmUp(target);
+    return answer;
+  }
+
+  async #askReady(target: ApiTarget): Promise<ApiAnswer> {
     if (/[\s]/.test(target.host) || /[\n\r]/.test(target.ca ?? '')) return askApi(this.#t, 'ready', target);
     const lines: string[] = [];
     try {
