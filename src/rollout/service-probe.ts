@@ -164,6 +164,11 @@ class Probe {
     return answer;
   }
 
+  /** Whether a ready question now goes over the kept connection (one HTTP request). */
+  kept(target: ApiTarget): boolean {
+    return this.#api.warm(target);
+  }
+
   async #askReady(target: ApiTarget): Promise<ApiAnswer> {
     if (/[\s]/.test(target.host) || /[\n\r]/.test(target.ca ?? '')) return askApi(this.#t, 'ready', target);
     const lines: string[] = [];
@@ -216,6 +221,8 @@ export type ServiceProbes = {
   release(node: string, runId: string, opts: ReleaseOptions): Promise<void>;
   /** One request to `node`'s own /v1/health/ready (see ApiTarget), no polling. */
   ready(node: string, target: ApiTarget): Promise<ApiAnswer>;
+  /** Whether `ready` would now ask `node` over its kept connection (see KeptApi). */
+  kept(node: string, target: ApiTarget): boolean;
   close(): void;
 };
 
@@ -247,6 +254,7 @@ export function openServiceProbes(transports: ReadonlyMap<string, Transport>, un
     stage: async (node, items) => probe(node).stage(items),
     release: async (node, runId, opts) => probe(node).release(runId, opts),
     ready: async (node, target) => probe(node).ready(target),
+    kept: (node, target) => probe(node).kept(target),
     close: () => probes.forEach((p) => p.close()),
   };
 }

@@ -75,7 +75,7 @@ describe('KeptApi', () => {
   it('notices a connection the server closed (a restart) before the next question, and opens a new one', async () => {
     expect(await api.ready(target())).toBe(true);
     server.server.closeAllConnections();
-    await vi.waitFor(() => expect(api.warm(target())).toBe(false));
+    await vi.waitFor(() => expect(api.warm(target())).toBe(false), { timeout: 10_000 });
     expect(await api.ready(target())).toBe(true);
     expect(server.connections).toBe(2);
   });

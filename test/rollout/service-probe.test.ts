@@ -89,8 +89,9 @@ describe('openServiceProbes', () => {
     const target = { host: `127.0.0.1:${server.port}`, ca: path.join(tlsDir, 'ca.pem'), insecure: false };
     try {
       expect(await probes.ready('kms-1', target)).toMatchObject({ ok: true, status: 200 });
-      // curl's request, and the kept connection's first.
-      await vi.waitFor(() => expect([server.connections, server.requests]).toEqual([2, 2]));
+      // Opened after curl's answer, in the background.
+      await vi.waitFor(() => expect(probes.kept('kms-1', target)).toBe(true), { timeout: 10_000 });
+      expect([server.connections, server.requests]).toEqual([2, 2]);
       expect(await probes.ready('kms-1', target)).toMatchObject({ ok: true, status: 200 });
       expect(await probes.ready('kms-1', target)).toMatchObject({ ok: true, status: 200 });
       expect([server.connections, server.requests, t.connects]).toEqual([2, 4, 1]);
