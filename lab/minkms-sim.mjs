@@ -738,6 +738,9 @@ function serveApi({ tls, host, port, state, ready503, apiLog, peers, node }) {
     if (no !== undefined) reply(res, no[0], { message: no[1] });
     return no !== undefined;
   };
+  // For the api-log knob: which accepted connection each request came over.
+  const connections = new WeakMap();
+  let accepted = 0;
   const server = https.createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
     const url = new URL(req.url ?? '/', 'https://localhost');
     if (apiLog) appendFileSync(apiLog, `${connections.get(req.socket)} ${(req.headers['user-agent'] ?? '-').replace(/\s/g, '_')} ${url.pathname}${url.search}\n`);
@@ -780,9 +783,6 @@ function serveApi({ tls, host, port, state, ready503, apiLog, peers, node }) {
         return reply(res, 404, { message: 'not found' });
     }
   });
-  // For the api-log knob: which accepted connection each request came over.
-  const connections = new WeakMap();
-  let accepted = 0;
   server.on('secureConnection', (socket) => connections.set(socket, `${process.pid}.${++accepted}`));
   return new Promise((resolve) => {
     server.on('error', (e) => {

@@ -65,13 +65,13 @@ export class KeptApi {
    * none): true on 200, false on anything else, never a throw.
    */
   async ready(target: ApiTarget): Promise<boolean> {
-    if (this.#off || !(target.insecure || target.ca) || !splitHostPort(target.host)) return false;
+    const where = splitHostPort(target.host);
+    if (this.#off || !(target.insecure || target.ca) || !where) return false;
     if (!this.#same(target)) {
       this.#agent.destroy();
       this.#target = target;
       this.#ca = null;
     }
-    const where = splitHostPort(target.host)!;
     return new Promise<boolean>((resolve) => {
       const req = http.request({ agent: this.#agent, host: where.host, port: where.port, path: '/v1/health/ready', method: 'GET', headers: { 'User-Agent': 'rollout' }, timeout: QUESTION_TIMEOUT_MS }, (res) => {
         res.resume();
@@ -117,6 +117,7 @@ export class KeptApi {
         socket.once('secureConnect', () => resolve());
         socket.once('error', reject);
       });
+      // An idle socket's error (a lost link) only ends it; the agent then drops it.
       socket.on('error', () => socket.destroy());
       // The KMS side closed (a restart). An SSH channel is half-open after the far end's EOF,
       // and a kept socket that looks open would take the next question into the void.
