@@ -397,8 +397,8 @@ class SshTransport implements Transport {
     return new Promise<Duplex>((resolve, reject) => {
       client.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
         // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254): the server's policy, not a passing failure.
-        const Refused = (err as Error & { reason?: number } | undefined)?.reason === 1 ? ForwardingRefusedError : NodeError;
-        if (err) reject(new Refused(this.name, `the node did not open a connection to ${host}:${port} (${err.message})`));
+        const Failure = (err as Error & { reason?: number } | undefined)?.reason === 1 ? ForwardingRefusedError : NodeError;
+        if (err) reject(new Failure(this.name, `the node did not open a connection to ${host}:${port} (${err.message})`));
         else resolve(channel);
       });
     });
