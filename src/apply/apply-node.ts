@@ -5,6 +5,7 @@ import { ConnectionLostError, NodeError, RolloutFailedError, StalePlanError } fr
 import type { FileChange, RestartChange } from '../plan/types.js';
 import { renderGateEvidence, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
+import type { ServiceState } from '../rollout/journal.js';
 import type { NodeWork } from '../state/resume.js';
 import type { RunRecorder, StepFile } from '../state/run-state.js';
 import { stageFiles, type StageItem, type StageResult } from '../agent/files.js';
@@ -38,6 +39,11 @@ export type ApplyContext = {
   api?: ApiReadyCheck;
   /** How that API is asked (askApi's contract); default askApi, a command of its own. */
   askApi?: typeof askApi;
+  /**
+   * With `api`: called when the journal gate passed, with the state that passed it, in
+   * the same tick as the API question that follows (a question sent from here travels with it).
+   */
+  onGated?: (state: ServiceState | undefined) => void;
 };
 
 /** What happened to one node in one phase. */
@@ -166,7 +172,10 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
     return writeFailed(err);
   }
   // The ready line is not enough: the API must answer too (a failure restores the node like any failed gate).
-  if (ctx.api) run = await gateOnApiReady(t, run, ctx.gate, ctx.api, ctx.progress, ctx.askApi);
+  if (ctx.api) {
+    if (run.verdict.status === 'passed') ctx.onGated?.(run.state);
+    run = await gateOnApiReady(t, run, ctx.gate, ctx.api, ctx.progress, ctx.askApi);
+  }
   outcome.gate = run;
   if (run.verdict.status === 'passed') {
     await record({ status: 'done', gatedInvocation: run.verdict.evidence[0]?.invocationId ?? '' });

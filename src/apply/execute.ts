@@ -69,14 +69,24 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
     const target = api.get(node)?.target;
     return target ? readReady(node, target) : null;
   };
+  // The next turn's check of the other nodes when it went out with this turn's
+  // first readiness question (onGated below): one round trip for both.
+  let early: { next: string; check: Promise<void> } | null = null;
+  const othersHealthy = (next: string): Promise<void> => {
+    const e = early;
+    early = null;
+    return e?.next === next ? e.check : checkOthersHealthy(next, { ...opts, ready });
+  };
   // After a gate: the first question through the node's probe (one round trip; a
   // started node usually answers 200 at once), and only when that is not yet 200,
-  // the polling command on the node.
+  // the polling command on the node; the others are then asked again at the next
+  // turn, so that their answers are never older than this node's.
   const askReadyAfterGate: typeof askApi = async (t, what, target, seconds) => {
     if (what === 'ready' && opts.readReady) {
       const first = await opts.readReady(t.name, target);
       if (first.ok) return first;
     }
+    early = null;
     return askApi(t, what, target, seconds);
   };
   // The next turn's restart channel, opened once this turn's restart returned, so that
@@ -92,13 +102,31 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
   };
   // Each phase's order once it started (the leader last, with a cluster guard).
   const orders = new Map<string, string[]>();
-  const openAhead = (phase: string, after: string) => {
-    takeAhead(null);
+  // The work item whose turn comes after `after`'s in this phase, if any.
+  const nextItem = (phase: string, after: string): NodeWork | undefined => {
     const order = orders.get(phase) ?? nodes;
     const rest = order.slice(order.indexOf(after) + 1);
-    const next = rest.map((name) => work.find((w) => w.node === name && w.phase === phase)).find((w) => w !== undefined);
+    return rest.map((name) => work.find((w) => w.node === name && w.phase === phase)).find((w) => w !== undefined);
+  };
+  const openAhead = (phase: string, after: string) => {
+    takeAhead(null);
+    const next = nextItem(phase, after);
     const stream = next ? openTurn(opts.transports.get(next.node)!, next, opts.stageKey, opts.gate) : null;
     if (next && stream) ahead = { item: next, stream };
+  };
+  // When `name` passed its journal gate with `state`: the next turn's check of the
+  // others goes out now, with `name`'s readiness question, `name` held to the state
+  // that passed (its readiness is that question's). Not with a cluster guard: its
+  // check after the gate may wait for the node to rejoin, longer than the others'
+  // answers should be trusted.
+  const askOthersEarly = (phase: string, name: string, state: ServiceState | undefined) => {
+    const next = nextItem(phase, name);
+    if (!next || !state || opts.cluster || !opts.readReady) return;
+    const baseline = new Map(opts.baseline);
+    if (baseline.has(name)) baseline.set(name, state);
+    const check = checkOthersHealthy(next.node, { ...opts, baseline, ready: (n) => (n === name ? null : ready(n)) });
+    check.catch(() => undefined); // awaited at the next turn, or dropped
+    early = { next: next.node, check };
   };
 
   // An event about the run rather than one node's turn (its data names the node).
@@ -145,11 +173,12 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
                 // What a hard stop records as unknown while this turn runs.
                 opts.recorder.current = { node: name, phase: phase.name };
                 try {
-                  // The health check of the other nodes runs while this node's channel opens;
-                  // nothing on the node changes before it passed.
+                  // The health check of the other nodes runs while this node's channel opens
+                  // (or went out with the last node's readiness question); nothing on the
+                  // node changes before it passed.
                   const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
-                    beforeRestart: () => checkOthersHealthy(name, { ...opts, ready }),
-                    ...(api.has(name) ? { api: api.get(name)!, askApi: askReadyAfterGate } : {}),
+                    beforeRestart: () => othersHealthy(name),
+                    ...(api.has(name) ? { api: api.get(name)!, askApi: askReadyAfterGate, onGated: (state) => askOthersEarly(phase.name, name, state) } : {}),
                     ...(channel ? { channel } : {}),
                     onRestarted: () => openAhead(phase.name, name),
                     runId: opts.runId,

@@ -205,6 +205,31 @@ describe('apply on an in-memory fleet', () => {
     expect(fleet.node('kms-3').verbs).not.toContain('rollout-ready');
   });
 
+  // Each node's API questions through its probe, in the order asked.
+  const probeAsks = (name: string) => fleet.node(name).apiAsked.filter((a) => a.startsWith('probe '));
+
+  it('the next turn\'s check of the others goes out with the gate\'s readiness question: the gated node\'s API is asked once, not again', async () => {
+    const r = await apply();
+    expect(r.code).toBe(EXIT.ok);
+    // kms-1: its gate, then before kms-3's go; kms-2: before kms-1's go, then its gate.
+    // Asked apart, each would also be asked right after its own gate, before the next go.
+    expect(probeAsks('kms-1')).toHaveLength(2);
+    expect(probeAsks('kms-2')).toHaveLength(2);
+    expect(probeAsks('kms-3')).toHaveLength(3);
+  });
+
+  it('a gate whose first readiness question is not yet 200: the others are asked again before the next go', async () => {
+    let asked = 0;
+    fleet.node('kms-1').apiReady = (files) => (files.get(CONFIG)!.content.toString().includes('hsm:') && asked++ === 0 ? 503 : 200);
+    const r = await apply();
+    expect(r.code).toBe(EXIT.ok);
+    // kms-1 answered 200 only when polled (the ready verb); kms-3's early answer was dropped
+    // and it was asked again before kms-2's go: before kms-1's, with kms-1's first question,
+    // before kms-2's, and at its own gate.
+    expect(fleet.node('kms-1').verbs).toContain('rollout-ready');
+    expect(probeAsks('kms-3')).toHaveLength(4);
+  });
+
   it('second Ctrl-C: the node in progress recorded unknown, 130 without process.exit', async () => {
     // During kms-2's gate: its files are moved (recorded `written`), its ready line not yet judged.
     let fired = false;
