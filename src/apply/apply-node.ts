@@ -3,7 +3,7 @@
 // starts, and turns a failure into what the operator must know. Knows nothing of listr2.
 import { ConnectionLostError, NodeError, RolloutFailedError, StalePlanError } from '../errors.js';
 import type { FileChange, RestartChange } from '../plan/types.js';
-import { renderGateEvidence, type GateRun } from '../rollout/restart-gate.js';
+import { renderGateEvidence, type AheadPings, type GateRun } from '../rollout/restart-gate.js';
 import type { CompiledGate } from '../rollout/gate.js';
 import type { ServiceState } from '../rollout/journal.js';
 import type { NodeWork } from '../state/resume.js';
@@ -33,6 +33,8 @@ export type ApplyContext = {
   beforeRestart?: () => Promise<void>;
   /** This turn's restart channel, opened ahead by openTurn; else it is opened when the turn starts. */
   channel?: LineStream;
+  /** Pings already sent down `channel`. */
+  pings?: AheadPings;
   /** Called when the restart command returned and the unit starts (the next turn's channel may open). */
   onRestarted?: () => void;
   /** The node's own API must answer /v1/health/ready after the ready line (part of the gate after a change); absent: the journal alone decides. */
@@ -166,6 +168,7 @@ export async function applyNodePhase(t: Transport, work: NodeWork, ctx: ApplyCon
       onMoved: () => record({ status: 'written', files }),
       ...(ctx.onRestarted ? { onRestarted: ctx.onRestarted } : {}),
       ...(ctx.channel ? { channel: ctx.channel } : {}),
+      ...(ctx.pings ? { pings: ctx.pings } : {}),
     });
   } catch (err) {
     if (!went || err instanceof StalePlanError || (err instanceof ConnectionLostError && !err.started)) return untouched(err);

@@ -6,7 +6,7 @@ import type { RunRecorder } from '../state/run-state.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
 import type { CompiledGate } from '../rollout/gate.js';
-import type { GateRun } from '../rollout/restart-gate.js';
+import type { AheadPings, GateRun } from '../rollout/restart-gate.js';
 import type { ServiceState } from '../rollout/journal.js';
 import { askApi, type ApiAnswer, type ApiTarget, type StateReader } from '../rollout/service-probe.js';
 import { apiTargets } from '../rollout/cluster.js';
@@ -87,16 +87,17 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
       if (first.ok) return first;
     }
     early = null;
+    if (ahead) ahead.pings = { ...ahead.pings, fresh: false };
     return askApi(t, what, target, seconds);
   };
   // The next turn's restart channel, opened once this turn's restart returned, so that
   // its checks and cursor are done by the time the turn comes; a turn that never
   // comes sends it `stop` (nothing on that node changes).
-  let ahead: { item: NodeWork; stream: LineStream } | null = opts.ahead ?? null;
-  const takeAhead = (item: NodeWork | null): LineStream | undefined => {
+  let ahead: { item: NodeWork; stream: LineStream; pings: AheadPings } | null = opts.ahead ? { ...opts.ahead, pings: { sent: 0, fresh: false } } : null;
+  const takeAhead = (item: NodeWork | null): { stream: LineStream; pings: AheadPings } | undefined => {
     const a = ahead;
     ahead = null;
-    if (a && a.item === item) return a.stream;
+    if (a && a.item === item) return a;
     dismissTurn(a?.stream);
     return undefined;
   };
@@ -112,13 +113,13 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
     takeAhead(null);
     const next = nextItem(phase, after);
     const stream = next ? openTurn(opts.transports.get(next.node)!, next, opts.stageKey, opts.gate) : null;
-    if (next && stream) ahead = { item: next, stream };
+    if (next && stream) ahead = { item: next, stream, pings: { sent: 0, fresh: false } };
   };
   // When `name` passed its journal gate with `state`: the next turn's check of the
   // others goes out now, with `name`'s readiness question, `name` held to the state
-  // that passed (its readiness is that question's). Not with a cluster guard: its
-  // check after the gate may wait for the node to rejoin, longer than the others'
-  // answers should be trusted.
+  // that passed (its readiness is that question's), and so does the ping of the next
+  // turn's waiting channel. Not with a cluster guard: its check after the gate may
+  // wait for the node to rejoin, longer than the others' answers should be trusted.
   const askOthersEarly = (phase: string, name: string, state: ServiceState | undefined) => {
     const next = nextItem(phase, name);
     if (!next || !state || opts.cluster || !opts.readReady) return;
@@ -127,6 +128,7 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
     const check = checkOthersHealthy(next.node, { ...opts, baseline, ready: (n) => (n === name ? null : ready(n)) });
     check.catch(() => undefined); // awaited at the next turn, or dropped
     early = { next: next.node, check };
+    if (ahead?.item === next && ahead.stream.send('ping\n')) ahead.pings = { sent: ahead.pings.sent + 1, fresh: true };
   };
 
   // An event about the run rather than one node's turn (its data names the node).
@@ -164,7 +166,7 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
                 }
                 const channel = takeAhead(item);
                 if (opts.stop.requested) {
-                  dismissTurn(channel);
+                  dismissTurn(channel?.stream);
                   result.interrupted = true;
                   throw new InterruptedError(`interrupted before ${name} (phase ${phase.name}); every node is in its old or new state`);
                 }
@@ -179,7 +181,7 @@ export async function execute(plan: Plan, work: readonly NodeWork[], opts: Rollo
                   const outcome = await applyNodePhase(opts.transports.get(name)!, item, {
                     beforeRestart: () => othersHealthy(name),
                     ...(api.has(name) ? { api: api.get(name)!, askApi: askReadyAfterGate, onGated: (state) => askOthersEarly(phase.name, name, state) } : {}),
-                    ...(channel ? { channel } : {}),
+                    ...(channel ? { channel: channel.stream, pings: channel.pings } : {}),
                     onRestarted: () => openAhead(phase.name, name),
                     runId: opts.runId,
                     stageKey: opts.stageKey,

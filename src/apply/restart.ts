@@ -4,7 +4,7 @@
 // follows the journal from the cursor until the gate decides.
 import type { FileChange, RestartChange } from '../plan/types.js';
 import type { CompiledGate } from '../rollout/gate.js';
-import { openRestart, restartAndGate, type GateRun } from '../rollout/restart-gate.js';
+import { openRestart, restartAndGate, type AheadPings, type GateRun } from '../rollout/restart-gate.js';
 import { askApi, type ApiAnswer, type ApiTarget } from '../rollout/service-probe.js';
 import type { LineStream, Transport } from '../transport/transport.js';
 import type { Redactor } from '../util/redact.js';
@@ -27,6 +27,8 @@ export type RestartHooks = {
   onRestarted?: () => void;
   /** A channel openRestartChannel opened ahead with the same moves; else one is opened now. */
   channel?: LineStream;
+  /** Pings already sent down `channel`. */
+  pings?: AheadPings;
 };
 
 /**
@@ -56,6 +58,7 @@ export function applyRestart(t: Transport, restart: RestartChange, ctx: RestartC
     ...(hooks.onMoved ? { onCommitted: hooks.onMoved } : {}),
     ...(hooks.onRestarted ? { onRestarted: hooks.onRestarted } : {}),
     ...(hooks.channel ? { channel: hooks.channel } : {}),
+    ...(hooks.pings ? { pings: hooks.pings } : {}),
   });
 }
 

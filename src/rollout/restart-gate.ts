@@ -30,7 +30,16 @@ export type RestartOptions = {
   onRestarted?: () => void;
   /** The channel openRestart opened ahead of this turn, with these commits; else one is opened now. */
   channel?: LineStream;
+  /** Pings already sent down `channel` (see AheadPings); absent: none. */
+  pings?: AheadPings;
 };
+
+/**
+ * Pings already sent down a channel opened ahead, their pongs not yet read.
+ * `fresh`: the last went out with the other nodes' check this turn relies on,
+ * so its pong proves the link as recently, and the turn sends none of its own.
+ */
+export type AheadPings = { sent: number; fresh: boolean };
 
 /**
  * Opens a node's restart channel ahead of its turn, while the node before it
@@ -127,8 +136,15 @@ export async function restartAndGate(t: Transport, unit: string, gate: CompiledG
         it = stream.lines[Symbol.asyncIterator]();
         await feed({ type: 'open', channel: 'restart' });
         // A channel opened ahead has waited through another node's turn: its link
-        // must answer now, or go could be lost with it (and the node's state unknown).
-        const answered = ahead ? (stream.send('ping\n') ? read(it, stream, (ev) => ev.type === 'pong') : Promise.resolve(false)) : Promise.resolve(true);
+        // must answer now (or did, with the other nodes' check), or go could be lost
+        // with it (and the node's state unknown). The last ping's pong is the one that counts.
+        let answered = Promise.resolve(true);
+        if (ahead) {
+          const pings = opts.pings ?? { sent: 0, fresh: false };
+          const want = pings.sent + (pings.fresh ? 0 : 1);
+          let pongs = 0;
+          answered = pings.fresh || stream.send('ping\n') ? read(it, stream, (ev) => ev.type === 'pong' && ++pongs === want) : Promise.resolve(false);
+        }
         if (opts.beforeGo) progress('checking the other nodes');
         try {
           await opts.beforeGo?.();

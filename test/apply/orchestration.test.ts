@@ -216,6 +216,8 @@ describe('apply on an in-memory fleet', () => {
     expect(probeAsks('kms-1')).toHaveLength(2);
     expect(probeAsks('kms-2')).toHaveLength(2);
     expect(probeAsks('kms-3')).toHaveLength(3);
+    // The waiting channels of kms-2 and kms-3 were pinged with that check, once each.
+    expect(NAMES.map((n) => fleet.node(n).pings)).toEqual([1, 1, 1]);
   });
 
   it('a gate whose first readiness question is not yet 200: the others are asked again before the next go', async () => {
@@ -228,6 +230,8 @@ describe('apply on an in-memory fleet', () => {
     // before kms-2's, and at its own gate.
     expect(fleet.node('kms-1').verbs).toContain('rollout-ready');
     expect(probeAsks('kms-3')).toHaveLength(4);
+    // kms-2's waiting channel was pinged with the dropped check, then again at its turn.
+    expect(fleet.node('kms-2').pings).toBe(2);
   });
 
   it('second Ctrl-C: the node in progress recorded unknown, 130 without process.exit', async () => {

@@ -36,6 +36,8 @@ export class MemoryNode {
   apiVersion: string | null = '2025-03-12T09-35-18Z';
   /** Every API question asked on the node: `ready|version HOST CA INSECURE SECONDS` (the verb) or `probe K HOST CA` (the probe). */
   readonly apiAsked: string[] = [];
+  /** How many `ping`s its restart channels were sent. */
+  pings = 0;
   readonly verbs: string[] = [];
   /** What the cluster's CLI answers here (cluster.sh's lines for `stat|backup HOST CA K CLI`, a backup's path from stdin); null: no CLI (exit 127). */
   clusterCli: ((args: string[], key: string, file: string) => string[]) | null = null;
@@ -559,6 +561,7 @@ async function restart(node: MemoryNode, stdin: Stdin, out: Out, state: { open: 
   out.line(`@cursor c${cursor}`);
   let word = await stdin.line();
   while (word === 'ping') {
+    node.pings++;
     out.line('@pong');
     word = await stdin.line();
   }

@@ -90,6 +90,32 @@ describe('restartAndGate over one channel', () => {
     expect(run.verdict.evidence[0]?.invocationId).toBe('new');
   });
 
+  it('a channel pinged with the other nodes\' check (fresh): the turn sends no ping of its own, and go follows that pong', async () => {
+    const t = new FakeTransport('kms-2', [[...svc('old'), '@cursor C1', '@pong', '@file /etc/minkms/config.yaml', '@committed', '@restarted 0', entry('=> Server is up and running...', 'new'), ...now('new')]], () => {
+      throw new Error('no command may be needed');
+    });
+    const channel = openRestart(t, 'minkms', gate, [commit], 60_000);
+    channel.send('ping\n');
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], channel, pings: { sent: 1, fresh: true }, beforeGo: async () => undefined });
+    expect(t.sent[0]).toEqual([commitRequest([commit]), 'ping\n', 'go\n']);
+    expect(run.verdict.status).toBe('passed');
+  });
+
+  it('a ping sent ahead that is no longer fresh: the turn pings again, and without that second pong go never goes on the channel', async () => {
+    const t = new FakeTransport('kms-2', [
+      [...svc('old'), '@cursor C1', '@pong'],
+      ['@file /etc/minkms/config.yaml', '@committed', ...svc('old'), '@cursor C2', '@restarted 0', entry('=> Server is up and running...', 'new'), ...now('new')],
+    ], () => {
+      throw new Error('no command may be needed');
+    });
+    const channel = openRestart(t, 'minkms', gate, [commit], 60_000);
+    channel.send('ping\n');
+    const run = await restartAndGate(t, 'minkms', gate, () => undefined, redact, { commits: [commit], channel, pings: { sent: 1, fresh: false }, beforeGo: async () => undefined });
+    // The first pong answered the old ping; the channel ended before answering the new one.
+    expect(t.sent).toEqual([[commitRequest([commit]), 'ping\n', 'ping\n'], [commitRequest([commit]), 'go\n']]);
+    expect(run.verdict.status).toBe('passed');
+  });
+
   it('a channel opened ahead that ended before go (its link lost while it waited) is replaced by a fresh one: nothing was touched', async () => {
     const t = new FakeTransport('kms-2', [
       [...svc('old'), '@cursor C1'],
