@@ -139,28 +139,6 @@ for (const n of [10, 50]) {
   const ov = ro?.overhead_per_node_ms ?? null;
   target(`RTT 50, apply N=${n}: rollout overhead per node over the floor`, '<= 150 ms (3 RTT)', ov === null ? null : `${ov} ms/node over "${ro.overhead_over}" (${(ov / 50).toFixed(1)} RTT)`, ov !== null && ov <= 150, [ro, row('apply', n, ro?.overhead_over ?? 'openssh floor', 50)]);
 }
-// The network's share alone: how many times each tool waits on the nodes, derived
-// from its medians at RTT 0 and at the RTT (the nodes' work is the same at both,
-// so the difference is RTT x the sequential round trips). On the lab the nodes
-// share two cores, and at RTT 0 their work queues where at RTT 50 it overlaps the
-// waits, so this is the fleet's part of the overhead, not the lab's wall time.
-const waits = [];
-for (const rtt of rtts.filter((r) => r > 0)) for (const op of OPS) for (const n of sizes) for (const tool of TOOL_ORDER) {
-  const at = row(op, n, tool, rtt);
-  const base = row(op, n, tool, 0);
-  if (!at || !base) continue;
-  const rt = (1000 * (at.median_s - base.median_s)) / rtt;
-  const floorTool = floorFor(op, tool, (t) => row(op, n, t, rtt) && row(op, n, t, 0));
-  const fa = row(op, n, floorTool, rtt);
-  const fb = row(op, n, floorTool, 0);
-  const floorRt = !isFloor(tool) && fa && fb ? (1000 * (fa.median_s - fb.median_s)) / rtt : null;
-  waits.push({ rtt_ms: rtt, op, n, tool, round_trips: round(rt, 1), per_node: round(rt / n, 2), over_floor_per_node: floorRt === null ? null : round((rt - floorRt) / n, 2), floor: isFloor(tool) ? null : floorTool });
-}
-for (const n of [10, 50]) {
-  const w = waits.find((x) => x.rtt_ms === 50 && x.op === 'apply' && x.n === n && x.tool === 'rollout');
-  const ov = w?.over_floor_per_node ?? null;
-  target(`RTT 50, apply N=${n}: rollout's round trips per node over the floor's (derived from RTT 0 and 50)`, '<= 3', ov === null ? null : `${ov.toFixed(1)} (rollout ${w.per_node.toFixed(1)} per node, "${w.floor}" ${(w.per_node - ov).toFixed(1)})`, ov !== null && ov <= 3, [row('apply', n, 'rollout', 50), row('apply', n, 'rollout', 0)]);
-}
 for (const n of [10, 50]) {
   const ro = row('apply', n, 'rollout', 0);
   const ratio = ro?.ratio_to_floor ?? null;
@@ -226,7 +204,7 @@ const reference = {
   apply: { 10: { ansible: 25.2, floor: 18.8 } },
 };
 
-const json = { meta, results, targets, network_waits: waits, plan_marginal_cost: slopes, variant_comparison: variantComparison, startup, reference, samples };
+const json = { meta, results, targets, plan_marginal_cost: slopes, variant_comparison: variantComparison, startup, reference, samples };
 writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(json, null, 2) + '\n');
 
 // ---------------------------------------------------------------- markdown
@@ -278,13 +256,6 @@ if (rtts.length > 1) {
     if (!cells.some(Boolean)) continue;
     lines.push(`| ${n} | ${op} | ${tool} | ${cells.map((r) => (r ? `${fmt(r.median_s)}${r.ratio_to_floor === null ? '' : ` (${fmt(r.ratio_to_floor)}x)`}` : '–')).join(' | ')} |`);
   }
-  lines.push('');
-}
-if (waits.length) {
-  lines.push('## Waits on the network (derived)', '');
-  lines.push('Round trips on the critical path = (median at the RTT − median at RTT 0) / RTT: the nodes\' work is the same at both RTTs, so what grows is the waiting. Per node over the floor: (rollout\'s − its floor\'s) / N, the overhead a fleet whose nodes do not share CPUs would see from the network. On the lab a phase the shared cores hold up at RTT 0 hides its waits at RTT 50, so counts are a lower bound where the nodes are busy.', '');
-  lines.push('| RTT ms | N | op | tool | round trips | per node | per node over the floor |', '|---:|---:|---|---|---:|---:|---:|');
-  for (const w of waits) lines.push(`| ${w.rtt_ms} | ${w.n} | ${w.op} | ${w.tool} | ${fmt(w.round_trips, 1)} | ${fmt(w.per_node, 1)} | ${w.over_floor_per_node === null ? '–' : `${w.over_floor_per_node > 0 ? '+' : ''}${fmt(w.over_floor_per_node, 1)}`} |`);
   lines.push('');
 }
 if (variantComparison.length) {
