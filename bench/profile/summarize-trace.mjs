@@ -21,7 +21,21 @@ const kinds = [
   [/^systemctl show/, 'systemctl show (a command)'],
   [/^GET|^POST|^PUT|^https?:/, 'vault (https, from here)'],
 ];
+// The agent's verbs (traces from before the verb was recorded fall back to the patterns).
+const verbs = {
+  lock: 'lock (a command)',
+  check: 'node checks (a command)',
+  read: 'read files (stat+cat)',
+  probe: 'state probe (health checks, staging, release)',
+  restart: 'turn channel (checks, cursor, go, moves, restart, journal)',
+  follow: 'journal follow again (after a lost link)',
+  ready: 'own readiness, polled (a command)',
+  cluster: 'the cluster CLI (a command)',
+  stage: 'staging (a command: no probe)',
+  release: 'lock release (a command: no probe)',
+};
 const kindOf = (e) => {
+  if (e.verb) return verbs[e.verb] ?? `rollout-${e.verb}`;
   const text = e.kind === 'connect' ? 'connect' : e.cmd;
   for (const [re, name] of kinds) if (re.test(text)) return name;
   return e.kind === 'https' ? 'vault (https, from here)' : `other: ${e.cmd.slice(0, 50)}`;
@@ -50,7 +64,9 @@ if (turns.length) {
   };
   console.log('\nbefore the first restart (first start to last end, ms since the process started):');
   console.log(`  handshakes                  ${span('ssh handshake', (e) => e.end_ms)}`);
-  console.log(`  first reads (lock, checks)  ${span('first read: lock + node checks + files', (e) => e.end_ms)}`);
+  console.log(`  locks                       ${span('lock (a command)', (e) => e.end_ms)}`);
+  console.log(`  node checks                 ${span('node checks (a command)', (e) => e.end_ms)}`);
+  console.log(`  reads                       ${span('read files (stat+cat)', (e) => e.end_ms)}`);
   console.log(`  Vault from here             ${span('vault (https, from here)', (e) => e.end_ms)}`);
   const probes = work.filter((e) => kindOf(e).startsWith('state probe'));
   const staged = probes.map((e) => at(e, '@stage-end')).filter((x) => x !== undefined);

@@ -5,8 +5,9 @@
 //   TRACE_SSH_FILE=/tmp/trace.jsonl node -r ./bench/profile/trace-ssh.cjs dist/cli/main.js apply INV --yes
 //   node bench/profile/summarize-trace.mjs /tmp/trace.jsonl
 //
-// Each line: { kind: "connect"|"exec"|"https", node, start_ms, end_ms, cmd, marks }
-// (times in ms since the process started; cmd is the command's first 120
+// Each line: { kind: "connect"|"exec"|"https", node, start_ms, end_ms, cmd, verb, marks }
+// (times in ms since the process started; verb, on exec: the agent's verb, as in
+// `rollout-read`, when the command runs one; cmd is the command's first 120
 // characters; marks, on exec: when each "@..." line rollout's scripts print
 // arrived, and when a control word (go, ping, stop, ...) was written, as [ms, text]).
 // Also every chunk on each SSH connection's socket, as the wire sees it
@@ -81,7 +82,9 @@ if (file) {
         };
         const finish = () => {
           open.delete(finish);
-          emit({ kind: 'exec', node, start_ms: start, open_ms: opened, end_ms: t(), cmd: String(command).replace(/\s+/g, ' ').slice(0, 120), ...(marks.length ? { marks } : {}) });
+          // The agent's verb (`sh -c 'SCRIPT' rollout-VERB ARGS`) names the command past the 120 characters kept.
+          const verb = /' rollout-([a-z]+)(?: |$)/.exec(String(command))?.[1];
+          emit({ kind: 'exec', node, start_ms: start, open_ms: opened, end_ms: t(), cmd: String(command).replace(/\s+/g, ' ').slice(0, 120), ...(verb ? { verb } : {}), ...(marks.length ? { marks } : {}) });
         };
         open.add(finish);
         channel.once('close', finish);
