@@ -318,6 +318,16 @@ describe('the cluster, with vars.cluster.apiKey', () => {
     expect(fleet.node('kms-2').clusterAsked[0]!.args).toEqual(['stat', 'kms-2:7373', '', '0', '/usr/local/bin/minkms']);
   });
 
+  it('with the cluster guard the other nodes are asked when the next turn comes, after the guard\'s check, not with the readiness question', async () => {
+    fleet.serveCluster({ key: KEY, leader: 'kms-3' });
+    const r = await apply({ preflight: true, order: 'inventory' });
+    expect(r.code).toBe(EXIT.ok);
+    // kms-1: its gate, then before kms-2's go and before kms-3's; asked early it would have been twice.
+    expect(fleet.node('kms-1').apiAsked.filter((a) => a.startsWith('probe '))).toHaveLength(3);
+    // Each waiting channel pinged at its own turn, once.
+    expect(NAMES.map((n) => fleet.node(n).pings)).toEqual([1, 1, 1]);
+  });
+
   it('--order inventory keeps the inventory order', async () => {
     fleet.serveCluster({ key: KEY, leader: 'kms-1' });
     const r = await apply({ preflight: true, order: 'inventory' });
