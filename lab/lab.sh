@@ -454,9 +454,10 @@ write_node_tls() {
 
 # Installs node $1's seed files into the mounted root $2 (also used by reset,
 # on the live overlay): config, env file, and the TLS files the config's tls
-# section names (key 0600 minkms-user; CAs/ a hashed dir holding the lab CA).
+# section names (key 0600 minkms-user; CAs/ a plain dir holding the lab CA, no
+# OpenSSL hash links: MinKMS reads every file in it, and rollout must too).
 install_seed() {
-  local name=$1 root=$2 seed="$STATE/nodes/$1/seed" gid uid hash
+  local name=$1 root=$2 seed="$STATE/nodes/$1/seed" gid uid
   gid=$(lab_gid "$root" minkms-user)
   uid=$(lab_uid "$root" minkms-user)
   rm -rf --one-file-system "$root/etc/minkms"
@@ -467,8 +468,6 @@ install_seed() {
   install -m 0644 -o 0 -g 0 "$STATE/nodes/$1/tls/public.crt" "$root/etc/minkms/tls/public.crt"
   install -d -m 0755 -o 0 -g 0 "$root/etc/minkms/tls/CAs"
   install -m 0644 -o 0 -g 0 "$VAULT_TLS/ca.pem" "$root/etc/minkms/tls/CAs/rollout-lab-ca.pem"
-  hash=$(openssl x509 -noout -subject_hash -in "$VAULT_TLS/ca.pem")
-  ln -sfn rollout-lab-ca.pem "$root/etc/minkms/tls/CAs/$hash.0"
   rm -rf --one-file-system "$root"/etc/default/minkms?* "$root"/etc/default/.minkms*
   install -m 0600 -o 0 -g 0 "$seed/minkms.env" "$root/etc/default/minkms"
 }

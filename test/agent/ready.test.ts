@@ -2,7 +2,7 @@
 // under /bin/sh, with a stand-in curl on PATH that logs its arguments and
 // answers from a script of `RC CODE BODY` lines (one per call, the last repeated).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -22,7 +22,9 @@ beforeEach(() => {
   writeFileSync(path.join(dir, 'calls'), '');
   // Each call: its arguments on one line, `|`-separated; the answer is line N of `answers` (or the last).
   // It writes -w's format (as given) with the status, as curl does: after the body, after a complaint.
+  // The file --cacert names is copied to cacert-N (N: the call), as it was when curl ran.
   standIn(bin, 'curl', `for a; do printf '%s|' "$a"; done >> ${dir}/calls; echo >> ${dir}/calls
+prev=; for a; do [ "$prev" != --cacert ] || cp -- "$a" ${dir}/cacert-$(wc -l < ${dir}/calls) 2>/dev/null; prev=$a; done
 fmt=; prev=; for a; do [ "$prev" != -w ] || fmt=$a; prev=$a; done
 n=$(wc -l < ${dir}/calls); total=$(wc -l < ${dir}/answers)
 [ "$n" -le "$total" ] || n=$total
@@ -74,18 +76,42 @@ describe('ready (the node asks its own API)', () => {
     expect(parseApiAnswer(r.out.trim()).problem).toBe('no HTTP answer (curl exit 7: curl: (7) Failed to connect to kms-1 port 7373)');
   });
 
-  it('a CA directory is --capath; no CA: the system trust store; insecure only when asked', () => {
-    answers('0 200 ');
-    mkdirSync(path.join(dir, 'CAs'));
-    ask(apiArgs('ready', { ...target, ca: path.join(dir, 'CAs') }));
+  it('a CA directory: every file in it, joined for curl (no hash links needed, no system bundle); no CA: the system trust store; insecure only when asked', () => {
+    answers('0 503 {"message":"not ready"}', '0 200 ');
+    const cas = path.join(dir, 'CAs');
+    mkdirSync(cas);
+    const pem = (body: string) => `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+    writeFileSync(path.join(cas, 'root.pem'), pem('ROOT'));
+    writeFileSync(path.join(cas, 'intermediate.crt'), pem('INTERMEDIATE'));
+    // Polled: the same joined file for every request, removed after the answer.
+    expect(ask(apiArgs('ready', { ...target, ca: cas }, 5)).out).toBe('@api 0 200 \n');
     ask(apiArgs('ready', { ...target, ca: null }));
-    ask(apiArgs('ready', { ...target, insecure: true }));
-    const [capath, system, insecure] = calls();
-    expect(capath).toContain('--capath');
-    expect(capath).not.toContain('--cacert');
+    ask(apiArgs('ready', { ...target, ca: cas, insecure: true }));
+    const [first, second, system, insecure] = calls();
+    for (const [i, call] of [first!, second!].entries()) {
+      expect(call.filter((a) => a.startsWith('--ca'))).toEqual(['--cacert']);
+      const joined = call[call.indexOf('--cacert') + 1]!;
+      expect(path.dirname(joined)).not.toBe(cas);
+      expect(existsSync(joined)).toBe(false);
+      const copied = readFileSync(path.join(dir, `cacert-${i + 1}`), 'utf8');
+      expect(copied).toContain('ROOT');
+      expect(copied).toContain('INTERMEDIATE');
+    }
+    expect(first![first!.indexOf('--cacert') + 1]).toBe(second![second!.indexOf('--cacert') + 1]);
     expect(system!.filter((a) => a.startsWith('--ca') || a === '--insecure')).toEqual([]);
     expect(insecure).toContain('--insecure');
-    expect(insecure).not.toContain('--cacert');
+    expect(insecure!.filter((a) => a.startsWith('--ca'))).toEqual([]);
+  });
+
+  it('a CA directory without a certificate: says so, asks nothing', () => {
+    answers('0 200 ');
+    const cas = path.join(dir, 'CAs');
+    mkdirSync(cas);
+    writeFileSync(path.join(cas, 'README'), 'put the CA here\n');
+    const r = ask(apiArgs('ready', { ...target, ca: cas }, 5));
+    expect(r.out).toBe(`@api 77 000 no CA certificate in ${cas}\n`);
+    expect(parseApiAnswer(r.out.trim()).problem).toBe(`no HTTP answer (curl exit 77: no CA certificate in ${cas})`);
+    expect(calls()).toEqual([]);
   });
 
   it('version: GET /version once, its body', () => {

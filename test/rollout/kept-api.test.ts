@@ -59,7 +59,7 @@ describe('KeptApi', () => {
     expect(t.commands).toEqual([expect.stringContaining(path.join(dir, 'ca.pem'))]);
   });
 
-  it('reads a CA directory as curl --capath would be given it', async () => {
+  it('reads a CA directory as ready.sh does: every file in it', async () => {
     expect(await api.ready(target({ ca: path.join(dir, 'CAs') }))).toBe(true);
   });
 

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -101,6 +101,31 @@ describe('openServiceProbes', () => {
       expect(answer.problem).toMatch(/^HTTP 503: .*not ready: test/);
       // The kept connection's 503, then curl's own (a new connection).
       expect([server.connections, server.requests]).toEqual([3, 6]);
+    } finally {
+      probes.close();
+      await server.close();
+    }
+  });
+
+  it('ready: a CA directory of plain PEM files (no OpenSSL hash links), as MinKMS reads it, is trusted by the real curl', async () => {
+    const tlsDir = mkdtempSync(path.join(tmpdir(), 'rollout-probe-tls-'));
+    makeTls(tlsDir);
+    const cas = path.join(tlsDir, 'CAs');
+    mkdirSync(cas);
+    copyFileSync(path.join(tlsDir, 'ca.pem'), path.join(cas, 'internal-ca.crt'));
+    writeFileSync(path.join(cas, 'notes.txt'), 'rotated yearly\n');
+    const server = await countingServer(tlsDir);
+    const probes = openServiceProbes(new Map([['kms-1', t]]), 'minkms');
+    try {
+      expect(await probes.ready('kms-1', { host: `127.0.0.1:${server.port}`, ca: cas, insecure: false })).toMatchObject({ ok: true, status: 200 });
+      // The CA still decides: another CA's directory is refused.
+      const other = mkdtempSync(path.join(tmpdir(), 'rollout-probe-tls-'));
+      makeTls(other);
+      mkdirSync(path.join(other, 'CAs'));
+      copyFileSync(path.join(other, 'ca.pem'), path.join(other, 'CAs', 'ca.pem'));
+      const refused = await probes.ready('kms-1', { host: `127.0.0.1:${server.port}`, ca: path.join(other, 'CAs'), insecure: false });
+      expect(refused).toMatchObject({ ok: false, status: 0 });
+      expect(refused.problem).toMatch(/curl exit 60/);
     } finally {
       probes.close();
       await server.close();
