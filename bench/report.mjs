@@ -17,8 +17,9 @@ const [header, ...rows] = readFileSync(samplesFile, 'utf8').trim().split('\n');
 const cols = header.split('\t');
 const samples = rows.filter(Boolean).map((l) => {
   const o = Object.fromEntries(l.split('\t').map((v, i) => [cols[i], v]));
-  // Samples from before the latency mode have no rtt_ms column: loopback.
-  return { rttMs: Number(o.rtt_ms ?? 0), n: Number(o.n), op: o.op, tool: o.tool, run: Number(o.run), seconds: Number(o.seconds), rssKb: Number(o.rss_kb), vitest: o.vitest === '1' };
+  // Samples from before the latency mode have no rtt_ms column: loopback; from before the CPU columns, no CPU.
+  const cpu = (v) => (v === undefined || v === '' || Number.isNaN(Number(v)) ? null : Number(v));
+  return { rttMs: Number(o.rtt_ms ?? 0), n: Number(o.n), op: o.op, tool: o.tool, run: Number(o.run), seconds: Number(o.seconds), rssKb: Number(o.rss_kb), vitest: o.vitest === '1', cpuTool: cpu(o.cpu_tool_s), cpuMachine: cpu(o.cpu_machine_s) };
 });
 
 const median = (xs) => {
@@ -64,6 +65,10 @@ for (const rtt of rtts) for (const op of OPS) {
       const med = median(secs);
       const floorTool = floorFor(op, tool, (t) => stat(t) !== null);
       const floor = stat(floorTool);
+      const cpuMedian = (key) => {
+        const xs = mine.map((s) => s[key]).filter((x) => x !== null);
+        return xs.length === mine.length ? median(xs) : null;
+      };
       results.push({
         rtt_ms: rtt,
         n,
@@ -80,6 +85,8 @@ for (const rtt of rtts) for (const op of OPS) {
         overhead_per_node_ms: floor !== null && !isFloor(tool) ? round((1000 * (med - floor)) / n, 1) : null,
         overhead_over: isFloor(tool) ? null : floorTool,
         peak_rss_mb: round(Math.max(...mine.map((s) => s.rssKb)) / 1024, 1),
+        cpu_tool_s: round(cpuMedian('cpuTool'), 2),
+        cpu_machine_s: round(cpuMedian('cpuMachine'), 2),
         vitest_during_runs: mine.filter((s) => s.vitest).length,
       });
     }
@@ -255,6 +262,22 @@ if (rtts.length > 1) {
     const cells = rtts.map((rtt) => row(op, n, tool, rtt));
     if (!cells.some(Boolean)) continue;
     lines.push(`| ${n} | ${op} | ${tool} | ${cells.map((r) => (r ? `${fmt(r.median_s)}${r.ratio_to_floor === null ? '' : ` (${fmt(r.ratio_to_floor)}x)`}` : '–')).join(' | ')} |`);
+  }
+  lines.push('');
+}
+const withCpu = results.filter((r) => r.cpu_machine_s !== null);
+if (withCpu.length) {
+  // On a fleet each node's work runs on that node's own cores; here every node
+  // shares the machine's, so CPU the nodes spend at once becomes waiting.
+  const cores = Number(meta.cpus) || 2;
+  lines.push('## CPU: what the lab\'s shared cores carry', '');
+  lines.push(`Medians per sample. "tool": the tool's own CPU time (GNU time user + system, with the children it waited for: the floor's \`ssh\`es, Ansible's forks). "machine": the whole machine's busy CPU time over the same span (/proc/stat): every lab node's processes (sshd, shells, systemctl, journalctl, curl, systemd and journald, the simulated KMS), the Vault double, the relay and the tool. "busy": machine CPU / (wall × ${cores} cores). "nodes over floor, per node": (machine − tool) − the same for the floor of the same work, divided by N: what the tool makes the nodes (and the lab's doubles) do beyond the floor, which a fleet spreads over N machines and the lab runs on ${cores} cores.`, '');
+  lines.push('| RTT ms | N | op | tool | median s | CPU s: tool | CPU s: machine | busy | nodes over floor, per node (CPU ms) |', '|---:|---:|---|---|---:|---:|---:|---:|---:|');
+  for (const r of withCpu) {
+    const fl = isFloor(r.tool) ? null : row(r.op, r.n, r.overhead_over, r.rtt_ms);
+    const rest = (x) => x.cpu_machine_s - (x.cpu_tool_s ?? 0);
+    const over = fl && fl.cpu_machine_s !== null && r.cpu_tool_s !== null && fl.cpu_tool_s !== null ? (1000 * (rest(r) - rest(fl))) / r.n : null;
+    lines.push(`| ${r.rtt_ms} | ${r.n} | ${r.op} | ${r.tool} | ${fmt(r.median_s)} | ${fmt(r.cpu_tool_s)} | ${fmt(r.cpu_machine_s)} | ${fmt((100 * r.cpu_machine_s) / (r.median_s * cores), 0)}% | ${over === null ? '–' : fmt(over, 0)} |`);
   }
   lines.push('');
 }

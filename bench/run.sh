@@ -35,8 +35,9 @@
 #   BENCH_OUT_DIR=bench       where results.json / results.md go
 #   BENCH_KEEP_TMP=1          keep the temp dir (inventories, logs of every run)
 #   BENCH_PROFILE_DIR=DIR     after the timed runs of each size, one more (untimed) rollout plan, and
-#                             apply where measured, with --cpu-prof and bench/profile/trace-ssh.cjs,
-#                             into DIR/n<N>/ (see bench/README.md, "Profiling rollout")
+#                             apply where measured, with --cpu-prof, bench/profile/trace-ssh.cjs and
+#                             process accounting (profile/process-cpu.sh, Debian's acct), into
+#                             DIR/n<N>/ (see bench/README.md, "Profiling rollout")
 #   BENCH_LAB_DIR, BENCH_LAB_CACHE, BENCH_BASE_PORT, BENCH_VAULT_PORT, BENCH_VAULT_ADMIN_PORT, BENCH_KMS_BASE_PORT
 #                             the bench's own lab instance (default /var/lib/rollout-lab-bench,
 #                             /var/cache/rollout-lab-bench, 2400, 8400, 8401); never the default lab.
@@ -156,6 +157,7 @@ done
 pkgs=()
 if ((WITH_ANSIBLE)); then command -v ansible-playbook >/dev/null 2>&1 || pkgs+=(ansible-core); fi
 [[ -x /usr/bin/time ]] || pkgs+=(time)
+[[ -z $PROFILE_DIR ]] || command -v accton >/dev/null 2>&1 || pkgs+=(acct)
 if ((${#pkgs[@]} > 0)); then
   log "installing ${pkgs[*]} (apt)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null ||
@@ -220,7 +222,7 @@ for label in "${VARIANT_LABELS[@]}"; do
 done
 SAMPLES="$TMP/samples.tsv"
 META="$TMP/meta.tsv"
-printf 'rtt_ms\tn\top\ttool\trun\tseconds\trss_kb\tvitest\n' >"$SAMPLES"
+printf 'rtt_ms\tn\top\ttool\trun\tseconds\trss_kb\tvitest\tcpu_tool_s\tcpu_machine_s\n' >"$SAMPLES"
 : >"$META"
 LAB_UP=0
 RELAY_PID=
@@ -304,29 +306,40 @@ wait_quiet() {
 
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# The machine's busy CPU time so far, in clock ticks (/proc/stat: user, nice,
+# system, irq, softirq): every process of every lab node, the Vault double, the
+# relay and the tool itself, which is where the lab's nodes differ from a fleet.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+CLK_TCK=$(getconf CLK_TCK)
 
 # measure N OP TOOL RUN VALIDATOR -- CMD...
-# Times CMD (wall clock) under GNU time (peak RSS), checks the run did its job
-# (VALIDATOR LOG N; a failed run stops the bench), and leaves the sample in
-# LAST_SAMPLE and whether the test suite ran meanwhile in LAST_BUSY.
+# Times CMD (wall clock) under GNU time (peak RSS; the CPU time of CMD and the
+# children it waited for), with the whole machine's CPU time over the same
+# span, checks the run did its job (VALIDATOR LOG N; a failed run stops the
+# bench), and leaves the sample in LAST_SAMPLE and whether the test suite ran
+# meanwhile in LAST_BUSY.
 measure() {
   local n=$1 op=$2 tool=$3 run=$4 validate=$5
   shift 6
-  local logf="$TMP/logs/$op-${tool// /_}-n$n-rtt$RTT-r$run.log" t0 t1 rc=0 rss busy=0 secs
+  local logf="$TMP/logs/$op-${tool// /_}-n$n-rtt$RTT-r$run.log" t0 t1 rc=0 rss busy=0 secs b0 b1 utime stime cpu_tool cpu_machine
   wait_quiet
   # Watch for the test suite during the sample, twice a second.
   rm -f "$TMP/busy"
   (while :; do vitest_running && : >"$TMP/busy"; sleep 0.5; done) &
   local watcher=$!
+  b0=$(busy_ticks)
   t0=$(now)
-  /usr/bin/time -o "$TMP/time.out" -f '%M' "$@" >"$logf" 2>&1 || rc=$?
+  /usr/bin/time -o "$TMP/time.out" -f '%M %U %S' "$@" >"$logf" 2>&1 || rc=$?
   t1=$(now)
+  b1=$(busy_ticks)
   kill "$watcher" 2>/dev/null || true
   wait "$watcher" 2>/dev/null || true
   [[ -e $TMP/busy ]] && busy=1
   ((busy)) && VITEST_SEEN=1
   secs=$(elapsed "$t0" "$t1")
-  rss=$(tail -n 1 "$TMP/time.out")
+  read -r rss utime stime < <(tail -n 1 "$TMP/time.out")
+  cpu_tool=$(awk -v u="$utime" -v s="$stime" 'BEGIN { printf "%.2f", u + s }')
+  cpu_machine=$(awk -v a="$b0" -v b="$b1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
   if ((rc != 0)) || ! "$validate" "$logf" "$n"; then
     log "$op/$tool at N=$n (run $run) failed (exit $rc); last lines of $logf:"
     tail -n 15 "$logf" >&2
@@ -335,10 +348,10 @@ measure() {
     meta "failed_attempt_$FAILURES" "$op/$tool N=$n RTT=$RTT run $run: exit $rc ($(grep -m1 -iE 'error|fatal|failed' "$logf" | cut -c1-160))"
     return 1
   fi
-  LAST_SAMPLE=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$RTT" "$n" "$op" "$tool" "$run" "$secs" "$rss" "$busy")
+  LAST_SAMPLE=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$RTT" "$n" "$op" "$tool" "$run" "$secs" "$rss" "$busy" "$cpu_tool" "$cpu_machine")
   LAST_BUSY=$busy
-  printf 'bench:   RTT=%-3s N=%-4s %-5s %-26s run %-6s %7.2f s  peak RSS %6.1f MB%s\n' "$RTT" "$n" "$op" "$tool" "$run" "$secs" \
-    "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')" "$( ((busy)) && echo '  (the test suite was running)')" >&2
+  printf 'bench:   RTT=%-3s N=%-4s %-5s %-26s run %-6s %7.2f s  peak RSS %6.1f MB  CPU %6.2f s (machine %6.2f s)%s\n' "$RTT" "$n" "$op" "$tool" "$run" "$secs" \
+    "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')" "$cpu_tool" "$cpu_machine" "$( ((busy)) && echo '  (the test suite was running)')" >&2
 }
 
 count() { grep -cE "$1" "$2" || true; }
@@ -417,7 +430,9 @@ profile_run() { # OP N
   wait_quiet
   local yes=
   if [[ $op == plan ]]; then inv="$INV/rollout-plan.yaml"; else inv="$INV/rollout-apply.yaml" yes=--yes; fi
-  env CI=true ROLLOUT_STATE_DIR="$TMP/state" TRACE_SSH_FILE="$dir/$op-trace.jsonl" \
+  # Which commands the run costs the nodes: process accounting around it (profile/process-cpu.sh).
+  bash "$BENCH_DIR/profile/process-cpu.sh" "$dir/$op-processes.txt" -- \
+    env CI=true ROLLOUT_STATE_DIR="$TMP/state" TRACE_SSH_FILE="$dir/$op-trace.jsonl" \
     node --cpu-prof --cpu-prof-dir="$dir" --cpu-prof-name="$op.cpuprofile" -r "$BENCH_DIR/profile/trace-ssh.cjs" \
     "$CLI" "$op" "$inv" --parallel "$n" ${yes:+"$yes"} >"$dir/$op.log" 2>&1 || rc=$?
   ((rc == 0)) || log "warning: the profiled $op at N=$n exited $rc (see $dir/$op.log)"
@@ -429,7 +444,7 @@ profile_run() { # OP N
     [[ -f $PROFILE_DIR/n$n/apply-trace.jsonl ]] && base=(--base "$PROFILE_DIR/n$n/apply-trace.jsonl")
     node "$BENCH_DIR/profile/round-trips.mjs" --rtt "$RTT" "${base[@]}" "$dir/apply-trace.jsonl" >"$dir/apply-round-trips.txt" 2>&1 || true
   fi
-  log "N=$n RTT=$RTT: profiled $op: $dir/$op-cpu.txt, $dir/$op-trace.txt"
+  log "N=$n RTT=$RTT: profiled $op: $dir/$op-cpu.txt, $dir/$op-trace.txt, $dir/$op-processes.txt"
 }
 
 # Runs every tool RUNS times, the order rotated from one run to the next so
