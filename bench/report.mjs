@@ -272,12 +272,15 @@ if (withCpu.length) {
   const cores = Number(meta.cpus) || 2;
   lines.push('## CPU: what the lab\'s shared cores carry', '');
   lines.push(`Medians per sample. "tool": the tool's own CPU time (GNU time user + system, with the children it waited for: the floor's \`ssh\`es, Ansible's forks). "machine": the whole machine's busy CPU time over the same span (/proc/stat): every lab node's processes (sshd, shells, systemctl, journalctl, curl, systemd and journald, the simulated KMS), the Vault double, the relay and the tool. "busy": machine CPU / (wall × ${cores} cores). "nodes over floor, per node": (machine − tool) − the same for the floor of the same work, divided by N: what the tool makes the nodes (and the lab's doubles) do beyond the floor, which a fleet spreads over N machines and the lab runs on ${cores} cores.`, '');
-  lines.push('| RTT ms | N | op | tool | median s | CPU s: tool | CPU s: machine | busy | nodes over floor, per node (CPU ms) |', '|---:|---:|---|---|---:|---:|---:|---:|---:|');
+  lines.push(`"extra CPU / ${cores} cores": (machine − the floor's machine) / ${cores}, the least time the lab's cores need for that extra work, beside "wall over floor": when it is as large, the whole gap to the floor can be the lab's queueing.`, '');
+  lines.push(`| RTT ms | N | op | tool | median s | CPU s: tool | CPU s: machine | busy | nodes over floor, per node (CPU ms) | wall over floor s | extra CPU / ${cores} cores s |`, '|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of withCpu) {
     const fl = isFloor(r.tool) ? null : row(r.op, r.n, r.overhead_over, r.rtt_ms);
+    const has = fl && fl.cpu_machine_s !== null;
     const rest = (x) => x.cpu_machine_s - (x.cpu_tool_s ?? 0);
-    const over = fl && fl.cpu_machine_s !== null && r.cpu_tool_s !== null && fl.cpu_tool_s !== null ? (1000 * (rest(r) - rest(fl))) / r.n : null;
-    lines.push(`| ${r.rtt_ms} | ${r.n} | ${r.op} | ${r.tool} | ${fmt(r.median_s)} | ${fmt(r.cpu_tool_s)} | ${fmt(r.cpu_machine_s)} | ${fmt((100 * r.cpu_machine_s) / (r.median_s * cores), 0)}% | ${over === null ? '–' : fmt(over, 0)} |`);
+    const over = has && r.cpu_tool_s !== null && fl.cpu_tool_s !== null ? (1000 * (rest(r) - rest(fl))) / r.n : null;
+    const cells = has ? `${fmt(r.median_s - fl.median_s)} | ${fmt((r.cpu_machine_s - fl.cpu_machine_s) / cores)}` : '– | –';
+    lines.push(`| ${r.rtt_ms} | ${r.n} | ${r.op} | ${r.tool} | ${fmt(r.median_s)} | ${fmt(r.cpu_tool_s)} | ${fmt(r.cpu_machine_s)} | ${fmt((100 * r.cpu_machine_s) / (r.median_s * cores), 0)}% | ${over === null ? '–' : fmt(over, 0)} | ${cells} |`);
   }
   lines.push('');
 }
