@@ -10,8 +10,8 @@
 #
 #   process-cpu.sh OUT.txt -- CMD...   (CMD's exit code; the table in OUT.txt)
 set -euo pipefail
-out=$1
-[[ ${2:-} == -- ]] || { echo "usage: process-cpu.sh OUT.txt -- CMD..." >&2; exit 2; }
+out=${1:-}
+[[ -n $out && ${2:-} == -- && $# -gt 2 ]] || { echo "usage: process-cpu.sh OUT.txt -- CMD..." >&2; exit 2; }
 shift 2
 for t in accton dump-acct; do
   command -v "$t" >/dev/null 2>&1 || { echo "process-cpu.sh: $t is missing (apt-get install acct)" >&2; exit 2; }

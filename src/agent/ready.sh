@@ -50,7 +50,6 @@ api_ask() {
 }
 
 # api_ask's requests, $aca a file by now.
-
 api_poll() {
   if [ "$1" = version ]; then amax=5; api_get /version; echo "@api $rc $code $text"; return 0; fi
   if [ "$secs" = 0 ]; then amax=5; api_get /v1/health/ready; echo "@api $rc $code $text"; return 0; fi
