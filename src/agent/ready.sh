@@ -36,31 +36,35 @@ api_ask() {
   # A CA directory is trusted the way MinKMS reads it: every file in it, here
   # joined into one temporary file (public certificates) for curl. So it needs
   # no OpenSSL hash links, as curl --capath would, and curl loads no system
-  # bundle besides (about 25 ms a request).
+  # bundle besides (about 25 ms a request). The file goes before the answer is
+  # written: a reader that has gone away ends the script at that write.
   if [ "$ak" != 1 ] && [ -d "$aca" ]; then
-    bundle=$(mktemp) || { echo "@api 77 000 cannot make a temporary file for the CAs in $aca"; return 0; }
-    cat -- "$aca"/* >"$bundle" 2>/dev/null
-    if grep -q -- '-----BEGIN CERTIFICATE-----' "$bundle"; then aca=$bundle; api_poll "$@"
-    else echo "@api 77 000 no CA certificate in $aca"
+    if ! bundle=$(mktemp); then rc=77 code=000 text="cannot make a temporary file for the CAs in $aca"
+    else
+      cat -- "$aca"/* >"$bundle" 2>/dev/null
+      if grep -q -- '-----BEGIN CERTIFICATE-----' "$bundle"; then aca=$bundle; api_poll "$1"
+      else rc=77 code=000 text="no CA certificate in $aca"
+      fi
+      rm -f -- "$bundle"
     fi
-    rm -f -- "$bundle"
-    return 0
+  else
+    api_poll "$1"
   fi
-  api_poll "$@"
+  echo "@api $rc $code $text"
 }
 
-# api_ask's requests, $aca a file by now.
+# api_ask's requests ($aca a file by now): sets $rc, $code and $text of the last.
 api_poll() {
-  if [ "$1" = version ]; then amax=5; api_get /version; echo "@api $rc $code $text"; return 0; fi
-  if [ "$secs" = 0 ]; then amax=5; api_get /v1/health/ready; echo "@api $rc $code $text"; return 0; fi
+  amax=5
+  if [ "$1" = version ]; then api_get /version; return 0; fi
+  if [ "$secs" = 0 ]; then api_get /v1/health/ready; return 0; fi
   end=$(( $(date +%s) + secs ))
   while :; do
     left=$(( end - $(date +%s) ))
-    # One request (secs 0) gets 5 s; polling never outlasts its time by more than 1 s.
-    amax=$(( secs == 0 || left > 5 ? 5 : left < 1 ? 1 : left ))
+    # Polling never outlasts its time by more than 1 s.
+    amax=$(( left > 5 ? 5 : left < 1 ? 1 : left ))
     api_get /v1/health/ready
     if [ "$code" = 200 ] || [ "$(date +%s)" -ge "$end" ]; then break; fi
     sleep 0.25
   done
-  echo "@api $rc $code $text"
 }
